@@ -1,0 +1,117 @@
+//! Builds the plugins workspace (`plugins/`) for wasm32-wasip2 so that `cargo build` of the host
+//! yields everything the quickstart needs. First-party plugins are embedded in the binary (see
+//! `plugins::builtin`); the directory of all built components is exported to tests as
+//! `MAILWIT_PLUGIN_WASM_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap();
+    let plugins = root.join("plugins");
+    let wit = root.join("wit");
+
+    println!("cargo:rerun-if-changed={}", wit.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("Cargo.lock").display()
+    );
+    for crate_dir in plugin_crates(&plugins) {
+        println!("cargo:rerun-if-changed={}", crate_dir.display());
+    }
+
+    let target_dir = plugins.join("target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&plugins)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--workspace",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The outer build's flags and target settings are for the host, not for the guests.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .expect("running cargo for the plugins workspace");
+    if !status.success() {
+        panic!(
+            "building plugins/ for wasm32-wasip2 failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
+        );
+    }
+
+    let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
+    println!(
+        "cargo:rustc-env=MAILWIT_PLUGIN_WASM_DIR={}",
+        wasm_dir.display()
+    );
+    write_builtin_table(&plugins, &wasm_dir);
+}
+
+/// Every crate directory in the plugins workspace (the SDK, first-party plugins, test plugins).
+fn plugin_crates(plugins: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for group in [plugins.to_path_buf(), plugins.join("testing")] {
+        let Ok(entries) = std::fs::read_dir(&group) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.join("Cargo.toml").exists() {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// First-party plugins are the crates directly under `plugins/` (not the SDK, not `testing/`);
+/// each is embedded under its directory name, e.g. `recipients`.
+fn write_builtin_table(plugins: &Path, wasm_dir: &Path) {
+    let mut rows = String::new();
+    for crate_dir in plugin_crates(plugins) {
+        if crate_dir.parent() != Some(plugins) || crate_dir.ends_with("sdk") {
+            continue;
+        }
+        let short = crate_dir.file_name().unwrap().to_string_lossy().to_string();
+        let package = format!("mailwit_plugin_{}", short.replace('-', "_"));
+        let wasm = wasm_dir.join(format!("{package}.wasm"));
+        if wasm.exists() {
+            rows.push_str(&format!(
+                "    ({short:?}, include_bytes!({:?})),\n",
+                wasm.display().to_string()
+            ));
+        } else {
+            println!(
+                "cargo:warning=plugin crate {} did not produce {}",
+                crate_dir.display(),
+                wasm.display()
+            );
+        }
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs");
+    let table = format!(
+        "/// First-party plugins built into the binary: (short name, component bytes).\npub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n{rows}];\n"
+    );
+    std::fs::write(out, table).unwrap();
+}

@@ -1,0 +1,23 @@
+//! mailwit: a programmable ESMTP server whose policy lives in sandboxed WebAssembly components.
+//!
+//! Concerns, one module each:
+//! - [`smtp`]: the sans-IO protocol state machine (bytes in, replies and events out; no sockets).
+//! - [`server`]: listeners, the per-connection IO loop, TLS, connection limits, timeouts.
+//! - [`config`]: the TOML schema, validation and file:line diagnostics.
+//! - [`policy`]: the seam the engine calls at each stage (hooks) and its types.
+//! - [`plugins`]: the Wasm plugin platform implementing [`policy`] with wasmtime components.
+//! - [`spool`]: the durable message store with group commit and recovery.
+//! - [`queue`]: the scheduler, retries and bounces.
+//! - [`delivery`]: the delivery agents (Maildir, LMTP, SMTP relay, MX).
+//! - [`admin`]: the local admin socket (`mailwit reload`, `mailwit queue …`).
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod plugins;
+pub mod policy;
+pub mod queue;
+pub mod server;
+pub mod smtp;
+pub mod spool;

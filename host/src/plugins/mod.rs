@@ -1,0 +1,14 @@
+//! The Wasm plugin platform: engine, loading, pipelines, hot reload (to be built).
+
+pub mod builtin {
+    //! First-party plugins embedded at build time by `host/build.rs`, by short name.
+    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+
+    /// The component bytes of a first-party plugin, e.g. `find("recipients")`.
+    pub fn find(name: &str) -> Option<&'static [u8]> {
+        BUILTIN_PLUGINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, bytes)| *bytes)
+    }
+}

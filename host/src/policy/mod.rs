@@ -1,0 +1,305 @@
+//! The seam between the SMTP engine and whatever decides policy.
+//!
+//! The server calls a [`SessionHooks`] at each stage of a session; the plugin platform
+//! (`crate::plugins`) implements it with Wasm components, and [`NoHooks`] is the empty default.
+//! These types mirror `wit/types.wit` so the engine never depends on generated bindings.
+//! Whatever the hooks say, the core still enforces relay control (an unauthenticated client only
+//! reaches local domains) as a safety net.
+
+use std::net::SocketAddr;
+
+/// An SMTP reply with its RFC 3463 enhanced status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// e.g. "5.7.1"
+    pub enhanced: String,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn new(code: u16, enhanced: impl Into<String>, text: impl Into<String>) -> Self {
+        Reply {
+            code,
+            enhanced: enhanced.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// A hook's decision. `Continue` passes to the next plugin, then to the core's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    Accept,
+    Reject(Reply),
+    Tempfail(Reply),
+    Disconnect(Reply),
+    /// Accept the message, deliver it nowhere (data stage).
+    Discard,
+    /// Accept the message and hold it for an operator (data stage).
+    Quarantine(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerRole {
+    Mx,
+    Submission,
+    Submissions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// e.g. "TLSv1.3"
+    pub version: String,
+    /// e.g. "TLS13_AES_256_GCM_SHA384"
+    pub cipher: String,
+}
+
+/// What a hook knows about the session it runs in.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub listener: String,
+    pub role: ListenerRole,
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub helo: Option<String>,
+    pub tls: Option<TlsInfo>,
+    pub authenticated: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BodyType {
+    SevenBit,
+    EightBitMime,
+    BinaryMime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DsnRet {
+    Full,
+    Hdrs,
+}
+
+/// RFC 3461 NOTIFY. `None` on a recipient means the client did not say; all false means NEVER.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Notify {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+/// MAIL FROM with its parameters. `address` is empty for the null reverse-path `<>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReversePath {
+    pub address: String,
+    pub size: Option<u64>,
+    pub body: Option<BodyType>,
+    pub smtputf8: bool,
+    pub ret: Option<DsnRet>,
+    pub envid: Option<String>,
+}
+
+/// RCPT TO with its parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Recipient {
+    pub address: String,
+    pub notify: Option<Notify>,
+    /// ORCPT as given, e.g. "rfc822;bob@example.test".
+    pub orcpt: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Envelope {
+    pub reverse_path: ReversePath,
+    pub recipients: Vec<Recipient>,
+}
+
+/// Credentials offered with AUTH.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// "PLAIN" or "LOGIN"
+    pub mechanism: String,
+    pub authzid: String,
+    pub authcid: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthResult {
+    /// Authenticated as this identity.
+    Ok(String),
+    Invalid,
+    /// Not this backend's user: ask the next.
+    Unknown,
+    Tempfail(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptResult {
+    pub verdict: Verdict,
+    /// Replace the recipient with this address (aliases).
+    pub rewrite: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modification {
+    /// Append a header field at the end of the header.
+    AddHeader {
+        name: String,
+        value: String,
+    },
+    /// Insert a header field at the top.
+    InsertHeader {
+        name: String,
+        value: String,
+    },
+    /// Remove every field with this name.
+    RemoveHeader(String),
+    /// Replace the first field with this name, or add it.
+    ReplaceHeader {
+        name: String,
+        value: String,
+    },
+    AddRecipient(String),
+    RemoveRecipient(String),
+    ChangeReversePath(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataResult {
+    pub verdict: Verdict,
+    pub modifications: Vec<Modification>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    None,
+    Opportunistic,
+    Required,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayTarget {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsPolicy,
+    /// Name of a credentials entry in the configuration.
+    pub credentials: Option<String>,
+}
+
+/// Where one recipient's copy goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RouteDecision {
+    /// Local Maildir of this mailbox address.
+    Maildir(String),
+    /// LMTP to "host:port" or a unix socket path.
+    Lmtp(String),
+    Relay(RelayTarget),
+    Mx,
+    Discard,
+    /// No opinion: the next plugin, then the configuration's route table.
+    Continue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    Deferred,
+    Bounced,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryEvent {
+    pub message_id: String,
+    pub reverse_path: String,
+    pub recipient: String,
+    pub outcome: DeliveryOutcome,
+    pub reply: Option<Reply>,
+    pub attempts: u32,
+}
+
+/// The message as the data hook sees it: complete raw bytes (header + body, CRLF line ends,
+/// dot-unstuffed), before the host's own Received header.
+pub struct Message<'a> {
+    pub bytes: &'a [u8],
+}
+
+/// Per-session hooks. One value lives as long as one SMTP connection, so an implementation may keep
+/// state across that session's stages (never across sessions). Every method has a "no opinion" default.
+#[async_trait::async_trait]
+pub trait SessionHooks: Send {
+    /// Called before each MAIL command is processed, so an implementation can move the session to the
+    /// newest configuration generation between transactions (never inside one).
+    async fn begin_transaction(&mut self) {}
+
+    async fn connect(&mut self, _session: &SessionInfo) -> Verdict {
+        Verdict::Continue
+    }
+
+    async fn ehlo(&mut self, _session: &SessionInfo, _name: &str) -> Verdict {
+        Verdict::Continue
+    }
+
+    /// Credential check. `Unknown` lets the core's built-in users file decide.
+    async fn auth(&mut self, _session: &SessionInfo, _credentials: &Credentials) -> AuthResult {
+        AuthResult::Unknown
+    }
+
+    async fn mail(&mut self, _session: &SessionInfo, _from: &ReversePath) -> Verdict {
+        Verdict::Continue
+    }
+
+    async fn rcpt(
+        &mut self,
+        _session: &SessionInfo,
+        _from: &ReversePath,
+        _rcpt: &Recipient,
+    ) -> RcptResult {
+        RcptResult {
+            verdict: Verdict::Continue,
+            rewrite: None,
+        }
+    }
+
+    async fn data(
+        &mut self,
+        _session: &SessionInfo,
+        _envelope: &Envelope,
+        _message: Message<'_>,
+    ) -> DataResult {
+        DataResult {
+            verdict: Verdict::Continue,
+            modifications: Vec::new(),
+        }
+    }
+}
+
+/// Makes the hooks for each new connection on a listener.
+pub trait HookFactory: Send + Sync {
+    fn session_hooks(&self, listener: &str) -> Box<dyn SessionHooks>;
+}
+
+/// Queue-side hooks: routing and delivery notifications (no SMTP session involved).
+#[async_trait::async_trait]
+pub trait QueueHooks: Send + Sync {
+    async fn route(&self, _from: &ReversePath, _rcpt: &Recipient) -> RouteDecision {
+        RouteDecision::Continue
+    }
+    async fn delivery(&self, _event: &DeliveryEvent) {}
+}
+
+/// No plugins: every hook has no opinion, so the core's defaults decide.
+pub struct NoHooks;
+
+impl SessionHooks for NoHooks {}
+impl QueueHooks for NoHooks {}
+
+impl HookFactory for NoHooks {
+    fn session_hooks(&self, _listener: &str) -> Box<dyn SessionHooks> {
+        Box::new(NoHooks)
+    }
+}

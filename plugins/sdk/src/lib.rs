@@ -1,0 +1,1 @@
+//! The Rust SDK for mailwit plugins (placeholder until the SDK lands).
