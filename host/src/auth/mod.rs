@@ -7,8 +7,8 @@
 //! does not reveal which users exist.
 
 use crate::policy::{AuthResult, Credentials};
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -72,7 +72,9 @@ impl UserDb {
         let known = self.users.get(&user).cloned();
         // Acting as someone else (authzid) is not something the users file can grant.
         let foreign_authzid = !credentials.authzid.is_empty()
-            && !credentials.authzid.eq_ignore_ascii_case(&credentials.authcid);
+            && !credentials
+                .authzid
+                .eq_ignore_ascii_case(&credentials.authcid);
         let secret = credentials.secret.clone();
         let hash = known.clone().unwrap_or_else(|| dummy_hash().to_string());
         let verified = tokio::task::spawn_blocking(move || verify_password(&secret, &hash))

@@ -133,7 +133,7 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
-    /// Waiting for the first command after the greeting.
+    /// Before the greeting: the implicit-TLS handshake (a STARTTLS handshake gets `command`).
     pub greeting: u64,
     /// Waiting for the next command.
     pub command: u64,
@@ -253,9 +253,9 @@ impl LocalConfig {
                 .iter()
                 .find(|(alias, _)| alias.eq_ignore_ascii_case(&current))
                 .or_else(|| {
-                    self.aliases
-                        .iter()
-                        .find(|(alias, _)| !alias.contains('@') && alias.eq_ignore_ascii_case(local))
+                    self.aliases.iter().find(|(alias, _)| {
+                        !alias.contains('@') && alias.eq_ignore_ascii_case(local)
+                    })
                 })
                 .map(|(_, target)| target.to_ascii_lowercase())?;
             current = target;

@@ -154,7 +154,10 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         let s = &self.server;
         if s.hostname.is_empty() || s.hostname.contains(|c: char| c.is_whitespace()) {
-            return Err(("server.hostname".into(), "must be a non-empty host name".into()));
+            return Err((
+                "server.hostname".into(),
+                "must be a non-empty host name".into(),
+            ));
         }
         let limits = &s.limits;
         let positive = [
@@ -189,7 +192,10 @@ impl Config {
             ("data_termination", t.data_termination),
         ] {
             if value == 0 {
-                return Err((format!("server.timeouts.{key}"), "must be at least 1 second".into()));
+                return Err((
+                    format!("server.timeouts.{key}"),
+                    "must be at least 1 second".into(),
+                ));
             }
         }
         if s.tls.cert.is_some() != s.tls.key.is_some() {
@@ -229,7 +235,8 @@ impl Config {
         }
         for (i, mailbox) in self.local.mailboxes.iter().enumerate() {
             match mailbox.rsplit_once('@') {
-                Some((local, domain)) if !local.is_empty() && self.local.is_local_domain(domain) => {}
+                Some((local, domain))
+                    if !local.is_empty() && self.local.is_local_domain(domain) => {}
                 _ => {
                     return Err((
                         format!("local.mailboxes[{i}]"),
@@ -254,7 +261,10 @@ impl Config {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -312,8 +322,11 @@ mod tests {
         let e = err("[server]\nhostname = \"a\"\nbogus = 1\n");
         assert_eq!((e.line, e.column), (3, 1));
         assert!(e.message.contains("bogus"), "{e}");
-        assert_eq!(e.key, "server");
-        assert!(e.to_string().starts_with("t.toml:3:1: server: "), "{e}");
+        assert_eq!(e.key, "server.bogus");
+        assert!(
+            e.to_string().starts_with("t.toml:3:1: server.bogus: "),
+            "{e}"
+        );
     }
 
     #[test]
@@ -337,12 +350,16 @@ mod tests {
         let e = err("[server.limits]\nmax_recipients = 0\n");
         assert_eq!(e.key, "server.limits.max_recipients");
         assert_eq!(e.line, 2);
-        let e = err("[local]\ndomains = [\"a.test\"]\nmailboxes = [\"x@a.test\"]\n\
-                     aliases = { postmaster = \"nobody@a.test\" }\n");
+        let e = err(
+            "[local]\ndomains = [\"a.test\"]\nmailboxes = [\"x@a.test\"]\n\
+                     aliases = { postmaster = \"nobody@a.test\" }\n",
+        );
         assert_eq!(e.key, "local.aliases.postmaster");
         assert_eq!(e.line, 4);
-        let e = err("[[listeners]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nrole = \"mx\"\n\
-                     pipeline = \"nope\"\n");
+        let e = err(
+            "[[listeners]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nrole = \"mx\"\n\
+                     pipeline = \"nope\"\n",
+        );
         assert_eq!(e.key, "listeners[0].pipeline");
         assert_eq!(e.line, 5);
     }

@@ -20,7 +20,11 @@ pub fn acceptor(config: &TlsConfig, hostname: &str) -> anyhow::Result<TlsAccepto
             let certs = CertificateDer::pem_file_iter(cert)
                 .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
                 .with_context(|| format!("{}: cannot read PEM certificates", cert.display()))?;
-            anyhow::ensure!(!certs.is_empty(), "{}: no certificate found", cert.display());
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "{}: no certificate found",
+                cert.display()
+            );
             let key = PrivateKeyDer::from_pem_file(key)
                 .with_context(|| format!("{}: cannot read PEM private key", key.display()))?;
             (certs, key)
