@@ -32,6 +32,10 @@ enum Command {
     },
     /// Read a password on standard input, print its argon2 PHC hash for a users file.
     HashPassword,
+    /// Inspect and steer the running server's queue (over `<state>/admin.sock`).
+    Queue(mailwit::admin::cli::QueueArgs),
+    /// Reload plugins and pipelines of the running server.
+    Reload(mailwit::admin::cli::ReloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
         Command::Serve { config, state_dir } => serve(config, state_dir),
         Command::CheckConfig { config } => check_config(config),
         Command::HashPassword => hash_password(),
+        Command::Queue(args) => return admin(mailwit::admin::cli::run_queue(&args)),
+        Command::Reload(args) => return admin(mailwit::admin::cli::run_reload(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,6 +55,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an admin-socket command; its exit code is the process's.
+fn admin(command: impl std::future::Future<Output = i32>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    ExitCode::from(runtime.block_on(command).clamp(0, 255) as u8)
 }
 
 fn init_logging() {

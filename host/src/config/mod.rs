@@ -225,6 +225,10 @@ impl Config {
                 ));
             }
         }
+        if let Err(e) = self.routes.validate() {
+            let (key, message) = e.split_once(": ").unwrap_or(("routes", &e));
+            return Err((key.to_string(), message.to_string()));
+        }
         for (i, domain) in self.local.domains.iter().enumerate() {
             if domain.is_empty() || domain.contains(['@', ' ']) || domain.ends_with('.') {
                 return Err((

@@ -152,7 +152,8 @@ fn session_config(shared: &Shared, listener: &ListenerConfig) -> SessionConfig {
         auth: listener.auth(),
         auth_plaintext: listener.auth_plaintext,
         auth_required: listener.auth_required(),
-        ..SessionConfig::default()
+        // ETRN is offered only where the queue config allows some clients to use it.
+        etrn: shared.queue.is_some() && !shared.config.queue.etrn_clients.is_empty(),
     }
 }
 

@@ -17,9 +17,14 @@ pub mod relay;
 pub mod stages;
 pub mod tls;
 
+use crate::admin::AdminServer;
 use crate::auth::UserDb;
 use crate::config::Config;
-use crate::policy::{HookFactory, NoHooks};
+use crate::config::engine::LocalConfig;
+use crate::delivery::maildir::Maildir;
+use crate::delivery::{Agents, LocalOnly};
+use crate::policy::{HookFactory, NoHooks, QueueHooks};
+use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::spool::Spool;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -34,6 +39,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub hooks: Arc<dyn HookFactory>,
     pub spool: Arc<Spool>,
+    /// For ETRN (None: ETRN is not offered).
+    pub queue: Option<Queue>,
     pub users: UserDb,
     pub tls: tokio_rustls::TlsAcceptor,
     pub limits: Arc<limits::ConnectionLimits>,
@@ -63,11 +70,13 @@ pub struct Server {
 
 impl Server {
     /// Binds every listener (port 0 gets a free port; see [`Server::addresses`]) and starts
-    /// accepting. `hooks` makes each connection's policy hooks ([`NoHooks`] without plugins).
+    /// accepting. `hooks` makes each connection's policy hooks ([`NoHooks`] without plugins);
+    /// `queue`, when given, serves ETRN.
     pub async fn start(
         config: Arc<Config>,
         hooks: Arc<dyn HookFactory>,
         spool: Arc<Spool>,
+        queue: Option<Queue>,
     ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
         let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
@@ -81,6 +90,7 @@ impl Server {
             config: config.clone(),
             hooks,
             spool,
+            queue,
             users,
             tls,
             limits,
@@ -170,30 +180,64 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mailwit serve`: opens the spool, starts the server, runs until SIGTERM/SIGINT, then shuts
+/// The `[local]` section answers the queue's routing questions too.
+impl LocalDomains for LocalConfig {
+    fn is_local_domain(&self, domain: &str) -> bool {
+        LocalConfig::is_local_domain(self, domain)
+    }
+    fn resolve(&self, address: &str) -> Option<String> {
+        LocalConfig::resolve(self, address)
+    }
+}
+
+/// `mailwit serve`: opens the spool, starts the queue manager (which resumes whatever the
+/// spool holds), the admin socket and the listeners; runs until SIGTERM/SIGINT, then shuts
 /// down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let state_dir = config.server.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("{}: cannot create state dir", state_dir.display()))?;
+    let spool_dir = state_dir.join("queue");
     let spool = Arc::new(
-        Spool::open(state_dir.join("queue"))
+        Spool::open(spool_dir.clone())
             .await
-            .with_context(|| format!("{}: cannot open spool", state_dir.join("queue").display()))?,
+            .with_context(|| format!("{}: cannot open spool", spool_dir.display()))?,
     );
+    // TODO(pluginhost): the plugin platform's HookFactory and QueueHooks replace NoHooks here.
     let hooks: Arc<dyn HookFactory> = Arc::new(NoHooks);
-    let server = Server::start(config.clone(), hooks, spool.clone()).await?;
+    let queue_hooks: Arc<dyn QueueHooks> = Arc::new(NoHooks);
+    // TODO(delivery): remote agents (SMTP relay, LMTP, MX); until then remote mail stays queued.
+    let agents: Arc<dyn Agents> = Arc::new(LocalOnly {
+        maildir: Maildir::new(state_dir.join("mail"), &config.server.hostname),
+    });
+    let queue = Queue::start(
+        spool.clone(),
+        QueueOptions {
+            config: config.queue.clone(),
+            routes: config.routes.clone(),
+            hostname: config.server.hostname.clone(),
+            hooks: queue_hooks,
+            local: Arc::new(config.local.clone()),
+            agents,
+        },
+    )
+    .await
+    .context("cannot start the queue manager")?;
+    let _admin = AdminServer::start(&state_dir, Some(queue.clone()), None)
+        .await
+        .context("cannot start the admin socket")?;
+    let server = Server::start(config.clone(), hooks, spool, Some(queue.clone())).await?;
     server.write_listeners_json(&state_dir)?;
     tracing::info!(state_dir = %state_dir.display(), "mailwit ready");
 
     wait_for_signal().await?;
     tracing::info!("shutting down: no new connections; finishing transactions in flight");
     server.shutdown().await;
+    queue.shutdown();
     tracing::info!("stopped");
     Ok(())
 }
-
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;

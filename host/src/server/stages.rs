@@ -54,12 +54,23 @@ impl Stage {
             Event::Mail(from) => self.mail(from).await,
             Event::Rcpt(rcpt) => self.rcpt(session, rcpt).await,
             Event::Message { envelope, data } => self.message(envelope, data).await,
-            Event::Etrn { domain } => {
-                tracing::info!(%domain, "ETRN");
-                Answer::Accept
-            }
+            Event::Etrn { domain } => self.etrn(domain),
             Event::StartTls | Event::Close => Answer::Accept,
         }
+    }
+
+    /// ETRN (RFC 1985): start a queue run for a domain, for clients `[queue] etrn_clients` lists.
+    fn etrn(&mut self, domain: String) -> Answer {
+        let queue = match &self.shared.queue {
+            Some(queue) if self.shared.config.queue.etrn_allowed(self.info.client.ip()) => queue,
+            _ => {
+                return Answer::Refuse(Reply::new(458, "4.7.0", "ETRN not allowed for you"));
+            }
+        };
+        let name = domain.trim_start_matches(['@', '#']);
+        let flushed = queue.flush(Some(name));
+        tracing::info!(%domain, flushed, "ETRN");
+        Answer::Accept
     }
 
     async fn ehlo(&mut self, name: String, extended: bool) -> Answer {
