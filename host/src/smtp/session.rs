@@ -81,7 +81,7 @@ pub struct Session {
     pub(super) authenticated: Option<String>,
     pub(super) transaction: Option<Transaction>,
     pub(super) phase: Phase,
-    input: Vec<u8>,
+    pub(super) input: Vec<u8>,
     pos: usize,
     /// Inside an overlong line: drop bytes up to the next LF, then reply 500 5.5.2.
     discarding_line: bool,
