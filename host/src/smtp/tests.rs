@@ -1075,6 +1075,17 @@ fn long_auth_lines_are_allowed() {
     assert_eq!(out.codes(), ["535 5.7.8"]);
 }
 
+#[test]
+fn overlong_sasl_response_ends_the_exchange() {
+    let huge = "A".repeat(20_000);
+    let out = run_tls(
+        auth_config(),
+        &format!("EHLO c\r\nAUTH PLAIN\r\n{huge}\r\nNOOP\r\n"),
+    );
+    assert_eq!(out.codes(), ["500 5.5.2", "250 2.0.0"]);
+    assert_eq!(out.events, ["ehlo c"]);
+}
+
 // ---------------------------------------------------------------- ETRN, timeouts, refusal
 
 #[test]
@@ -1132,4 +1143,45 @@ fn answer_without_pending_event_is_ignored() {
     s.answer(Answer::Accept);
     assert!(s.take_output().is_empty());
     assert!(!s.is_closed());
+}
+
+/// Not a timed assertion: prints a throughput figure for the report (run with --ignored --nocapture).
+#[test]
+#[ignore]
+fn throughput_figure() {
+    let body = "Subject: load\r\n\r\n".to_string()
+        + &"0123456789abcdef ".repeat(50).trim_end().to_string();
+    let mut message = String::new();
+    while message.len() < 10_000 {
+        message.push_str(&body);
+        message.push_str("\r\n");
+    }
+    let one =
+        format!("MAIL FROM:<a@c.example>\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n{message}.\r\n");
+    let transactions = 20_000;
+    let mut s = greeted(config());
+    let mut delivered = 0usize;
+    let start = std::time::Instant::now();
+    s.receive(b"EHLO c\r\n");
+    for _ in 0..=transactions {
+        while let Some(event) = s.poll() {
+            match event {
+                Event::Message { data, .. } => {
+                    delivered += data.len();
+                    s.answer(Answer::Queued("q".into()));
+                }
+                _ => s.answer(Answer::Accept),
+            }
+        }
+        s.take_output();
+        s.receive(one.as_bytes());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(delivered / transactions, message.len());
+    println!(
+        "{transactions} transactions of {} bytes in {secs:.3}s: {:.0} tx/s, {:.1} MB/s",
+        one.len(),
+        transactions as f64 / secs,
+        (transactions * one.len()) as f64 / secs / 1e6
+    );
 }
