@@ -1149,8 +1149,7 @@ fn answer_without_pending_event_is_ignored() {
 #[test]
 #[ignore]
 fn throughput_figure() {
-    let body = "Subject: load\r\n\r\n".to_string()
-        + &"0123456789abcdef ".repeat(50).trim_end().to_string();
+    let body = "Subject: load\r\n\r\n".to_string() + "0123456789abcdef ".repeat(50).trim_end();
     let mut message = String::new();
     while message.len() < 10_000 {
         message.push_str(&body);
