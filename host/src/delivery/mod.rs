@@ -3,6 +3,11 @@
 //!
 //! This file states the contract between the queue manager and the agents.
 
+pub mod dsn;
+pub mod lmtp;
+pub mod mx;
+pub mod smtp_client;
+
 use crate::policy::{Recipient, Reply, ReversePath};
 
 /// One delivery attempt: a message and the recipients that go to the same destination.
