@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn single_line_with_enhanced_code() {
         let (r, used) = parse_reply(b"250 2.1.0 Ok\r\n").unwrap();
-        assert_eq!(used, 15);
+        assert_eq!(used, 14);
         assert_eq!(r.code, 250);
         assert_eq!(r.enhanced.as_deref(), Some("2.1.0"));
         assert_eq!(r.lines, vec!["Ok"]);
