@@ -19,12 +19,15 @@ use super::smtp_client::{ClientConfig, Connection, DeliveryReport, Failure, send
 use super::{Outbound, RecipientOutcome};
 use crate::policy::{Recipient, Reply};
 
-/// How MX hosts are found and reached.
-#[derive(Debug, Clone)]
+/// How MX hosts are found and reached. Deserializable for a configuration table, e.g.
+/// `nameservers = ["127.0.0.1:5353"]`, `dns_timeout = 5` (seconds).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MxConfig {
     /// Name servers to ask (UDP, TCP on truncation). Empty: the system's (/etc/resolv.conf).
     pub nameservers: Vec<SocketAddr>,
     /// Per-query timeout.
+    #[serde(with = "super::smtp_client::seconds")]
     pub dns_timeout: Duration,
     /// The SMTP port of MX hosts: 25 (other values are for tests).
     pub smtp_port: u16,
@@ -289,5 +292,14 @@ mod tests {
         assert_eq!(literal("[IPv6:::1]"), Some("::1".parse().unwrap()));
         assert_eq!(literal("example.test"), None);
         assert_eq!(absolute("a.test"), "a.test.");
+    }
+
+    #[test]
+    fn config_from_toml() {
+        let c: MxConfig =
+            toml::from_str("nameservers = [\"127.0.0.1:5353\"]\ndns_timeout = 2").unwrap();
+        assert_eq!(c.nameservers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.dns_timeout, Duration::from_secs(2));
+        assert_eq!((c.smtp_port, c.max_hosts), (25, 5));
     }
 }

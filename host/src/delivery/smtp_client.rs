@@ -32,24 +32,35 @@ pub use tls::TlsVerify;
 use super::{Outbound, RecipientOutcome};
 use crate::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, Reply, TlsPolicy};
 
-/// RFC 5321 §4.5.3.2 client timeouts. The defaults are the RFC's minimums.
-#[derive(Debug, Clone)]
+/// RFC 5321 §4.5.3.2 client timeouts. The defaults are the RFC's minimums. In configuration
+/// files each is a number of seconds (fractions allowed), e.g. `data_end = 600`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
+    #[serde(with = "seconds")]
     pub connect: Duration,
     /// Initial 220 greeting: 5 minutes.
+    #[serde(with = "seconds")]
     pub greeting: Duration,
     /// EHLO, STARTTLS, AUTH, RSET, and the TLS handshake (not fixed by the RFC; 5 minutes).
+    #[serde(with = "seconds")]
     pub command: Duration,
     /// MAIL: 5 minutes.
+    #[serde(with = "seconds")]
     pub mail: Duration,
     /// RCPT: 5 minutes.
+    #[serde(with = "seconds")]
     pub rcpt: Duration,
     /// DATA initiation (354): 2 minutes.
+    #[serde(with = "seconds")]
     pub data_init: Duration,
     /// Each block of message data written: 3 minutes.
+    #[serde(with = "seconds")]
     pub data_block: Duration,
     /// Reply to the final "." (or BDAT LAST): 10 minutes.
+    #[serde(with = "seconds")]
     pub data_end: Duration,
+    #[serde(with = "seconds")]
     pub quit: Duration,
 }
 
@@ -84,6 +95,16 @@ impl Timeouts {
             data_end: d,
             quit: d,
         }
+    }
+}
+
+/// Durations in configuration files: seconds, integer or fractional.
+pub(crate) mod seconds {
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = <f64 as serde::Deserialize>::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 
@@ -532,6 +553,9 @@ impl Connection {
             remote_mta: Some(self.remote.clone()),
             dsn_passed_on: false,
         };
+        if out.recipients.is_empty() {
+            return report;
+        }
         if !self.usable {
             let reply = Reply::new(
                 421,
@@ -1104,6 +1128,41 @@ mod tests {
             delay: false,
         };
         assert_eq!(notify_param(n), "SUCCESS,FAILURE");
+    }
+
+    #[test]
+    fn timeouts_from_toml_in_seconds() {
+        let t: Timeouts = toml::from_str("connect = 2.5\ndata_end = 600").unwrap();
+        assert_eq!(t.connect, Duration::from_millis(2500));
+        assert_eq!(t.data_end, Duration::from_secs(600));
+        assert_eq!(
+            t.rcpt,
+            Duration::from_secs(300),
+            "unset keys keep the RFC default"
+        );
+        assert!(toml::from_str::<Timeouts>("conect = 1").is_err());
+        assert!(toml::from_str::<Timeouts>("connect = -1").is_err());
+    }
+
+    #[test]
+    fn tls_settings_read_a_ca_file() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ca.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, cert.pem()).unwrap();
+        assert!(matches!(
+            TlsVerify::from_settings(true, Some(&path)),
+            Ok(TlsVerify::Verify(_))
+        ));
+        assert!(matches!(
+            TlsVerify::from_settings(false, None),
+            Ok(TlsVerify::AcceptAny)
+        ));
+        assert!(TlsVerify::from_settings(true, Some(&dir.path().join("none.pem"))).is_err());
     }
 
     #[test]
