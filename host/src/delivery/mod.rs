@@ -10,6 +10,7 @@ pub mod dsn;
 pub mod lmtp;
 pub mod maildir;
 pub mod mx;
+pub mod remote;
 pub mod smtp_client;
 
 use crate::policy::{Recipient, RelayTarget, Reply, ReversePath};

@@ -15,8 +15,8 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use rand::seq::SliceRandom;
 
-use super::smtp_client::{ClientConfig, Connection, DeliveryReport, Failure, send_and_quit};
-use super::{Outbound, RecipientOutcome};
+use super::smtp_client::{ClientConfig, Connection, Failure, send_and_quit};
+use super::{Attempt, Outbound, RecipientOutcome};
 use crate::policy::{Recipient, Reply};
 
 /// How MX hosts are found and reached. Deserializable for a configuration table, e.g.
@@ -177,7 +177,7 @@ impl MxResolver {
         domain: &str,
         config: &ClientConfig,
         out: &Outbound<'_>,
-    ) -> DeliveryReport {
+    ) -> Attempt {
         let hosts = match literal(domain) {
             Some(_) => vec![MxHost {
                 name: domain.to_string(),
@@ -186,11 +186,11 @@ impl MxResolver {
             }],
             None => match self.hosts(domain).await {
                 Ok(hosts) => hosts,
-                Err(failure) => return DeliveryReport::all(out, failure.outcome(), None),
+                Err(failure) => return Attempt::all(out, failure.outcome()),
             },
         };
         let mut outcomes: Vec<Option<RecipientOutcome>> = vec![None; out.recipients.len()];
-        let mut report = DeliveryReport {
+        let mut report = Attempt {
             outcomes: Vec::new(),
             remote_mta: None,
             dsn_passed_on: false,

@@ -29,7 +29,7 @@ pub use capabilities::Capabilities;
 pub use reply::{ReplyError, ServerReply, parse_reply};
 pub use tls::TlsVerify;
 
-use super::{Outbound, RecipientOutcome};
+use super::{Attempt, Outbound, RecipientOutcome};
 use crate::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, Reply, TlsPolicy};
 
 /// RFC 5321 §4.5.3.2 client timeouts. The defaults are the RFC's minimums. In configuration
@@ -191,29 +191,6 @@ impl Failure {
             Failure::Permanent(reply)
         } else {
             Failure::Transient(reply)
-        }
-    }
-}
-
-/// The result of one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryReport {
-    /// One per recipient of the [`Outbound`], same order.
-    pub outcomes: Vec<RecipientOutcome>,
-    /// The peer, for DSN `Remote-MTA` (e.g. "mx.example.test [192.0.2.1]:25").
-    pub remote_mta: Option<String>,
-    /// The peer supports DSN and got our NOTIFY/ORCPT/RET/ENVID: it reports from now on. When
-    /// false and a delivered recipient asked NOTIFY=SUCCESS, the queue owes a "relayed" DSN.
-    pub dsn_passed_on: bool,
-}
-
-impl DeliveryReport {
-    /// Every recipient gets the same outcome (e.g. the connection could not be made).
-    pub fn all(out: &Outbound<'_>, outcome: RecipientOutcome, remote: Option<String>) -> Self {
-        DeliveryReport {
-            outcomes: vec![outcome; out.recipients.len()],
-            remote_mta: remote,
-            dsn_passed_on: false,
         }
     }
 }
@@ -547,8 +524,8 @@ impl Connection {
     }
 
     /// Runs one mail transaction. Never fails as a whole: problems become per-recipient outcomes.
-    pub async fn send(&mut self, out: &Outbound<'_>) -> DeliveryReport {
-        let mut report = DeliveryReport {
+    pub async fn send(&mut self, out: &Outbound<'_>) -> Attempt {
+        let mut report = Attempt {
             outcomes: Vec::with_capacity(out.recipients.len()),
             remote_mta: Some(self.remote.clone()),
             dsn_passed_on: false,
@@ -817,6 +794,25 @@ impl Connection {
         cmd
     }
 
+    /// Checks that an idle session still answers (RSET) before it is reused; a session the peer
+    /// dropped meanwhile reports false and should be discarded.
+    pub async fn probe(&mut self) -> bool {
+        if !self.usable {
+            return false;
+        }
+        let t = self.config.timeouts.command;
+        match self.command("RSET", t, "RSET").await {
+            Ok(reply) if reply.class() == 2 => {
+                self.needs_reset = false;
+                true
+            }
+            Ok(_) | Err(_) => {
+                self.usable = false;
+                false
+            }
+        }
+    }
+
     /// Ends the session politely. Errors do not matter any more.
     pub async fn quit(mut self) {
         if self.usable {
@@ -1056,12 +1052,12 @@ pub async fn deliver_to_relay(
     target: &RelayTarget,
     config: &ClientConfig,
     out: &Outbound<'_>,
-) -> DeliveryReport {
+) -> Attempt {
     let mut config = config.clone();
     config.tls = target.tls;
     match connect_to_relay(target, &config).await {
         Ok(conn) => send_and_quit(conn, out).await,
-        Err(failure) => DeliveryReport::all(out, failure.outcome(), None),
+        Err(failure) => Attempt::all(out, failure.outcome()),
     }
 }
 
@@ -1097,7 +1093,7 @@ pub async fn connect_to_relay(
 }
 
 /// One transaction, then QUIT.
-pub async fn send_and_quit(mut conn: Connection, out: &Outbound<'_>) -> DeliveryReport {
+pub async fn send_and_quit(mut conn: Connection, out: &Outbound<'_>) -> Attempt {
     let report = conn.send(out).await;
     conn.quit().await;
     report
