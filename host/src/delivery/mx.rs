@@ -65,7 +65,18 @@ impl MxResolver {
     pub fn new(config: MxConfig) -> Result<MxResolver, String> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if config.nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(|e| format!("system resolver: {e}"))?
+            match TokioResolver::builder(provider.clone()) {
+                Ok(builder) => builder,
+                // No usable /etc/resolv.conf: start anyway; MX lookups defer (4.4.3) until
+                // nameservers are configured, local and relayed mail is unaffected.
+                Err(e) => {
+                    tracing::warn!(error = %e, "no system DNS configuration; MX delivery will defer");
+                    TokioResolver::builder_with_config(
+                        ResolverConfig::from_name_servers(Vec::new()),
+                        provider,
+                    )
+                }
+            }
         } else {
             let servers = config
                 .nameservers
