@@ -6,7 +6,12 @@
 //! agents through the [`Agents`] trait so it can be tested without a network and so the remote
 //! agents plug in without the queue knowing their internals.
 
+pub mod dsn;
+pub mod lmtp;
 pub mod maildir;
+pub mod mx;
+pub mod remote;
+pub mod smtp_client;
 
 use crate::policy::{Recipient, RelayTarget, Reply, ReversePath};
 

@@ -21,8 +21,9 @@ use crate::admin::AdminServer;
 use crate::auth::UserDb;
 use crate::config::Config;
 use crate::config::engine::LocalConfig;
+use crate::delivery::Agents;
 use crate::delivery::maildir::Maildir;
-use crate::delivery::{Agents, LocalOnly};
+use crate::delivery::remote::{RemoteAgents, RemoteSettings};
 use crate::policy::{HookFactory, NoHooks, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::spool::Spool;
@@ -207,10 +208,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // TODO(pluginhost): the plugin platform's HookFactory and QueueHooks replace NoHooks here.
     let hooks: Arc<dyn HookFactory> = Arc::new(NoHooks);
     let queue_hooks: Arc<dyn QueueHooks> = Arc::new(NoHooks);
-    // TODO(delivery): remote agents (SMTP relay, LMTP, MX); until then remote mail stays queued.
-    let agents: Arc<dyn Agents> = Arc::new(LocalOnly {
-        maildir: Maildir::new(state_dir.join("mail"), &config.server.hostname),
-    });
+    // Maildir, LMTP, relays and MX (delivery::remote), with the route table's credentials.
+    let agents: Arc<dyn Agents> = Arc::new(
+        RemoteAgents::new(
+            Maildir::new(state_dir.join("mail"), &config.server.hostname),
+            RemoteSettings::new(config.server.hostname.clone()).with_routes(&config.routes),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
+    );
     let queue = Queue::start(
         spool.clone(),
         QueueOptions {
