@@ -99,13 +99,16 @@ fn serve(config: Option<PathBuf>, state_dir: Option<PathBuf>) -> anyhow::Result<
 
 fn check_config(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    mailwit::server::check(&config)?;
+    let plugins = mailwit::server::check(&config)?;
     println!(
         "{}: ok ({} listeners, {} local domains)",
         path.display(),
         config.listeners.len(),
         config.local.domains.len()
     );
+    if !config.plugins.is_empty() {
+        print!("{plugins}");
+    }
     Ok(())
 }
 

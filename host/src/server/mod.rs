@@ -24,7 +24,7 @@ use crate::config::engine::LocalConfig;
 use crate::delivery::Agents;
 use crate::delivery::maildir::Maildir;
 use crate::delivery::remote::{RemoteAgents, RemoteSettings};
-use crate::policy::{HookFactory, NoHooks, QueueHooks};
+use crate::policy::{HookFactory, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::spool::Spool;
 use anyhow::Context;
@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -71,7 +72,7 @@ pub struct Server {
 
 impl Server {
     /// Binds every listener (port 0 gets a free port; see [`Server::addresses`]) and starts
-    /// accepting. `hooks` makes each connection's policy hooks ([`NoHooks`] without plugins);
+    /// accepting. `hooks` makes each connection's policy hooks (`policy::NoHooks` without plugins);
     /// `queue`, when given, serves ETRN.
     pub async fn start(
         config: Arc<Config>,
@@ -172,13 +173,35 @@ fn load_users(config: &Config) -> anyhow::Result<UserDb> {
     UserDb::parse(lines.iter().map(String::as_str)).context("users")
 }
 
-/// Checks what `check-config` can check beyond the schema: the users file and TLS material.
-pub fn check(config: &Config) -> anyhow::Result<()> {
+/// Checks what `check-config` can check beyond the schema: the users file, TLS material and
+/// every plugin (loaded, exports and grants validated). Returns the plugins x hooks table.
+pub fn check(config: &Config) -> anyhow::Result<String> {
     load_users(config)?;
     if config.server.tls.cert.is_some() {
         tls::acceptor(&config.server.tls, &config.server.hostname)?;
     }
-    Ok(())
+    let base_dir = config
+        .source
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .unwrap_or(std::path::Path::new("."));
+    let mut options = plugin_options(config);
+    options.cache_dir = None;
+    crate::plugins::check_report_at(config, base_dir, options)
+}
+
+/// How the plugin runtime is set up: compiled components cached under the state dir, and each
+/// listener's pipeline.
+fn plugin_options(config: &Config) -> crate::plugins::RuntimeOptions {
+    crate::plugins::RuntimeOptions {
+        cache_dir: Some(config.server.state_dir.join("plugin-cache")),
+        listener_pipelines: config
+            .listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), l.pipeline.clone()?)))
+            .collect(),
+        ..Default::default()
+    }
 }
 
 /// The `[local]` section answers the queue's routing questions too.
@@ -205,9 +228,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{}: cannot open spool", spool_dir.display()))?,
     );
-    // TODO(pluginhost): the plugin platform's HookFactory and QueueHooks replace NoHooks here.
-    let hooks: Arc<dyn HookFactory> = Arc::new(NoHooks);
-    let queue_hooks: Arc<dyn QueueHooks> = Arc::new(NoHooks);
+    // Policy: the plugin pipelines (no plugins configured: every hook has no opinion).
+    let plugins = crate::plugins::Plugins::from_config(
+        &config,
+        config.source.as_deref(),
+        plugin_options(&config),
+    )
+    .context("cannot load the plugins")?;
+    let hooks: Arc<dyn HookFactory> = plugins.hook_factory();
+    let queue_hooks: Arc<dyn QueueHooks> = plugins.queue_hooks();
+    // Reload on a change of the configuration file or a plugin, on SIGHUP, and on `mailwit reload`.
+    let _watch = match config.source {
+        Some(_) => Some(plugins.watch(Duration::from_millis(300))?),
+        None => None,
+    };
+    let _sighup = plugins.reload_on_sighup()?;
+    let reloader = plugins.reloader();
+    let reload: crate::admin::ReloadFn = Arc::new(move || {
+        let reloader = reloader.clone();
+        Box::pin(async move { reloader.reload().await.map(|report| report.to_string()) })
+    });
     // Maildir, LMTP, relays and MX (delivery::remote), with the route table's credentials.
     let agents: Arc<dyn Agents> = Arc::new(
         RemoteAgents::new(
@@ -229,7 +269,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the queue manager")?;
-    let _admin = AdminServer::start(&state_dir, Some(queue.clone()), None)
+    let _admin = AdminServer::start(&state_dir, Some(queue.clone()), Some(reload))
         .await
         .context("cannot start the admin socket")?;
     let server = Server::start(config.clone(), hooks, spool, Some(queue.clone())).await?;

@@ -189,7 +189,17 @@ impl Stage {
                 return answer;
             }
         }
-        let data = apply_modifications(data, &mut envelope, &result.modifications);
+        // Header and envelope edits from the data hook (validated and capped by the policy module).
+        let data = if result.modifications.is_empty() {
+            data
+        } else {
+            crate::policy::apply_modifications(&data, &mut envelope, &result.modifications)
+        };
+        if envelope.recipients.is_empty() {
+            // The data hook removed every recipient: nothing to deliver.
+            tracing::info!(%transaction, %from, size = data.len(), outcome = "no-recipients", "transaction");
+            return Answer::Queued(format!("{transaction} (no recipients left)"));
+        }
         let trace = Trace {
             helo: self.info.helo.as_deref(),
             client_ip: self.info.client.ip(),
@@ -261,21 +271,4 @@ fn verdict_answer(verdict: Verdict) -> Answer {
         Verdict::Reject(reply) | Verdict::Tempfail(reply) => Answer::Refuse(reply),
         Verdict::Disconnect(reply) => Answer::Disconnect(reply),
     }
-}
-
-/// Header and envelope edits from the data hook.
-// TODO(pluginhost): call `policy::apply_modifications` once it lands; until then edits are
-// logged and not applied (verdicts are).
-fn apply_modifications(
-    data: Vec<u8>,
-    _envelope: &mut Envelope,
-    modifications: &[crate::policy::Modification],
-) -> Vec<u8> {
-    if !modifications.is_empty() {
-        tracing::warn!(
-            count = modifications.len(),
-            "data hook modifications are not applied yet"
-        );
-    }
-    data
 }
