@@ -49,7 +49,7 @@ pub fn fuzz_session(input: &[u8]) {
                     Answer::Refuse(Reply::new(550, "5.1.1", "no"))
                 }
                 Event::Message { data, .. } => {
-                    assert!(data.len() <= 4096, "message over the size limit");
+                    assert!(data.len() <= 4096 + 2, "message over the size limit");
                     Answer::Queued(format!("q{turn}"))
                 }
                 _ if turn.is_multiple_of(11) => Answer::Refuse(Reply::new(451, "4.3.0", "later")),
