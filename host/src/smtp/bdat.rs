@@ -74,6 +74,11 @@ impl Session {
             Some(Defect::LongLine) => self.fail(reply::TEXT_LINE_TOO_LONG),
             Some(Defect::TooBig) => self.fail(reply::MESSAGE_TOO_BIG),
             None => {
+                // Like DATA, hand over complete lines: a last line without CRLF gets one (DKIM
+                // body canonicalization treats both the same).
+                if !tx.message.is_empty() && !tx.message.ends_with(b"\r\n") {
+                    tx.message.extend_from_slice(b"\r\n");
+                }
                 self.phase = Phase::Pending(Pending::Message);
                 return Some(Event::Message {
                     envelope: tx.envelope,

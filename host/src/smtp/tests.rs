@@ -723,7 +723,7 @@ fn bdat_over_the_size_limit() {
         ]
     );
     assert_eq!(out.messages.len(), 1);
-    assert_eq!(out.messages[0].1, b"ok");
+    assert_eq!(out.messages[0].1, b"ok\r\n", "a final CRLF is supplied");
 }
 
 #[test]
