@@ -1,10 +1,11 @@
 //! The scheduler and one delivery attempt of one message.
 
-use super::bounce::{self, DsnAction, DsnRecipient};
+use super::bounce;
 use super::route::{self, Routed, domain_of};
 use super::schedule;
 use super::state::{self, MessageState, RcptStatus, Record};
 use super::{DomainSummary, MessageView, QueueOptions, RecipientView};
+use crate::delivery::dsn::Action as DsnAction;
 use crate::delivery::{Destination, Outbound, RecipientOutcome};
 use crate::policy::{DeliveryEvent, DeliveryOutcome, Recipient, Reply};
 use crate::spool::{QueueId, Spool, SpooledMessage, now_ms};
@@ -558,13 +559,16 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
             "delivery attempt"
         );
         if let Some(action) = action.filter(|&act| bounce::wanted(rcpt.notify, act)) {
-            reports.push(DsnRecipient {
-                address: rcpt.address.clone(),
-                orcpt: rcpt.orcpt.clone(),
-                action,
-                reply: reply.clone(),
-                remote_mta: a.remote_mta.clone(),
+            let until = (action == DsnAction::Delayed).then(|| {
+                std::time::UNIX_EPOCH + Duration::from_millis(meta.arrived_ms) + cfg.lifetime
             });
+            reports.push(bounce::entry(
+                rcpt,
+                action,
+                &reply,
+                a.remote_mta.clone(),
+                until,
+            ));
         }
         events.push(DeliveryEvent {
             message_id: id.0.clone(),
@@ -596,7 +600,7 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
 
     // The DSN is spooled before the outcomes are recorded: a crash in between repeats it rather
     // than losing it. Mail from <> gets none (`report` returns None), so bounces never loop.
-    if let Some(dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, &reports) {
+    if let Some(dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, reports) {
         match inner.spool.store(dsn).await {
             Ok(dsn_id) => {
                 tracing::info!(queue_id = %id, dsn = %dsn_id, "delivery status notification queued")
@@ -605,8 +609,6 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
                 tracing::error!(queue_id = %id, error = %e, "cannot queue delivery status notification")
             }
         }
-    } else if !reports.is_empty() {
-        tracing::info!(queue_id = %id, "null sender: no delivery status notification");
     }
 
     if !inner.messages.lock().unwrap().contains_key(id) {

@@ -14,7 +14,6 @@
 //! the delivery (a duplicate) rather than losing it.
 
 pub mod bounce;
-mod dsn_builder;
 mod manager;
 pub mod route;
 pub mod schedule;
