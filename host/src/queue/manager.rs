@@ -89,7 +89,8 @@ impl Queue {
         let mut count = 0;
         {
             let mut map = self.inner.messages.lock().unwrap();
-            for entry in map.values_mut() {
+            // Messages being delivered right now are left alone: their outcome decides.
+            for entry in map.values_mut().filter(|e| !e.active) {
                 let mut touched = false;
                 for (i, r) in entry.state.rcpts.iter_mut().enumerate() {
                     let address = &entry.state.meta.envelope.recipients[i].address;

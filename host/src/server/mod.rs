@@ -21,8 +21,7 @@ use crate::admin::AdminServer;
 use crate::auth::UserDb;
 use crate::config::Config;
 use crate::config::engine::LocalConfig;
-use crate::delivery::maildir::Maildir;
-use crate::delivery::{Agents, LocalOnly};
+use crate::delivery::{Agents, Standard};
 use crate::policy::{HookFactory, NoHooks, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::spool::Spool;
@@ -207,10 +206,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // TODO(pluginhost): the plugin platform's HookFactory and QueueHooks replace NoHooks here.
     let hooks: Arc<dyn HookFactory> = Arc::new(NoHooks);
     let queue_hooks: Arc<dyn QueueHooks> = Arc::new(NoHooks);
-    // TODO(delivery): remote agents (SMTP relay, LMTP, MX); until then remote mail stays queued.
-    let agents: Arc<dyn Agents> = Arc::new(LocalOnly {
-        maildir: Maildir::new(state_dir.join("mail"), &config.server.hostname),
-    });
+    // Maildir, LMTP, SMTP relay (smarthost) and MX delivery.
+    let agents: Arc<dyn Agents> = Arc::new(Standard::new(
+        &state_dir,
+        &config.server.hostname,
+        &config.queue,
+        &config.routes,
+    ));
     let queue = Queue::start(
         spool.clone(),
         QueueOptions {
