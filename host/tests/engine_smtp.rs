@@ -439,3 +439,21 @@ fn sigterm_lets_the_transaction_finish_and_exits_zero() {
     // New connections are refused once the server is gone.
     assert!(std::net::TcpStream::connect(server.addr("mx")).is_err());
 }
+
+#[test]
+fn etrn_only_for_configured_clients() {
+    let server = TestServer::start();
+    let mut c = Client::connect(server.addr("mx"));
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(!ehlo.text().contains("ETRN"), "{ehlo:?}");
+    assert_eq!(c.cmd("ETRN example.test").code / 100, 5);
+
+    let server =
+        TestServer::with_config(&config("", "[queue]\netrn_clients = [\"127.0.0.0/8\"]\n"));
+    let mut c = Client::connect(server.addr("mx"));
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(ehlo.text().contains("ETRN"), "{ehlo:?}");
+    let etrn = c.cmd("ETRN remote.test");
+    assert_eq!(etrn.code / 100, 2, "{etrn:?}");
+    c.expect("QUIT", 221);
+}

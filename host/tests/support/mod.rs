@@ -384,6 +384,18 @@ impl Client {
         }
     }
 
+    /// The DER of the certificate the server presented (None before TLS).
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self.reader.get_ref() {
+            Wire::Tls(s) => s
+                .conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|c| c.to_vec()),
+            Wire::Plain(_) => None,
+        }
+    }
+
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
         let w = self.reader.get_mut();
         w.write_all(bytes.as_ref()).unwrap();
