@@ -267,6 +267,108 @@ async fn mail_waits_while_the_smarthost_is_down_and_goes_after_flush() {
     assert_eq!(sink.messages().len(), 2);
 }
 
+/// Forwards connections to `target`, counting them.
+async fn counting_proxy(target: u16) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(("127.0.0.1", target))
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    (port, count)
+}
+
+#[tokio::test]
+async fn consecutive_messages_reuse_one_relay_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sink = Sink::start(port, &[]);
+    let (proxy, connections) = counting_proxy(port).await;
+    let config = QueueConfig {
+        concurrency_per_destination: 1,
+        connection_reuse: Duration::from_secs(30),
+        ..config()
+    };
+    let (spool, queue) = start(dir.path(), proxy, config).await;
+    for n in 0..5 {
+        spool
+            .store(mail(
+                "alice@example.test",
+                &["bob@remote.test"],
+                &format!("reuse {n}"),
+            ))
+            .await
+            .unwrap();
+    }
+    until("all relayed", || {
+        queue.is_empty() && spool.list().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(sink.messages().len(), 5);
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connection carried all five messages"
+    );
+}
+
+#[tokio::test]
+async fn listed_domain_goes_over_lmtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let lmtp_port = free_port();
+    let lmtp = Sink::start(lmtp_port, &["-L"]);
+    let routes: RoutesConfig = toml::from_str(&format!(
+        "[domains.\"store.test\"]\nlmtp = \"127.0.0.1:{lmtp_port}\"\n"
+    ))
+    .unwrap();
+    routes.validate().unwrap();
+    let config = config();
+    let agents = Arc::new(Standard::new(
+        dir.path(),
+        "mx.example.test",
+        &config,
+        &routes,
+    ));
+    let spool = Arc::new(Spool::open(dir.path().join("queue")).await.unwrap());
+    let queue = Queue::start(
+        spool.clone(),
+        QueueOptions {
+            config,
+            routes,
+            hostname: "mx.example.test".into(),
+            hooks: Arc::new(NoHooks),
+            local: Arc::new(Local),
+            agents,
+        },
+    )
+    .await
+    .unwrap();
+    spool
+        .store(mail(
+            "alice@example.test",
+            &["u1@store.test", "u2@Store.Test"],
+            "lmtp",
+        ))
+        .await
+        .unwrap();
+    until("delivered", || {
+        queue.is_empty() && spool.list().unwrap().is_empty()
+    })
+    .await;
+    let dumps = lmtp.messages();
+    assert_eq!(dumps.len(), 1, "both recipients in one LMTP transaction");
+    assert!(dumps[0].contains("Subject: lmtp"));
+}
+
 /// `cargo test -p mailwit --test queue_remote -- --ignored --nocapture throughput`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: prints figures"]

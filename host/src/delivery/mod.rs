@@ -141,8 +141,10 @@ pub struct Standard {
     /// None when the resolver could not be built (then MX mail is deferred with the reason).
     mx: Result<mx::MxResolver, String>,
     reuse_for: std::time::Duration,
-    idle: std::sync::Mutex<Vec<(String, smtp_client::Connection, std::time::Instant)>>,
+    idle: std::sync::Arc<std::sync::Mutex<Vec<IdleConnection>>>,
 }
+
+type IdleConnection = (String, smtp_client::Connection, std::time::Instant);
 
 impl Standard {
     pub fn new(
@@ -181,7 +183,7 @@ impl Standard {
             credentials,
             mx,
             reuse_for: queue.connection_reuse,
-            idle: std::sync::Mutex::new(Vec::new()),
+            idle: Default::default(),
         }
     }
 
@@ -210,16 +212,28 @@ impl Standard {
             tokio::spawn(conn.quit());
             return;
         }
-        let mut idle = self.idle.lock().unwrap();
-        idle.push((key, conn, std::time::Instant::now()));
-        // Close what outlived its welcome (politely, in the background).
-        let (stale, fresh): (Vec<_>, Vec<_>) = std::mem::take(&mut *idle)
-            .into_iter()
-            .partition(|(_, _, since)| since.elapsed() >= self.reuse_for);
-        *idle = fresh;
-        for (_, conn, _) in stale {
-            tokio::spawn(conn.quit());
-        }
+        self.idle
+            .lock()
+            .unwrap()
+            .push((key, conn, std::time::Instant::now()));
+        // Once the reuse window has passed, close what nobody took (politely: QUIT).
+        let idle = std::sync::Arc::downgrade(&self.idle);
+        let reuse_for = self.reuse_for;
+        tokio::spawn(async move {
+            tokio::time::sleep(reuse_for).await;
+            let Some(idle) = idle.upgrade() else { return };
+            let stale: Vec<IdleConnection> = {
+                let mut idle = idle.lock().unwrap();
+                let (stale, fresh) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|(_, _, since)| since.elapsed() >= reuse_for);
+                *idle = fresh;
+                stale
+            };
+            for (_, conn, _) in stale {
+                conn.quit().await;
+            }
+        });
     }
 
     async fn relay(&self, target: &RelayTarget, out: &Outbound<'_>) -> Attempt {
