@@ -10,9 +10,9 @@ use delivery_common::*;
 use mailwit::delivery::lmtp::{self, LmtpTarget};
 use mailwit::delivery::mx::{MxConfig, MxResolver};
 use mailwit::delivery::smtp_client::{
-    self, AuthMechanism, Connection, DeliveryReport, RelayCredentials, TlsVerify,
+    self, AuthMechanism, Connection, RelayCredentials, TlsVerify,
 };
-use mailwit::delivery::{Outbound, RecipientOutcome};
+use mailwit::delivery::{Attempt, Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, ReversePath, TlsPolicy};
 
 fn outbound<'a>(rp: &'a ReversePath, rcpts: &'a [Recipient], msg: &'a [u8]) -> Outbound<'a> {
@@ -24,7 +24,7 @@ fn outbound<'a>(rp: &'a ReversePath, rcpts: &'a [Recipient], msg: &'a [u8]) -> O
     }
 }
 
-async fn deliver(addr: std::net::SocketAddr, out: &Outbound<'_>) -> DeliveryReport {
+async fn deliver(addr: std::net::SocketAddr, out: &Outbound<'_>) -> Attempt {
     deliver_with(addr, &client(), out).await
 }
 
@@ -32,7 +32,7 @@ async fn deliver_with(
     addr: std::net::SocketAddr,
     config: &smtp_client::ClientConfig,
     out: &Outbound<'_>,
-) -> DeliveryReport {
+) -> Attempt {
     let target = RelayTarget {
         host: addr.ip().to_string(),
         port: addr.port(),
@@ -43,7 +43,7 @@ async fn deliver_with(
 }
 
 /// (code, enhanced code, kind) of each outcome.
-fn summary(report: &DeliveryReport) -> Vec<(&'static str, u16, String)> {
+fn summary(report: &Attempt) -> Vec<(&'static str, u16, String)> {
     report
         .outcomes
         .iter()
@@ -55,7 +55,7 @@ fn summary(report: &DeliveryReport) -> Vec<(&'static str, u16, String)> {
         .collect()
 }
 
-fn kinds(report: &DeliveryReport) -> Vec<&'static str> {
+fn kinds(report: &Attempt) -> Vec<&'static str> {
     summary(report).into_iter().map(|s| s.0).collect()
 }
 

@@ -3,7 +3,6 @@
 //! summary, delivered after flush), and a throughput figure.
 
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
-use mailwit::delivery::Standard;
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
 use mailwit::queue::{LocalDomains, Queue, QueueOptions, RcptStatus};
 use mailwit::spool::{Incoming, Spool};
@@ -115,7 +114,9 @@ async fn start(state: &Path, smarthost_port: u16, config: QueueConfig) -> (Arc<S
         "smarthost = {{ host = \"127.0.0.1\", port = {smarthost_port}, tls = \"none\" }}"
     ))
     .unwrap();
-    let agents = Arc::new(Standard::new(state, "mx.example.test", &config, &routes));
+    let agents = Arc::new(
+        mailwit::delivery::from_config(state, "mx.example.test", &config, &routes).unwrap(),
+    );
     let spool = Arc::new(Spool::open(state.join("queue")).await.unwrap());
     let queue = Queue::start(
         spool.clone(),
@@ -332,12 +333,9 @@ async fn listed_domain_goes_over_lmtp() {
     .unwrap();
     routes.validate().unwrap();
     let config = config();
-    let agents = Arc::new(Standard::new(
-        dir.path(),
-        "mx.example.test",
-        &config,
-        &routes,
-    ));
+    let agents = Arc::new(
+        mailwit::delivery::from_config(dir.path(), "mx.example.test", &config, &routes).unwrap(),
+    );
     let spool = Arc::new(Spool::open(dir.path().join("queue")).await.unwrap());
     let queue = Queue::start(
         spool.clone(),

@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
+use super::Attempt;
 use super::Outbound;
-use super::smtp_client::{ClientConfig, Connection, DeliveryReport, Failure, Protocol};
+use super::smtp_client::{ClientConfig, Connection, Failure, Protocol};
 use crate::policy::Reply;
 
 /// Where an LMTP server listens.
@@ -70,14 +71,10 @@ pub async fn connect(target: &LmtpTarget, config: &ClientConfig) -> Result<Conne
 }
 
 /// Delivers one message over a fresh LMTP session.
-pub async fn deliver(
-    target: &LmtpTarget,
-    config: &ClientConfig,
-    out: &Outbound<'_>,
-) -> DeliveryReport {
+pub async fn deliver(target: &LmtpTarget, config: &ClientConfig, out: &Outbound<'_>) -> Attempt {
     match connect(target, config).await {
         Ok(conn) => super::smtp_client::send_and_quit(conn, out).await,
-        Err(failure) => DeliveryReport::all(out, failure.outcome(), None),
+        Err(failure) => Attempt::all(out, failure.outcome()),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod dsn;
 pub mod lmtp;
 pub mod maildir;
 pub mod mx;
+pub mod remote;
 pub mod smtp_client;
 
 use crate::policy::{Recipient, RelayTarget, Reply, ReversePath};
@@ -132,176 +133,23 @@ impl Agents for LocalOnly {
     }
 }
 
-/// The production agents: Maildir for local mailboxes, [`lmtp`] for LMTP targets,
-/// [`smtp_client`] for relays (with connection reuse) and [`mx`] for MX delivery.
-pub struct Standard {
-    maildir: maildir::Maildir,
-    client: smtp_client::ClientConfig,
-    credentials: std::collections::HashMap<String, smtp_client::RelayCredentials>,
-    /// None when the resolver could not be built (then MX mail is deferred with the reason).
-    mx: Result<mx::MxResolver, String>,
-    reuse_for: std::time::Duration,
-    idle: std::sync::Arc<std::sync::Mutex<Vec<IdleConnection>>>,
-}
-
-type IdleConnection = (String, smtp_client::Connection, std::time::Instant);
-
-impl Standard {
-    pub fn new(
-        state_dir: &std::path::Path,
-        hostname: &str,
-        queue: &crate::config::queue::QueueConfig,
-        routes: &crate::config::queue::RoutesConfig,
-    ) -> Standard {
-        let mut client = smtp_client::ClientConfig::new(hostname);
-        if let Some(t) = queue.client_timeout {
-            client.timeouts = smtp_client::Timeouts::all(t);
-        }
-        let credentials = routes
-            .credentials
-            .iter()
-            .map(|(name, c)| {
-                let creds = smtp_client::RelayCredentials {
-                    username: c.username.clone(),
-                    password: c.password.clone(),
-                    mechanism: None,
-                };
-                (name.clone(), creds)
-            })
-            .collect();
-        let mx = mx::MxResolver::new(mx::MxConfig {
-            nameservers: queue.nameservers.clone(),
-            smtp_port: queue.mx_port,
-            ..mx::MxConfig::default()
-        });
-        if let Err(e) = &mx {
-            tracing::error!(error = %e, "no DNS resolver: MX delivery will be deferred");
-        }
-        Standard {
-            maildir: maildir::Maildir::new(state_dir.join("mail"), hostname),
-            client,
-            credentials,
-            mx,
-            reuse_for: queue.connection_reuse,
-            idle: Default::default(),
-        }
+/// The production agents ([`remote::RemoteAgents`]: Maildir, LMTP, relays with session reuse,
+/// MX), set up from the `[queue]` and `[routes]` configuration.
+pub fn from_config(
+    state_dir: &std::path::Path,
+    hostname: &str,
+    queue: &crate::config::queue::QueueConfig,
+    routes: &crate::config::queue::RoutesConfig,
+) -> Result<remote::RemoteAgents, String> {
+    let mut settings = remote::RemoteSettings::new(hostname).with_routes(routes);
+    if let Some(t) = queue.client_timeout {
+        settings.timeouts = smtp_client::Timeouts::all(t);
     }
-
-    fn relay_config(&self, target: &RelayTarget) -> smtp_client::ClientConfig {
-        let mut config = self.client.clone();
-        config.tls = target.tls;
-        config.credentials = target
-            .credentials
-            .as_ref()
-            .and_then(|name| self.credentials.get(name).cloned());
-        config
-    }
-
-    /// An idle connection to `key` kept from an earlier delivery, if still fresh.
-    fn take_idle(&self, key: &str) -> Option<smtp_client::Connection> {
-        let mut idle = self.idle.lock().unwrap();
-        idle.retain(|(_, _, since)| since.elapsed() < self.reuse_for);
-        let pos = idle
-            .iter()
-            .position(|(k, conn, _)| k == key && conn.is_usable())?;
-        Some(idle.swap_remove(pos).1)
-    }
-
-    fn keep_idle(&self, key: String, conn: smtp_client::Connection) {
-        if self.reuse_for.is_zero() || !conn.is_usable() {
-            tokio::spawn(conn.quit());
-            return;
-        }
-        self.idle
-            .lock()
-            .unwrap()
-            .push((key, conn, std::time::Instant::now()));
-        // Once the reuse window has passed, close what nobody took (politely: QUIT).
-        let idle = std::sync::Arc::downgrade(&self.idle);
-        let reuse_for = self.reuse_for;
-        tokio::spawn(async move {
-            tokio::time::sleep(reuse_for).await;
-            let Some(idle) = idle.upgrade() else { return };
-            let stale: Vec<IdleConnection> = {
-                let mut idle = idle.lock().unwrap();
-                let (stale, fresh) = std::mem::take(&mut *idle)
-                    .into_iter()
-                    .partition(|(_, _, since)| since.elapsed() >= reuse_for);
-                *idle = fresh;
-                stale
-            };
-            for (_, conn, _) in stale {
-                conn.quit().await;
-            }
-        });
-    }
-
-    async fn relay(&self, target: &RelayTarget, out: &Outbound<'_>) -> Attempt {
-        let key = Destination::Relay(target.clone()).key();
-        let config = self.relay_config(target);
-        // A kept connection may have been closed by the peer meanwhile: if it fails as a
-        // connection, try once more on a fresh one rather than deferring.
-        if let Some(mut conn) = self.take_idle(&key) {
-            let report = conn.send(out).await;
-            let connection_lost = conn_lost(&report);
-            if !connection_lost {
-                self.keep_idle(key, conn);
-                return report.into();
-            }
-        }
-        match smtp_client::connect_to_relay(target, &config).await {
-            Ok(mut conn) => {
-                let report = conn.send(out).await;
-                self.keep_idle(key, conn);
-                report.into()
-            }
-            Err(failure) => Attempt::all(out, failure.outcome()),
-        }
-    }
-}
-
-/// Every recipient deferred because the connection broke (not because the peer said 4xx).
-fn conn_lost(report: &smtp_client::DeliveryReport) -> bool {
-    !report.outcomes.is_empty()
-        && report.outcomes.iter().all(|o| {
-            matches!(o, RecipientOutcome::Deferred(r) if r.enhanced == "4.4.2" || r.enhanced == "4.4.1")
-        })
-}
-
-impl From<smtp_client::DeliveryReport> for Attempt {
-    fn from(r: smtp_client::DeliveryReport) -> Attempt {
-        Attempt {
-            outcomes: r.outcomes,
-            dsn_passed_on: r.dsn_passed_on,
-            remote_mta: r.remote_mta,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Agents for Standard {
-    async fn deliver(&self, destination: &Destination, outbound: &Outbound<'_>) -> Attempt {
-        match destination {
-            Destination::Maildir(mailbox) => self.maildir.deliver(mailbox, outbound).await,
-            Destination::Lmtp(target) => {
-                let target = lmtp::LmtpTarget::parse(target);
-                lmtp::deliver(&target, &self.client, outbound).await.into()
-            }
-            Destination::Relay(target) => self.relay(target, outbound).await,
-            Destination::Mx(domain) => match &self.mx {
-                Ok(resolver) => resolver
-                    .deliver(domain, &self.client, outbound)
-                    .await
-                    .into(),
-                Err(e) => Attempt::all(
-                    outbound,
-                    RecipientOutcome::Deferred(Reply::new(
-                        451,
-                        "4.4.3",
-                        format!("no DNS resolver: {e}"),
-                    )),
-                ),
-            },
-        }
-    }
+    settings.mx.nameservers = queue.nameservers.clone();
+    settings.mx.smtp_port = queue.mx_port;
+    settings.idle_time = queue.connection_reuse;
+    remote::RemoteAgents::new(
+        maildir::Maildir::new(state_dir.join("mail"), hostname),
+        settings,
+    )
 }

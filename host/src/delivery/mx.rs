@@ -15,16 +15,19 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use rand::seq::SliceRandom;
 
-use super::smtp_client::{ClientConfig, Connection, DeliveryReport, Failure, send_and_quit};
-use super::{Outbound, RecipientOutcome};
+use super::smtp_client::{ClientConfig, Connection, Failure, send_and_quit};
+use super::{Attempt, Outbound, RecipientOutcome};
 use crate::policy::{Recipient, Reply};
 
-/// How MX hosts are found and reached.
-#[derive(Debug, Clone)]
+/// How MX hosts are found and reached. Deserializable for a configuration table, e.g.
+/// `nameservers = ["127.0.0.1:5353"]`, `dns_timeout = 5` (seconds).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MxConfig {
     /// Name servers to ask (UDP, TCP on truncation). Empty: the system's (/etc/resolv.conf).
     pub nameservers: Vec<SocketAddr>,
     /// Per-query timeout.
+    #[serde(with = "super::smtp_client::seconds")]
     pub dns_timeout: Duration,
     /// The SMTP port of MX hosts: 25 (other values are for tests).
     pub smtp_port: u16,
@@ -62,7 +65,18 @@ impl MxResolver {
     pub fn new(config: MxConfig) -> Result<MxResolver, String> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if config.nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(|e| format!("system resolver: {e}"))?
+            match TokioResolver::builder(provider.clone()) {
+                Ok(builder) => builder,
+                // No usable /etc/resolv.conf: start anyway; MX lookups defer (4.4.3) until
+                // nameservers are configured, local and relayed mail is unaffected.
+                Err(e) => {
+                    tracing::warn!(error = %e, "no system DNS configuration; MX delivery will defer");
+                    TokioResolver::builder_with_config(
+                        ResolverConfig::from_name_servers(Vec::new()),
+                        provider,
+                    )
+                }
+            }
         } else {
             let servers = config
                 .nameservers
@@ -174,7 +188,7 @@ impl MxResolver {
         domain: &str,
         config: &ClientConfig,
         out: &Outbound<'_>,
-    ) -> DeliveryReport {
+    ) -> Attempt {
         let hosts = match literal(domain) {
             Some(_) => vec![MxHost {
                 name: domain.to_string(),
@@ -183,11 +197,11 @@ impl MxResolver {
             }],
             None => match self.hosts(domain).await {
                 Ok(hosts) => hosts,
-                Err(failure) => return DeliveryReport::all(out, failure.outcome(), None),
+                Err(failure) => return Attempt::all(out, failure.outcome()),
             },
         };
         let mut outcomes: Vec<Option<RecipientOutcome>> = vec![None; out.recipients.len()];
-        let mut report = DeliveryReport {
+        let mut report = Attempt {
             outcomes: Vec::new(),
             remote_mta: None,
             dsn_passed_on: false,
@@ -289,5 +303,14 @@ mod tests {
         assert_eq!(literal("[IPv6:::1]"), Some("::1".parse().unwrap()));
         assert_eq!(literal("example.test"), None);
         assert_eq!(absolute("a.test"), "a.test.");
+    }
+
+    #[test]
+    fn config_from_toml() {
+        let c: MxConfig =
+            toml::from_str("nameservers = [\"127.0.0.1:5353\"]\ndns_timeout = 2").unwrap();
+        assert_eq!(c.nameservers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.dns_timeout, Duration::from_secs(2));
+        assert_eq!((c.smtp_port, c.max_hosts), (25, 5));
     }
 }

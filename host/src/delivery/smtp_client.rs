@@ -29,27 +29,38 @@ pub use capabilities::Capabilities;
 pub use reply::{ReplyError, ServerReply, parse_reply};
 pub use tls::TlsVerify;
 
-use super::{Outbound, RecipientOutcome};
+use super::{Attempt, Outbound, RecipientOutcome};
 use crate::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, Reply, TlsPolicy};
 
-/// RFC 5321 §4.5.3.2 client timeouts. The defaults are the RFC's minimums.
-#[derive(Debug, Clone)]
+/// RFC 5321 §4.5.3.2 client timeouts. The defaults are the RFC's minimums. In configuration
+/// files each is a number of seconds (fractions allowed), e.g. `data_end = 600`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
+    #[serde(with = "seconds")]
     pub connect: Duration,
     /// Initial 220 greeting: 5 minutes.
+    #[serde(with = "seconds")]
     pub greeting: Duration,
     /// EHLO, STARTTLS, AUTH, RSET, and the TLS handshake (not fixed by the RFC; 5 minutes).
+    #[serde(with = "seconds")]
     pub command: Duration,
     /// MAIL: 5 minutes.
+    #[serde(with = "seconds")]
     pub mail: Duration,
     /// RCPT: 5 minutes.
+    #[serde(with = "seconds")]
     pub rcpt: Duration,
     /// DATA initiation (354): 2 minutes.
+    #[serde(with = "seconds")]
     pub data_init: Duration,
     /// Each block of message data written: 3 minutes.
+    #[serde(with = "seconds")]
     pub data_block: Duration,
     /// Reply to the final "." (or BDAT LAST): 10 minutes.
+    #[serde(with = "seconds")]
     pub data_end: Duration,
+    #[serde(with = "seconds")]
     pub quit: Duration,
 }
 
@@ -84,6 +95,16 @@ impl Timeouts {
             data_end: d,
             quit: d,
         }
+    }
+}
+
+/// Durations in configuration files: seconds, integer or fractional.
+pub(crate) mod seconds {
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = <f64 as serde::Deserialize>::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 
@@ -170,29 +191,6 @@ impl Failure {
             Failure::Permanent(reply)
         } else {
             Failure::Transient(reply)
-        }
-    }
-}
-
-/// The result of one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryReport {
-    /// One per recipient of the [`Outbound`], same order.
-    pub outcomes: Vec<RecipientOutcome>,
-    /// The peer, for DSN `Remote-MTA` (e.g. "mx.example.test [192.0.2.1]:25").
-    pub remote_mta: Option<String>,
-    /// The peer supports DSN and got our NOTIFY/ORCPT/RET/ENVID: it reports from now on. When
-    /// false and a delivered recipient asked NOTIFY=SUCCESS, the queue owes a "relayed" DSN.
-    pub dsn_passed_on: bool,
-}
-
-impl DeliveryReport {
-    /// Every recipient gets the same outcome (e.g. the connection could not be made).
-    pub fn all(out: &Outbound<'_>, outcome: RecipientOutcome, remote: Option<String>) -> Self {
-        DeliveryReport {
-            outcomes: vec![outcome; out.recipients.len()],
-            remote_mta: remote,
-            dsn_passed_on: false,
         }
     }
 }
@@ -526,12 +524,15 @@ impl Connection {
     }
 
     /// Runs one mail transaction. Never fails as a whole: problems become per-recipient outcomes.
-    pub async fn send(&mut self, out: &Outbound<'_>) -> DeliveryReport {
-        let mut report = DeliveryReport {
+    pub async fn send(&mut self, out: &Outbound<'_>) -> Attempt {
+        let mut report = Attempt {
             outcomes: Vec::with_capacity(out.recipients.len()),
             remote_mta: Some(self.remote.clone()),
             dsn_passed_on: false,
         };
+        if out.recipients.is_empty() {
+            return report;
+        }
         if !self.usable {
             let reply = Reply::new(
                 421,
@@ -793,6 +794,25 @@ impl Connection {
         cmd
     }
 
+    /// Checks that an idle session still answers (RSET) before it is reused; a session the peer
+    /// dropped meanwhile reports false and should be discarded.
+    pub async fn probe(&mut self) -> bool {
+        if !self.usable {
+            return false;
+        }
+        let t = self.config.timeouts.command;
+        match self.command("RSET", t, "RSET").await {
+            Ok(reply) if reply.class() == 2 => {
+                self.needs_reset = false;
+                true
+            }
+            Ok(_) | Err(_) => {
+                self.usable = false;
+                false
+            }
+        }
+    }
+
     /// Ends the session politely. Errors do not matter any more.
     pub async fn quit(mut self) {
         if self.usable {
@@ -1032,12 +1052,12 @@ pub async fn deliver_to_relay(
     target: &RelayTarget,
     config: &ClientConfig,
     out: &Outbound<'_>,
-) -> DeliveryReport {
+) -> Attempt {
     let mut config = config.clone();
     config.tls = target.tls;
     match connect_to_relay(target, &config).await {
         Ok(conn) => send_and_quit(conn, out).await,
-        Err(failure) => DeliveryReport::all(out, failure.outcome(), None),
+        Err(failure) => Attempt::all(out, failure.outcome()),
     }
 }
 
@@ -1073,7 +1093,7 @@ pub async fn connect_to_relay(
 }
 
 /// One transaction, then QUIT.
-pub async fn send_and_quit(mut conn: Connection, out: &Outbound<'_>) -> DeliveryReport {
+pub async fn send_and_quit(mut conn: Connection, out: &Outbound<'_>) -> Attempt {
     let report = conn.send(out).await;
     conn.quit().await;
     report
@@ -1104,6 +1124,41 @@ mod tests {
             delay: false,
         };
         assert_eq!(notify_param(n), "SUCCESS,FAILURE");
+    }
+
+    #[test]
+    fn timeouts_from_toml_in_seconds() {
+        let t: Timeouts = toml::from_str("connect = 2.5\ndata_end = 600").unwrap();
+        assert_eq!(t.connect, Duration::from_millis(2500));
+        assert_eq!(t.data_end, Duration::from_secs(600));
+        assert_eq!(
+            t.rcpt,
+            Duration::from_secs(300),
+            "unset keys keep the RFC default"
+        );
+        assert!(toml::from_str::<Timeouts>("conect = 1").is_err());
+        assert!(toml::from_str::<Timeouts>("connect = -1").is_err());
+    }
+
+    #[test]
+    fn tls_settings_read_a_ca_file() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ca.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, cert.pem()).unwrap();
+        assert!(matches!(
+            TlsVerify::from_settings(true, Some(&path)),
+            Ok(TlsVerify::Verify(_))
+        ));
+        assert!(matches!(
+            TlsVerify::from_settings(false, None),
+            Ok(TlsVerify::AcceptAny)
+        ));
+        assert!(TlsVerify::from_settings(true, Some(&dir.path().join("none.pem"))).is_err());
     }
 
     #[test]

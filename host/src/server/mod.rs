@@ -21,7 +21,7 @@ use crate::admin::AdminServer;
 use crate::auth::UserDb;
 use crate::config::Config;
 use crate::config::engine::LocalConfig;
-use crate::delivery::{Agents, Standard};
+use crate::delivery::Agents;
 use crate::policy::{HookFactory, NoHooks, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::spool::Spool;
@@ -206,13 +206,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // TODO(pluginhost): the plugin platform's HookFactory and QueueHooks replace NoHooks here.
     let hooks: Arc<dyn HookFactory> = Arc::new(NoHooks);
     let queue_hooks: Arc<dyn QueueHooks> = Arc::new(NoHooks);
-    // Maildir, LMTP, SMTP relay (smarthost) and MX delivery.
-    let agents: Arc<dyn Agents> = Arc::new(Standard::new(
-        &state_dir,
-        &config.server.hostname,
-        &config.queue,
-        &config.routes,
-    ));
+    // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes].
+    let agents: Arc<dyn Agents> = Arc::new(
+        crate::delivery::from_config(
+            &state_dir,
+            &config.server.hostname,
+            &config.queue,
+            &config.routes,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
+    );
     let queue = Queue::start(
         spool.clone(),
         QueueOptions {

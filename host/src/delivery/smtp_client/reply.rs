@@ -4,6 +4,8 @@
 //! the same three-digit code, first digit 2 to 5. The text may start with an RFC 3463 enhanced
 //! status code (`x.y.z`) whose class must match the reply's first digit.
 
+use std::borrow::Cow;
+
 use crate::policy::Reply;
 
 /// Longest reply line we accept, CRLF included. RFC 5321 §4.5.3.1.5 says 512; real servers
@@ -40,7 +42,7 @@ pub enum ReplyError {
 pub struct ReplyLine<'a> {
     pub code: u16,
     pub last: bool,
-    pub text: &'a str,
+    pub text: Cow<'a, str>,
 }
 
 /// Parses one reply line, CRLF (or bare LF) already removed.
@@ -61,11 +63,13 @@ pub fn parse_reply_line(line: &[u8]) -> Result<ReplyLine<'_>, ReplyError> {
         Some(b'-') => (false, &line[4..]),
         Some(_) => return Err(ReplyError::Malformed),
     };
-    // Replies should be ASCII (UTF-8 with SMTPUTF8); anything else is replaced, never trusted.
-    let text = std::str::from_utf8(rest).map_err(|_| ReplyError::Malformed)?;
-    if text.chars().any(|c| c.is_control() && c != '\t') {
+    // Control characters have no place in a reply (and could forge log lines or headers later).
+    if rest.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err(ReplyError::Malformed);
     }
+    // Replies should be ASCII (UTF-8 with SMTPUTF8), but legacy servers send Latin-1 texts:
+    // keep the session going and replace what is not UTF-8.
+    let text = String::from_utf8_lossy(rest);
     Ok(ReplyLine { code, last, text })
 }
 
@@ -95,7 +99,7 @@ pub fn parse_reply(input: &[u8]) -> Result<(ServerReply, usize), ReplyError> {
         if lines.len() == MAX_LINES {
             return Err(ReplyError::TooManyLines);
         }
-        lines.push(line.text.to_string());
+        lines.push(line.text.into_owned());
         if line.last {
             break;
         }
@@ -213,7 +217,7 @@ mod tests {
             b"250x ok\r\n",
             b"250-a\r\n251 b\r\n",
             b"250 \x01\r\n",
-            b"250 \xff\r\n",
+            b"250 a\rb\r\n",
         ] {
             assert!(parse_reply(bad).is_err(), "{bad:?}");
         }
@@ -222,6 +226,30 @@ mod tests {
         assert_eq!(parse_reply(&long), Err(ReplyError::LineTooLong));
         let many = b"250-x\r\n".repeat(MAX_LINES + 1);
         assert_eq!(parse_reply(&many), Err(ReplyError::TooManyLines));
+    }
+
+    #[test]
+    fn latin1_text_is_replaced_not_fatal() {
+        let (r, _) = parse_reply(b"550 5.1.1 Gr\xfc\xdfe\r\n").unwrap();
+        assert_eq!(r.code, 550);
+        assert!(r.lines[0].starts_with("Gr"));
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        use rand::RngExt as _;
+        let mut rng = rand::rng();
+        let alphabet = b"0123456789 -.\r\n\t\xffabcDSN";
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..64);
+            let input: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            if let Ok((reply, used)) = parse_reply(&input) {
+                assert!(used <= input.len());
+                assert!((200..600).contains(&reply.code));
+            }
+        }
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! - [`TlsVerify::Verify`] (a configured smarthost): the chain must lead to a trusted root and
 //!   name the host we connected to, as for HTTPS.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 #[derive(Clone)]
@@ -38,6 +40,21 @@ impl TlsVerify {
         roots.add_parsable_certificates(native.certs);
         roots.add_parsable_certificates(extra.iter().cloned());
         TlsVerify::with_roots(roots)
+    }
+
+    /// From configuration: `verify = false` accepts any certificate; otherwise the system roots
+    /// plus the CA certificates in the PEM file `ca_file`, if given.
+    pub fn from_settings(verify: bool, ca_file: Option<&Path>) -> Result<TlsVerify, String> {
+        if !verify {
+            return Ok(TlsVerify::AcceptAny);
+        }
+        let extra = match ca_file {
+            None => Vec::new(),
+            Some(path) => CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        };
+        TlsVerify::system_roots(&extra).map_err(|e| e.to_string())
     }
 
     /// Verify against exactly these roots.
