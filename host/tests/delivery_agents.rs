@@ -752,6 +752,58 @@ async fn mx_falls_back_on_connection_failure_and_on_4xx() {
     assert_eq!(summary(&report), [("deferred", 421, "4.4.1".into())]);
 }
 
+#[tokio::test]
+async fn mx_list_stops_at_ourselves() {
+    // We are mx2 ("client.mailwit.test", our EHLO name): only mx1 may be tried; as the best
+    // exchanger ourselves, the mail would loop.
+    let port = free_port("127.0.0.1");
+    let dns = DnsServer::start(vec![
+        ("dest.test", Rr::Mx(10, "mx1.dest.test")),
+        ("dest.test", Rr::Mx(20, "client.mailwit.test")),
+        ("dest.test", Rr::Mx(30, "mx3.dest.test")),
+        ("mx1.dest.test", Rr::A("127.0.0.2")),
+        ("mx3.dest.test", Rr::A("127.0.0.1")),
+        ("loop.test", Rr::Mx(10, "client.mailwit.test")),
+        ("loop.test", Rr::Mx(20, "mx3.dest.test")),
+    ])
+    .await;
+    let mx3 = Sink::start_on("127.0.0.1", port, &[]);
+    let resolver = MxResolver::new(mx_config(&dns, port)).unwrap();
+    let rp = sender("alice@origin.test");
+    let rcpts = [rcpt("bob@dest.test")];
+    let msg = message("loop", "body\r\n");
+    let report = resolver
+        .deliver("dest.test", &client(), &outbound(&rp, &rcpts, &msg))
+        .await;
+    // mx1 is down and mx3 ranks below us: deferred, mx3 never sees the mail.
+    assert_eq!(kinds(&report), ["deferred"]);
+    let report = resolver
+        .deliver("loop.test", &client(), &outbound(&rp, &rcpts, &msg))
+        .await;
+    assert_eq!(summary(&report), [("failed", 554, "5.4.6".into())]);
+    assert!(mx3.messages().is_empty());
+}
+
+#[tokio::test]
+async fn many_recipients_are_split_into_transactions() {
+    let server = TestServer::start(ServerOptions {
+        extensions: vec!["PIPELINING".into()],
+        ..ServerOptions::default()
+    })
+    .await;
+    let rp = sender("alice@origin.test");
+    let rcpts: Vec<Recipient> = (0..5).map(|i| rcpt(&format!("r{i}@dest.test"))).collect();
+    let msg = message("split", "body\r\n");
+    let mut config = client();
+    config.max_recipients = 2;
+    let report = deliver_with(server.addr, &config, &outbound(&rp, &rcpts, &msg)).await;
+    assert_eq!(kinds(&report), ["delivered"; 5]);
+    let t = server.transcript();
+    assert_eq!(t.sessions, 1);
+    let per_message: Vec<usize> = t.messages.iter().map(|m| m.rcpts.len()).collect();
+    assert_eq!(per_message, [2, 2, 1]);
+}
+
 // ---------------------------------------------------------------- throughput
 
 /// Messages/s to smtp-sink over one reused connection and over N parallel connections.

@@ -149,7 +149,7 @@ fn failure_report_structure_with_full_message() {
         "Original-Envelope-Id: ENV-42",
         "Arrival-Date: ",
         "Final-Recipient: rfc822; bob@dest.test",
-        "Original-Recipient: rfc822; Bob+X@dest.test",
+        "Original-Recipient: rfc822;Bob+X@dest.test",
         "Action: failed",
         "Status: 5.1.1",
         "Remote-MTA: dns; mx.dest.test",

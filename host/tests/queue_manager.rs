@@ -271,7 +271,7 @@ async fn permanent_failure_bounces_to_sender_with_rfc3464_report() {
     assert!(bounce.starts_with("Return-Path: <>\r\n"), "{bounce}");
     assert!(bounce.contains("multipart/report; report-type=delivery-status"));
     assert!(bounce.contains("Final-Recipient: rfc822; eve@fail.test"));
-    assert!(bounce.contains("Original-Recipient: rfc822; eve@fail.test"));
+    assert!(bounce.contains("Original-Recipient: rfc822;eve@fail.test"));
     assert!(bounce.contains("Action: failed"));
     assert!(bounce.contains("Status: 5.1.1"));
     assert!(bounce.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user here"));

@@ -147,6 +147,9 @@ pub struct ClientConfig {
     pub chunking: bool,
     /// Largest BDAT chunk.
     pub chunk_size: usize,
+    /// Recipients per transaction; more are sent in further transactions on the same session
+    /// (RFC 5321 §4.5.3.1.8: servers must take at least 100).
+    pub max_recipients: usize,
 }
 
 impl ClientConfig {
@@ -160,6 +163,7 @@ impl ClientConfig {
             allow_plaintext_auth: false,
             chunking: true,
             chunk_size: 1 << 20,
+            max_recipients: 100,
         }
     }
 }
@@ -525,6 +529,29 @@ impl Connection {
 
     /// Runs one mail transaction. Never fails as a whole: problems become per-recipient outcomes.
     pub async fn send(&mut self, out: &Outbound<'_>) -> Attempt {
+        let limit = self.config.max_recipients.max(1);
+        if out.recipients.len() <= limit {
+            return self.send_one(out).await;
+        }
+        let mut total = Attempt {
+            outcomes: Vec::with_capacity(out.recipients.len()),
+            dsn_passed_on: false,
+            remote_mta: Some(self.remote.clone()),
+        };
+        for batch in out.recipients.chunks(limit) {
+            let part = self
+                .send_one(&Outbound {
+                    recipients: batch,
+                    ..out.clone()
+                })
+                .await;
+            total.dsn_passed_on |= part.dsn_passed_on;
+            total.outcomes.extend(part.outcomes);
+        }
+        total
+    }
+
+    async fn send_one(&mut self, out: &Outbound<'_>) -> Attempt {
         let mut report = Attempt {
             outcomes: Vec::with_capacity(out.recipients.len()),
             remote_mta: Some(self.remote.clone()),

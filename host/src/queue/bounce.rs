@@ -13,9 +13,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::delivery::dsn::notify_allows as wanted;
 
-/// Messages larger than this come back as headers only, whatever RET says.
-const MAX_RETURNED: usize = 10 * 1024 * 1024;
-
 /// The DSN to spool for `meta`'s message, or None when nobody may get one.
 pub fn report(
     hostname: &str,
@@ -30,7 +27,7 @@ pub fn report(
         arrival: UNIX_EPOCH + Duration::from_millis(meta.arrived_ms),
         recipients,
         message,
-        max_returned: MAX_RETURNED,
+        max_returned: dsn::DEFAULT_MAX_RETURNED,
     })?;
     Some(Incoming {
         envelope: built.envelope,
