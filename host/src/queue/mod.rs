@@ -18,6 +18,7 @@ mod manager;
 pub mod route;
 pub mod schedule;
 pub mod state;
+mod table;
 
 use crate::config::queue::{QueueConfig, RoutesConfig};
 use crate::delivery::Agents;
