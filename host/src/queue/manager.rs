@@ -594,29 +594,33 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
         }
     }
 
-    if !inner.messages.lock().unwrap().contains(id) {
-        return; // removed by an operator during the attempt
-    }
-    let path = inner.spool.state_path(id);
-    let to_write = records.clone();
-    let written = tokio::task::spawn_blocking(move || state::append(&path, &to_write))
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-    if let Err(e) = written {
-        // Not recorded: the recipients will be tried again (a duplicate, never a loss).
-        tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome");
-    }
+    // Apply in memory first: if the message is now finished, its removal is the record (a
+    // state write would be deleted right away; a crash before the removal repeats the
+    // deliveries, which at-least-once allows).
     let done = {
         let mut table = inner.messages.lock().unwrap();
-        table
-            .update(id, now_ms(), |entry| {
-                for r in &records {
-                    entry.state.apply(r);
-                }
-                entry.state.is_done()
-            })
-            .unwrap_or(false)
+        table.update(id, now_ms(), |entry| {
+            for r in &records {
+                entry.state.apply(r);
+            }
+            entry.state.is_done()
+        })
     };
+    let Some(done) = done else {
+        return; // removed by an operator during the attempt
+    };
+    if !done {
+        let path = inner.spool.state_path(id);
+        let to_write = records.clone();
+        let written = tokio::task::spawn_blocking(move || state::append(&path, &to_write))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            // Not recorded: after a restart the recipients are tried again (a duplicate,
+            // never a loss).
+            tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome");
+        }
+    }
     for event in &events {
         inner.opts.hooks.delivery(event).await;
     }
