@@ -212,7 +212,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let agents: Arc<dyn Agents> = Arc::new(
         RemoteAgents::new(
             Maildir::new(state_dir.join("mail"), &config.server.hostname),
-            RemoteSettings::new(config.server.hostname.clone()).with_routes(&config.routes),
+            RemoteSettings::from_config(
+                config.server.hostname.clone(),
+                &config.delivery,
+                &config.routes,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         )
         .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
     );
