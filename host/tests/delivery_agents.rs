@@ -422,6 +422,43 @@ async fn lmtp_over_tcp_and_unix_socket() {
     assert_eq!(summary(&report)[0], ("deferred", 421, "4.4.1".into()));
 }
 
+#[tokio::test]
+async fn lmtp_replies_per_recipient_after_data() {
+    let server = TestServer::start(ServerOptions {
+        extensions: vec!["PIPELINING".into(), "ENHANCEDSTATUSCODES".into()],
+        lmtp: true,
+        ..ServerOptions::default()
+    })
+    .await;
+    let rp = sender("alice@origin.test");
+    let rcpts = [
+        rcpt("bob@local.test"),
+        rcpt("full-box@local.test"),
+        rcpt("reject-x@local.test"),
+        rcpt("carol@local.test"),
+    ];
+    let msg = message("lmtp-mixed", "body\r\n");
+    let report = lmtp::deliver(
+        &LmtpTarget::parse(&server.addr.to_string()),
+        &client(),
+        &outbound(&rp, &rcpts, &msg),
+    )
+    .await;
+    assert_eq!(
+        summary(&report),
+        [
+            ("delivered", 250, "2.1.5".into()),
+            ("failed", 552, "5.2.2".into()),
+            ("failed", 550, "5.1.1".into()),
+            ("delivered", 250, "2.1.5".into())
+        ]
+    );
+    let t = server.transcript();
+    assert!(t.commands[0].starts_with("LHLO "));
+    assert_eq!(t.messages.len(), 1);
+    assert_eq!(t.messages[0].data, msg);
+}
+
 // ---------------------------------------------------------------- test server (TLS, AUTH, SIZE…)
 
 #[tokio::test]
@@ -430,7 +467,7 @@ async fn starttls_opportunistic_and_required() {
     let server = TestServer::start(ServerOptions {
         extensions: vec!["PIPELINING".into(), "8BITMIME".into()],
         tls: Some(ca.clone()),
-        auth: None,
+        ..ServerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -485,6 +522,7 @@ async fn auth_plain_and_login_to_a_smarthost() {
         extensions: vec!["PIPELINING".into()],
         tls: Some(ca),
         auth: Some(("relayuser".into(), "s3cret pw".into())),
+        ..ServerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
