@@ -183,7 +183,14 @@ impl RemoteAgents {
                 }
             }
         }
-        let key = format!("relay:{}:{}", target.host, target.port);
+        // Sessions differ by TLS policy and login, not only by address.
+        let key = format!(
+            "relay:{}:{}:{:?}:{}",
+            target.host,
+            target.port,
+            target.tls,
+            target.credentials.as_deref().unwrap_or("")
+        );
         let connect = smtp_client::connect_to_relay(target, &config);
         self.send_reusing(&key, connect, out).await
     }
