@@ -20,8 +20,7 @@ fn with_smarthost(port: u16) -> String {
         "",
         &format!(
             "[routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {port}, tls = \"opportunistic\" }}\n\
-             [queue]\nretry_first = \"1s\"\nretry_max = \"2s\"\n\
-             [delivery]\ntimeouts = {{ connect = 5, data_end = 30 }}\nmax_recipients = 50\n"
+             [queue]\nretry_first = \"1s\"\nretry_max = \"2s\"\nclient_timeout = \"30s\"\n"
         ),
     )
 }

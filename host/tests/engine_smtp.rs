@@ -5,7 +5,7 @@ mod support;
 
 use support::{Client, TestServer, config, message};
 
-fn spooled_containing(server: &TestServer, needle: &str) -> usize {
+fn held_containing(server: &TestServer, needle: &str) -> usize {
     server
         .all_messages()
         .iter()
@@ -125,10 +125,7 @@ fn bdat_chunks_and_last() {
     c.expect("RSET", 250);
     c.expect("QUIT", 221);
     assert_eq!(server.all_messages().len(), 2);
-    assert_eq!(
-        spooled_containing(&server, "line one\r\n.not stuffed\r\n"),
-        1
-    );
+    assert_eq!(held_containing(&server, "line one\r\n.not stuffed\r\n"), 1);
 }
 
 #[test]
@@ -345,7 +342,7 @@ fn early_talker_is_refused() {
     let mut toml = config("", "");
     toml = toml.replacen(
         "role = \"mx\"\n",
-        "role = \"mx\"\ngreeting_delay_ms = 500\n",
+        "role = \"mx\"\ngreeting_delay_ms = 1500\n",
         1,
     );
     let server = TestServer::with_config(&toml);
@@ -435,7 +432,25 @@ fn sigterm_lets_the_transaction_finish_and_exits_zero() {
     assert_eq!(done.code, 250, "{done:?}");
     let status = server.terminate();
     assert!(status.success(), "{status}");
-    assert_eq!(spooled_containing(&server, "second half"), 1);
+    assert_eq!(held_containing(&server, "second half"), 1);
     // New connections are refused once the server is gone.
     assert!(std::net::TcpStream::connect(server.addr("mx")).is_err());
+}
+
+#[test]
+fn etrn_only_for_configured_clients() {
+    let server = TestServer::start();
+    let mut c = Client::connect(server.addr("mx"));
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(!ehlo.text().contains("ETRN"), "{ehlo:?}");
+    assert_eq!(c.cmd("ETRN example.test").code / 100, 5);
+
+    let server =
+        TestServer::with_config(&config("", "[queue]\netrn_clients = [\"127.0.0.0/8\"]\n"));
+    let mut c = Client::connect(server.addr("mx"));
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(ehlo.text().contains("ETRN"), "{ehlo:?}");
+    let etrn = c.cmd("ETRN remote.test");
+    assert_eq!(etrn.code / 100, 2, "{etrn:?}");
+    c.expect("QUIT", 221);
 }

@@ -249,3 +249,31 @@ fn authenticated_relay_and_unauthenticated_refusal() {
     let denied = c.cmd("RCPT TO:<carol@remote.test>");
     assert_eq!((denied.code, denied.enhanced().as_str()), (554, "5.7.1"));
 }
+
+#[test]
+fn certificate_and_key_from_pem_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["mail.example.test".into()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    let server = TestServer::with_config(&support::config(
+        &format!(
+            "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert_path.display(),
+            key_path.display()
+        ),
+        "",
+    ));
+    // Implicit TLS and STARTTLS both present the configured certificate.
+    let c = Client::connect_tls(server.addr("submissions"));
+    assert_eq!(c.peer_certificate().unwrap(), certified.cert.der().to_vec());
+    let mut c = Client::connect(server.addr("mx"));
+    c.expect("EHLO client.test", 250);
+    c.expect("STARTTLS", 220);
+    c.upgrade();
+    assert_eq!(c.peer_certificate().unwrap(), certified.cert.der().to_vec());
+    c.expect("EHLO client.test", 250);
+    assert!(!server.log().contains("self-signed"), "{}", server.log());
+}

@@ -613,3 +613,42 @@ async fn route_hook_decides_first_and_delivery_hook_sees_every_outcome() {
         ]
     );
 }
+
+/// `cargo test -p mailwit --test queue_manager -- --ignored --nocapture local_delivery_throughput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints figures"]
+async fn local_delivery_throughput() {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let state = dir.path().to_path_buf();
+    let (spool, queue) = setup(&state, short_config(), Scripted::new(&state, 0)).await;
+    let n = 1000;
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..20 {
+        let spool = spool.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..n / 20 {
+                spool
+                    .store(mail(
+                        "carol@remote.test",
+                        &["bob@example.test"],
+                        &format!("{w}-{i}"),
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    until("all delivered", || idle(&queue, &spool)).await;
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(maildir_files(&state, "bob@example.test").len(), n);
+    let stats = spool.stats();
+    println!(
+        "spool + queue + Maildir: {n} messages from 20 writers in {secs:.2}s: {:.0} messages/s; spool fsyncs/message {:.2}",
+        n as f64 / secs,
+        (stats.file_fsyncs + stats.dir_fsyncs) as f64 / n as f64
+    );
+}

@@ -44,9 +44,6 @@ pub struct Config {
     /// The route table used when no route hook decides.
     #[serde(default)]
     pub routes: queue::RoutesConfig,
-    /// Remote delivery: client timeouts, MX resolution, relay certificates, session reuse.
-    #[serde(default)]
-    pub delivery: crate::delivery::remote::DeliveryConfig,
     /// The file this configuration came from (None for the embedded quickstart).
     #[serde(skip)]
     pub source: Option<PathBuf>,

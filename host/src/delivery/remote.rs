@@ -7,7 +7,6 @@
 //! cached (each domain's hosts differ; the queue groups a domain's recipients into one attempt).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,47 +19,6 @@ use super::smtp_client::{
 use super::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use crate::config::queue::RoutesConfig;
 use crate::policy::{RelayTarget, Reply};
-
-/// The `[delivery]` configuration table: how remote delivery behaves. Every key is optional.
-///
-/// ```toml
-/// [delivery]
-/// timeouts = { connect = 30, data_end = 600 }   # seconds; RFC 5321 4.5.3.2 defaults
-/// chunking = true                 # BDAT when the peer offers CHUNKING
-/// max_recipients = 100            # per transaction; more go in further transactions
-/// connection_cache_time = 5       # seconds an idle relay/LMTP session is kept for reuse (0: never)
-/// relay_verify_certificates = false  # check smarthost/relay certificates (system roots + relay_ca_file)
-/// relay_ca_file = "/etc/mailwit/relay-ca.pem"
-/// [delivery.mx]
-/// nameservers = ["127.0.0.1:53"]  # default: /etc/resolv.conf
-/// dns_timeout = 5
-/// max_hosts = 5
-/// ```
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DeliveryConfig {
-    pub timeouts: Timeouts,
-    pub chunking: bool,
-    pub max_recipients: usize,
-    pub connection_cache_time: f64,
-    pub relay_verify_certificates: bool,
-    pub relay_ca_file: Option<PathBuf>,
-    pub mx: MxConfig,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        DeliveryConfig {
-            timeouts: Timeouts::default(),
-            chunking: true,
-            max_recipients: 100,
-            connection_cache_time: 5.0,
-            relay_verify_certificates: false,
-            relay_ca_file: None,
-            mx: MxConfig::default(),
-        }
-    }
-}
 
 /// What [`RemoteAgents`] needs besides the Maildir.
 #[derive(Debug, Clone)]
@@ -95,31 +53,6 @@ impl RemoteSettings {
             idle_per_destination: 8,
             max_recipients: 100,
         }
-    }
-
-    /// From the `[delivery]` table and the route table's credentials.
-    pub fn from_config(
-        hostname: impl Into<String>,
-        delivery: &DeliveryConfig,
-        routes: &RoutesConfig,
-    ) -> Result<RemoteSettings, String> {
-        let relay_tls_verify = TlsVerify::from_settings(
-            delivery.relay_verify_certificates,
-            delivery.relay_ca_file.as_deref(),
-        )
-        .map_err(|e| format!("delivery.relay_ca_file: {e}"))?;
-        let idle_time = Duration::try_from_secs_f64(delivery.connection_cache_time)
-            .map_err(|e| format!("delivery.connection_cache_time: {e}"))?;
-        Ok(RemoteSettings {
-            timeouts: delivery.timeouts.clone(),
-            relay_tls_verify,
-            mx: delivery.mx.clone(),
-            chunking: delivery.chunking,
-            idle_time,
-            max_recipients: delivery.max_recipients.max(1),
-            ..RemoteSettings::new(hostname)
-        }
-        .with_routes(routes))
     }
 
     /// Takes the named credentials of the route table.
@@ -282,33 +215,6 @@ impl RemoteAgents {
         for conn in all {
             conn.quit().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delivery_table_from_toml() {
-        let c: DeliveryConfig = toml::from_str(
-            "timeouts = { connect = 3 }\nmax_recipients = 50\nconnection_cache_time = 0\n\
-             [mx]\nnameservers = [\"127.0.0.1:5353\"]\n",
-        )
-        .unwrap();
-        assert_eq!(c.timeouts.connect, Duration::from_secs(3));
-        assert_eq!(c.max_recipients, 50);
-        let s = RemoteSettings::from_config("mx.test", &c, &RoutesConfig::default()).unwrap();
-        assert!(s.idle_time.is_zero());
-        assert_eq!(s.mx.nameservers.len(), 1);
-        assert!(toml::from_str::<DeliveryConfig>("chunkin = true").is_err());
-        let bad = DeliveryConfig {
-            relay_verify_certificates: true,
-            relay_ca_file: Some("/nonexistent/ca.pem".into()),
-            ..DeliveryConfig::default()
-        };
-        let err = RemoteSettings::from_config("mx.test", &bad, &RoutesConfig::default());
-        assert!(err.unwrap_err().starts_with("delivery.relay_ca_file"));
     }
 }
 

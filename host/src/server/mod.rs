@@ -22,8 +22,6 @@ use crate::auth::UserDb;
 use crate::config::Config;
 use crate::config::engine::LocalConfig;
 use crate::delivery::Agents;
-use crate::delivery::maildir::Maildir;
-use crate::delivery::remote::{RemoteAgents, RemoteSettings};
 use crate::policy::{HookFactory, NoHooks, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::spool::Spool;
@@ -208,16 +206,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // TODO(pluginhost): the plugin platform's HookFactory and QueueHooks replace NoHooks here.
     let hooks: Arc<dyn HookFactory> = Arc::new(NoHooks);
     let queue_hooks: Arc<dyn QueueHooks> = Arc::new(NoHooks);
-    // Maildir, LMTP, relays and MX (delivery::remote), with the route table's credentials.
+    // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes].
     let agents: Arc<dyn Agents> = Arc::new(
-        RemoteAgents::new(
-            Maildir::new(state_dir.join("mail"), &config.server.hostname),
-            RemoteSettings::from_config(
-                config.server.hostname.clone(),
-                &config.delivery,
-                &config.routes,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        crate::delivery::from_config(
+            &state_dir,
+            &config.server.hostname,
+            &config.queue,
+            &config.routes,
         )
         .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
     );

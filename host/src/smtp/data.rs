@@ -10,6 +10,10 @@
 
 use memchr::memchr2;
 
+use super::reply::{self, push_reply};
+use super::session::{Body, Pending, Phase, Session};
+use super::{Answer, Event};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// After CRLF (or the DATA command): a line starts here.
@@ -250,6 +254,65 @@ impl TextCheck {
     }
 }
 
+// ---- the DATA stage of the session ----
+
+impl Session {
+    pub(super) fn cmd_data(&mut self) {
+        let Some(tx) = self.transaction.as_mut() else {
+            self.fail(reply::NEED_MAIL);
+            return;
+        };
+        if tx.body == Body::Bdat {
+            self.fail(reply::DATA_AFTER_BDAT);
+            return;
+        }
+        if tx.envelope.recipients.is_empty() {
+            self.fail(reply::NO_VALID_RECIPIENTS);
+            return;
+        }
+        tx.body = Body::Data;
+        self.output
+            .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+        self.phase = Phase::Data(DataDecoder::new(
+            self.config.max_text_line,
+            self.config.max_message_size,
+        ));
+    }
+
+    /// CRLF.CRLF arrived: hand the message over, or refuse it and stay in the session.
+    pub(super) fn data_complete(&mut self) -> Option<Event> {
+        let Phase::Data(decoder) = std::mem::replace(&mut self.phase, Phase::Command) else {
+            return None;
+        };
+        let mut tx = self.transaction.take()?;
+        match decoder.defect() {
+            Some(Defect::TooBig) => self.fail(reply::MESSAGE_TOO_BIG),
+            Some(Defect::BareLineEnding) => self.fail(reply::BARE_LINE_ENDING),
+            Some(Defect::LongLine) => self.fail(reply::TEXT_LINE_TOO_LONG),
+            None => {
+                self.phase = Phase::Pending(Pending::Message);
+                return Some(Event::Message {
+                    envelope: tx.envelope,
+                    data: std::mem::take(&mut tx.message),
+                });
+            }
+        }
+        None
+    }
+
+    pub(super) fn message_answered(&mut self, answer: Answer) {
+        self.reset_transaction();
+        match answer {
+            Answer::Queued(id) => {
+                let line = format!("250 2.0.0 Ok: queued as {id}\r\n");
+                self.output.extend_from_slice(line.as_bytes());
+            }
+            Answer::Refuse(reply) => push_reply(&mut self.output, &reply),
+            _ => reply::push_static(&mut self.output, reply::OK),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,68 +418,5 @@ mod tests {
         c.scan(b"abc");
         c.scan(b"de\r\n");
         assert_eq!(c.finish(), Some(Defect::LongLine));
-    }
-}
-
-// ---- the DATA stage of the session ----
-
-use super::reply::{self, push_reply};
-use super::session::{Body, Pending, Phase, Session};
-use super::{Answer, Event};
-
-impl Session {
-    pub(super) fn cmd_data(&mut self) {
-        let Some(tx) = self.transaction.as_mut() else {
-            self.fail(reply::NEED_MAIL);
-            return;
-        };
-        if tx.body == Body::Bdat {
-            self.fail(reply::DATA_AFTER_BDAT);
-            return;
-        }
-        if tx.envelope.recipients.is_empty() {
-            self.fail(reply::NO_VALID_RECIPIENTS);
-            return;
-        }
-        tx.body = Body::Data;
-        self.output
-            .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
-        self.phase = Phase::Data(DataDecoder::new(
-            self.config.max_text_line,
-            self.config.max_message_size,
-        ));
-    }
-
-    /// CRLF.CRLF arrived: hand the message over, or refuse it and stay in the session.
-    pub(super) fn data_complete(&mut self) -> Option<Event> {
-        let Phase::Data(decoder) = std::mem::replace(&mut self.phase, Phase::Command) else {
-            return None;
-        };
-        let mut tx = self.transaction.take()?;
-        match decoder.defect() {
-            Some(Defect::TooBig) => self.fail(reply::MESSAGE_TOO_BIG),
-            Some(Defect::BareLineEnding) => self.fail(reply::BARE_LINE_ENDING),
-            Some(Defect::LongLine) => self.fail(reply::TEXT_LINE_TOO_LONG),
-            None => {
-                self.phase = Phase::Pending(Pending::Message);
-                return Some(Event::Message {
-                    envelope: tx.envelope,
-                    data: std::mem::take(&mut tx.message),
-                });
-            }
-        }
-        None
-    }
-
-    pub(super) fn message_answered(&mut self, answer: Answer) {
-        self.reset_transaction();
-        match answer {
-            Answer::Queued(id) => {
-                let line = format!("250 2.0.0 Ok: queued as {id}\r\n");
-                self.output.extend_from_slice(line.as_bytes());
-            }
-            Answer::Refuse(reply) => push_reply(&mut self.output, &reply),
-            _ => reply::push_static(&mut self.output, reply::OK),
-        }
     }
 }

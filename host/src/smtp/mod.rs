@@ -157,3 +157,6 @@ pub enum Timeout {
     /// Waiting on the engine (an event is pending) or closed: no client timer runs.
     None,
 }
+
+#[cfg(test)]
+mod tests;

@@ -163,7 +163,12 @@ pub fn decode_xtext(s: &str) -> Option<String> {
                 if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return None;
                 }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                let byte = u8::from_str_radix(hex, 16).ok()?;
+                // Decoded values end up in DSN headers: no control characters, no 8-bit.
+                if !(32..=126).contains(&byte) {
+                    return None;
+                }
+                out.push(byte);
                 i += 3;
             }
             b'=' => return None,
@@ -215,6 +220,8 @@ mod tests {
         assert_eq!(parse_mail("RET=ALL", false), Err(reply::SYNTAX));
         assert_eq!(parse_mail("SMTPUTF8=yes", false), Err(reply::SYNTAX));
         assert_eq!(parse_mail("ENVID=a+zz", false), Err(reply::SYNTAX));
+        assert_eq!(parse_mail("ENVID=a+0D+0Ab", false), Err(reply::SYNTAX));
+        assert_eq!(parse_mail("ENVID=a+2", false), Err(reply::SYNTAX));
         assert_eq!(
             parse_mail("SIZE=99999999999999999999", false).unwrap().size,
             Some(u64::MAX)

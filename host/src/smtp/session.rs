@@ -81,7 +81,7 @@ pub struct Session {
     pub(super) authenticated: Option<String>,
     pub(super) transaction: Option<Transaction>,
     pub(super) phase: Phase,
-    input: Vec<u8>,
+    pub(super) input: Vec<u8>,
     pos: usize,
     /// Inside an overlong line: drop bytes up to the next LF, then reply 500 5.5.2.
     discarding_line: bool,
@@ -170,7 +170,13 @@ impl Session {
                     let limit = self.line_limit();
                     match self.next_line(limit) {
                         Line::NeedMore => return None,
-                        Line::TooLong => self.fail(reply::LINE_TOO_LONG),
+                        Line::TooLong => {
+                            // An overlong SASL response also ends the exchange.
+                            if let Phase::Sasl(_) = self.phase {
+                                self.phase = Phase::Command;
+                            }
+                            self.fail(reply::LINE_TOO_LONG);
+                        }
                         Line::Complete(start, end) => {
                             // The stage code gets `&mut self` while reading the line from the
                             // buffer; lend the buffer out instead of copying the line.

@@ -34,9 +34,13 @@
 //! the reply leaves a complete message that is delivered (the client may send it again: duplicate,
 //! never loss). Cost per message: one file fsync plus 1/batch directory fsyncs (see [`SpoolStats`]).
 //!
-//! `ID.state` is the queue manager's; it is appended and fsynced per outcome, and a torn last
-//! line (crash mid-append) is ignored on recovery. A message leaves the spool by deleting
-//! `ID.msg` first, then `ID.state`; an orphaned `ID.state` is removed on open.
+//! `ID.state` is the queue manager's (see `queue::state`): JSON lines such as
+//! `{"kind":"outcome","rcpt":0,"status":"deferred","reply":{…},"next_ms":…,"at_ms":…}` or
+//! `{"kind":"hold","held":true,"at_ms":…}`, appended and fsynced per attempt that leaves
+//! recipients queued; a torn last line (crash mid-append) is ignored on recovery. A message
+//! whose last recipient is decided leaves the spool without a state write: `ID.msg` is deleted
+//! first, then `ID.state`, then the directory is fsynced; an orphaned `ID.state` is removed on
+//! open. A crash before the deletion repeats the last deliveries (at-least-once).
 
 mod commit;
 mod id;

@@ -222,24 +222,32 @@ impl TestServer {
         files
     }
 
-    /// Every message the server holds: spooled or delivered to any Maildir.
+    /// Every accepted transaction's message the server holds, spooled or delivered to any
+    /// Maildir, each once: a message being delivered can briefly be in both places, and one
+    /// delivered to two mailboxes is two files; all carry the same Received header (with its
+    /// unique transaction id), so they are told apart from that header on.
     pub fn all_messages(&self) -> Vec<Vec<u8>> {
-        let mut out: Vec<Vec<u8>> = self
-            .spooled()
-            .iter()
-            .filter_map(|p| std::fs::read(p).ok())
-            .collect();
+        let mut files: Vec<PathBuf> = self.spooled();
         let mail = self.state_dir().join("mail");
         for domain in read_dir(&mail) {
             for user in read_dir(&domain) {
                 for sub in ["new", "cur"] {
-                    for file in read_dir(&user.join(sub)) {
-                        out.extend(std::fs::read(file).ok());
-                    }
+                    files.extend(read_dir(&user.join(sub)));
                 }
             }
         }
-        out
+        let mut seen = std::collections::BTreeSet::new();
+        for file in files {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue; // delivered and removed meanwhile: the Maildir copy counts
+            };
+            let from = bytes
+                .windows(10)
+                .position(|w| w == b"Received: ")
+                .unwrap_or(0);
+            seen.insert(bytes[from..].to_vec());
+        }
+        seen.into_iter().collect()
     }
 }
 
@@ -380,6 +388,18 @@ impl Client {
     pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
         match self.reader.get_ref() {
             Wire::Tls(s) => s.conn.protocol_version(),
+            Wire::Plain(_) => None,
+        }
+    }
+
+    /// The DER of the certificate the server presented (None before TLS).
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self.reader.get_ref() {
+            Wire::Tls(s) => s
+                .conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|c| c.to_vec()),
             Wire::Plain(_) => None,
         }
     }

@@ -1,0 +1,205 @@
+//! Crash test: a child process stores messages (and its queue delivers them to Maildirs) while
+//! the parent SIGKILLs it mid-flight. After a restart, every message whose store returned
+//! (acknowledged) must end delivered; none lost. Duplicates are counted and printed
+//! (at-least-once allows them).
+//!
+//! The child is this test binary re-run with MAILWIT_CRASH_CHILD set.
+
+use mailwit::config::queue::{QueueConfig, RoutesConfig};
+use mailwit::delivery::{LocalOnly, maildir::Maildir};
+use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
+use mailwit::queue::{LocalDomains, Queue, QueueOptions};
+use mailwit::spool::{Incoming, Spool};
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Local;
+impl LocalDomains for Local {
+    fn is_local_domain(&self, d: &str) -> bool {
+        d == "example.test"
+    }
+    fn resolve(&self, a: &str) -> Option<String> {
+        Some(a.to_ascii_lowercase())
+    }
+}
+
+async fn start_queue(state: &Path) -> (Arc<Spool>, Queue) {
+    let spool = Arc::new(Spool::open(state.join("queue")).await.unwrap());
+    let queue = Queue::start(
+        spool.clone(),
+        QueueOptions {
+            config: QueueConfig {
+                retry_first: Duration::from_millis(100),
+                ..QueueConfig::default()
+            },
+            routes: RoutesConfig::default(),
+            hostname: "crash.test".into(),
+            hooks: Arc::new(NoHooks),
+            local: Arc::new(Local),
+            agents: Arc::new(LocalOnly {
+                maildir: Maildir::new(state.join("mail"), "crash.test"),
+            }),
+        },
+    )
+    .await
+    .unwrap();
+    (spool, queue)
+}
+
+fn message(n: usize) -> Incoming {
+    Incoming {
+        envelope: Envelope {
+            reverse_path: ReversePath {
+                address: "sender@remote.test".into(),
+                ..Default::default()
+            },
+            recipients: vec![
+                Recipient {
+                    address: "bob@example.test".into(),
+                    ..Default::default()
+                },
+                Recipient {
+                    address: "alice@example.test".into(),
+                    ..Default::default()
+                },
+            ],
+        },
+        message: format!("Subject: crash-{n}\r\n\r\n{}\r\n", "x".repeat(2000)).into_bytes(),
+        quarantine: None,
+        session_id: "crash".into(),
+    }
+}
+
+/// The child: stores messages from 8 concurrent writers forever, printing each acknowledged
+/// number; the queue delivers meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child of crash_during_store_and_delivery_loses_nothing"]
+async fn crash_child() {
+    let Ok(state) = std::env::var("MAILWIT_CRASH_CHILD") else {
+        return;
+    };
+    let (spool, _queue) = start_queue(Path::new(&state)).await;
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let spool = spool.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                spool.store(message(n)).await.unwrap();
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "ACK {n}").unwrap();
+                out.flush().unwrap();
+            }
+        }));
+    }
+    // The writers never end; the parent kills this process.
+    futures::future::join_all(tasks).await;
+}
+
+/// How many copies of each numbered message a Maildir holds (only complete files are in new/).
+fn copies(maildir: &Path) -> HashMap<usize, usize> {
+    let mut counts = HashMap::new();
+    for entry in std::fs::read_dir(maildir.join("new")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let n: usize = text
+            .split("Subject: crash-")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .and_then(|s| s.parse().ok())
+            .expect("only complete messages in new/");
+        *counts.entry(n).or_insert(0usize) += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn crash_during_store_and_delivery_loses_nothing() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let state = dir.path();
+    let mut acked = Vec::new();
+    for round in 0..3 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("MAILWIT_CRASH_CHILD", state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        // Kill after a different number of acknowledgements each round.
+        let kill_after = 150 + round * 70;
+        let mut got = 0;
+        while got < kill_after {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(n) = line.strip_prefix("ACK ") {
+                acked.push(n.parse::<usize>().unwrap() + round * 1_000_000);
+                got += 1;
+            }
+        }
+        // SIGKILL: no destructor, no flush, mid-store and mid-delivery.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        // Acks printed before the kill took effect still count.
+        for line in lines.map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("ACK ") {
+                acked.push(n.parse::<usize>().unwrap() + round * 1_000_000);
+            }
+        }
+        child.wait().unwrap();
+        assert!(got > 0, "child acknowledged nothing in round {round}");
+        // The next round's child numbers from 0 again: keep rounds apart in the Maildir by
+        // moving this round's mail aside once everything is recovered.
+        let (spool, queue) = start_queue(state).await;
+        for _ in 0..1500 {
+            if queue.is_empty() && spool.list().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(queue.is_empty(), "queue drained after restart");
+        queue.shutdown();
+        drop(queue);
+        drop(spool);
+        for mailbox in ["bob", "alice"] {
+            let from = state.join("mail/example.test").join(mailbox);
+            let to = state.join(format!("round{round}")).join(mailbox);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::rename(&from, &to).unwrap();
+        }
+    }
+    let mut lost = 0;
+    let mut duplicates = 0;
+    let mut delivered = 0;
+    for round in 0..3usize {
+        for mailbox in ["bob", "alice"] {
+            let counts = copies(&state.join(format!("round{round}")).join(mailbox));
+            for &a in acked.iter().filter(|&&a| a / 1_000_000 == round) {
+                match counts.get(&(a % 1_000_000)) {
+                    None => lost += 1,
+                    Some(&c) => {
+                        delivered += 1;
+                        duplicates += c - 1;
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "crash test: {} acknowledged messages x 2 recipients, {delivered} delivered, {lost} lost, {duplicates} duplicates",
+        acked.len()
+    );
+    assert_eq!(lost, 0, "an acknowledged message was lost");
+    assert_eq!(delivered, acked.len() * 2);
+}
