@@ -37,6 +37,7 @@ pub struct RemoteSettings {
     pub idle_time: Duration,
     /// Idle sessions kept per destination.
     pub idle_per_destination: usize,
+    pub max_recipients: usize,
 }
 
 impl RemoteSettings {
@@ -50,6 +51,7 @@ impl RemoteSettings {
             chunking: true,
             idle_time: Duration::from_secs(5),
             idle_per_destination: 8,
+            max_recipients: 100,
         }
     }
 
@@ -93,6 +95,7 @@ impl RemoteAgents {
         let mut c = ClientConfig::new(self.settings.hostname.clone());
         c.timeouts = self.settings.timeouts.clone();
         c.chunking = self.settings.chunking;
+        c.max_recipients = self.settings.max_recipients;
         c.tls_verify = tls_verify;
         c
     }
@@ -113,7 +116,14 @@ impl RemoteAgents {
                 }
             }
         }
-        let key = format!("relay:{}:{}", target.host, target.port);
+        // Sessions differ by TLS policy and login, not only by address.
+        let key = format!(
+            "relay:{}:{}:{:?}:{}",
+            target.host,
+            target.port,
+            target.tls,
+            target.credentials.as_deref().unwrap_or("")
+        );
         let connect = smtp_client::connect_to_relay(target, &config);
         self.send_reusing(&key, connect, out).await
     }

@@ -267,6 +267,9 @@ pub struct ServerOptions {
     pub tls: Option<TestCa>,
     /// Accept AUTH with these credentials (user, password); replies 235.
     pub auth: Option<(String, String)>,
+    /// Speak LMTP: LHLO, and after the data one reply per accepted recipient (local parts
+    /// starting with "full" get 552 5.2.2 there).
+    pub lmtp: bool,
 }
 
 /// A CA and a server certificate for "mx.test" and 127.0.0.1.
@@ -398,7 +401,7 @@ async fn session(
         let upper = line.to_ascii_uppercase();
         let verb = upper.split(' ').next().unwrap_or("").to_string();
         let reply: String = match verb.as_str() {
-            "EHLO" => {
+            "EHLO" | "LHLO" => {
                 let mut ext = options.extensions.clone();
                 if options.tls.is_some() && !tls {
                     ext.push("STARTTLS".into());
@@ -500,6 +503,20 @@ async fn session(
                         let l = if l.starts_with(b".") { &l[1..] } else { &l[..] };
                         data.extend_from_slice(l);
                     }
+                    let reply = if options.lmtp {
+                        rcpts
+                            .iter()
+                            .map(|r| {
+                                if r.to_ascii_lowercase().contains("<full") {
+                                    "552 5.2.2 mailbox full\r\n"
+                                } else {
+                                    "250 2.1.5 delivered\r\n"
+                                }
+                            })
+                            .collect::<String>()
+                    } else {
+                        "250 2.0.0 queued\r\n".to_string()
+                    };
                     transcript.lock().unwrap().messages.push(Received {
                         mail: mail.take().unwrap_or_default(),
                         rcpts: std::mem::take(&mut rcpts),
@@ -507,7 +524,7 @@ async fn session(
                         tls,
                         authenticated,
                     });
-                    "250 2.0.0 queued\r\n".into()
+                    reply
                 }
             }
             "BDAT" => {
