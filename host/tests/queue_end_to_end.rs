@@ -155,8 +155,18 @@ fn queue_commands_while_the_smarthost_is_down() {
     submit_as_alice(&server, &["dave@remote.test", "erin@remote.test"], "waits");
     submit_as_alice(&server, &["frank@elsewhere.test"], "waits too");
     until("deferred", || {
-        let (_, text) = queue_cli(&server, &["summary"]);
-        text.contains("remote.test") && text.contains("elsewhere.test") && !text.contains(" 0 ")
+        let (_, json) = queue_cli(&server, &["--json", "list"]);
+        let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let messages = list["messages"].as_array().unwrap();
+        messages.len() == 2
+            && messages.iter().all(|m| {
+                m["active"] == false
+                    && m["recipients"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|r| r["status"] == "deferred")
+            })
     });
     let (code, summary) = queue_cli(&server, &["summary"]);
     assert_eq!(code, 0, "{summary}");

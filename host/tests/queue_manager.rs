@@ -428,7 +428,7 @@ async fn hold_release_retry_flush_and_remove() {
     until("a deferred", || {
         queue
             .show(&a)
-            .is_some_and(|m| m.recipients[0].status == RcptStatus::Deferred)
+            .is_some_and(|m| !m.active && m.recipients[0].status == RcptStatus::Deferred)
     })
     .await;
     // Deferred for an hour: only a flush of its domain brings it forward.
@@ -489,10 +489,10 @@ async fn state_survives_restart_and_delivery_resumes() {
             ))
             .await
             .unwrap();
-        until("x deferred", || {
+        until("x deferred and recorded", || {
             queue
                 .show(&id)
-                .is_some_and(|m| m.recipients[0].status == RcptStatus::Deferred)
+                .is_some_and(|m| !m.active && m.recipients[0].status == RcptStatus::Deferred)
         })
         .await;
         queue.hold(&id).await.unwrap();

@@ -243,9 +243,10 @@ async fn mail_waits_while_the_smarthost_is_down_and_goes_after_flush() {
     until("deferred", || {
         queue.list().len() == 2
             && queue.list().iter().all(|m| {
-                m.recipients
-                    .iter()
-                    .all(|r| r.status == RcptStatus::Deferred)
+                !m.active
+                    && m.recipients
+                        .iter()
+                        .all(|r| r.status == RcptStatus::Deferred)
             })
     })
     .await;

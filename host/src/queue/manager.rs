@@ -164,11 +164,7 @@ impl Queue {
         if self.inner.messages.lock().unwrap().remove(id).is_none() {
             return Ok(false);
         }
-        let spool = self.inner.spool.clone();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || spool.remove(&id))
-            .await
-            .map_err(std::io::Error::other)??;
+        self.inner.spool.discard(id).await?;
         Ok(true)
     }
 
@@ -681,17 +677,14 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
         inner.opts.hooks.delivery(event).await;
     }
     if done {
-        let spool = inner.spool.clone();
-        let rid = id.clone();
-        match tokio::task::spawn_blocking(move || spool.remove(&rid)).await {
-            Ok(Ok(())) => {
-                inner.messages.lock().unwrap().remove(id);
-                tracing::info!(queue_id = %id, "message done, removed from queue");
-            }
-            Ok(Err(e)) => {
+        // Out of the queue's view first: it is finished whatever the disk says. Should the
+        // removal fail, the next start finds the files and delivers again (at-least-once).
+        inner.messages.lock().unwrap().remove(id);
+        match inner.spool.discard(id).await {
+            Ok(()) => tracing::info!(queue_id = %id, "message done, removed from queue"),
+            Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "cannot remove finished message")
             }
-            Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot remove finished message"),
         }
     }
 }

@@ -229,20 +229,34 @@ impl Spool {
     /// Removes a message for good: `ID.msg` first (so a crash in between leaves only an orphaned
     /// state file, which `open` cleans), then `ID.state`, then fsyncs the directory.
     pub fn remove(&self, id: &QueueId) -> std::io::Result<()> {
-        match std::fs::remove_file(self.msg_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        match std::fs::remove_file(self.state_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        unlink_pair(&self.msg_path(id), &self.state_path(id))?;
         fsync_dir(&self.dir)?;
         self.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
+    /// [`Spool::remove`] for concurrent callers: the directory fsync is shared with the
+    /// committer's current batch (stores and other removals).
+    pub async fn discard(&self, id: &QueueId) -> std::io::Result<()> {
+        let msg = self.msg_path(id);
+        let state = self.state_path(id);
+        tokio::task::spawn_blocking(move || unlink_pair(&msg, &state))
+            .await
+            .map_err(std::io::Error::other)??;
+        self.committer.sync_dir().await
+    }
+}
+
+/// Deletes `ID.msg` then `ID.state`; either may already be gone.
+fn unlink_pair(msg: &Path, state: &Path) -> std::io::Result<()> {
+    for path in [msg, state] {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn now_ms() -> u64 {
