@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -563,13 +563,4 @@ async fn session(
         };
         io.get_mut().write_all(reply.as_bytes()).await?;
     }
-}
-
-/// Where a path lives, for unix-socket tests.
-pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
-}
-
-pub fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }
