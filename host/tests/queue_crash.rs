@@ -3,10 +3,14 @@
 //! (acknowledged) must end delivered; none lost. Duplicates are counted and printed
 //! (at-least-once allows them).
 //!
-//! The child is this test binary re-run with MAILWIT_CRASH_CHILD set.
+//! Two variants: both recipients local (Maildir), and one local plus one relayed to an
+//! smtp-sink smarthost (SIGKILL during SMTP delivery).
+//!
+//! The child is this test binary re-run with MAILWIT_CRASH_CHILD set (and MAILWIT_CRASH_SINK
+//! to the sink's port in the relay variant).
 
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
-use mailwit::delivery::{LocalOnly, maildir::Maildir};
+use mailwit::delivery::{Agents, LocalOnly, maildir::Maildir};
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
 use mailwit::queue::{LocalDomains, Queue, QueueOptions};
 use mailwit::spool::{Incoming, Spool};
@@ -27,22 +31,38 @@ impl LocalDomains for Local {
     }
 }
 
-async fn start_queue(state: &Path) -> (Arc<Spool>, Queue) {
+/// The queue; with `sink`, mail for other domains goes to a smarthost on that port.
+async fn start_queue(state: &Path, sink: Option<u16>) -> (Arc<Spool>, Queue) {
     let spool = Arc::new(Spool::open(state.join("queue")).await.unwrap());
+    let config = QueueConfig {
+        retry_first: Duration::from_millis(100),
+        client_timeout: Some(Duration::from_secs(10)),
+        ..QueueConfig::default()
+    };
+    let routes: RoutesConfig = match sink {
+        Some(port) => toml::from_str(&format!(
+            "smarthost = {{ host = \"127.0.0.1\", port = {port}, tls = \"none\" }}"
+        ))
+        .unwrap(),
+        None => RoutesConfig::default(),
+    };
+    let agents: Arc<dyn Agents> = match sink {
+        Some(_) => {
+            Arc::new(mailwit::delivery::from_config(state, "crash.test", &config, &routes).unwrap())
+        }
+        None => Arc::new(LocalOnly {
+            maildir: Maildir::new(state.join("mail"), "crash.test"),
+        }),
+    };
     let queue = Queue::start(
         spool.clone(),
         QueueOptions {
-            config: QueueConfig {
-                retry_first: Duration::from_millis(100),
-                ..QueueConfig::default()
-            },
-            routes: RoutesConfig::default(),
+            config,
+            routes,
             hostname: "crash.test".into(),
             hooks: Arc::new(NoHooks),
             local: Arc::new(Local),
-            agents: Arc::new(LocalOnly {
-                maildir: Maildir::new(state.join("mail"), "crash.test"),
-            }),
+            agents,
         },
     )
     .await
@@ -50,7 +70,7 @@ async fn start_queue(state: &Path) -> (Arc<Spool>, Queue) {
     (spool, queue)
 }
 
-fn message(n: usize) -> Incoming {
+fn message(n: usize, second: &str) -> Incoming {
     Incoming {
         envelope: Envelope {
             reverse_path: ReversePath {
@@ -63,7 +83,7 @@ fn message(n: usize) -> Incoming {
                     ..Default::default()
                 },
                 Recipient {
-                    address: "alice@example.test".into(),
+                    address: second.into(),
                     ..Default::default()
                 },
             ],
@@ -82,7 +102,15 @@ async fn crash_child() {
     let Ok(state) = std::env::var("MAILWIT_CRASH_CHILD") else {
         return;
     };
-    let (spool, _queue) = start_queue(Path::new(&state)).await;
+    let sink = std::env::var("MAILWIT_CRASH_SINK")
+        .ok()
+        .map(|p| p.parse().unwrap());
+    let second = if sink.is_some() {
+        "carol@remote.test"
+    } else {
+        "alice@example.test"
+    };
+    let (spool, _queue) = start_queue(Path::new(&state), sink).await;
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -91,7 +119,7 @@ async fn crash_child() {
         tasks.push(tokio::spawn(async move {
             loop {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                spool.store(message(n)).await.unwrap();
+                spool.store(message(n, second)).await.unwrap();
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "ACK {n}").unwrap();
                 out.flush().unwrap();
@@ -102,29 +130,89 @@ async fn crash_child() {
     futures::future::join_all(tasks).await;
 }
 
-/// How many copies of each numbered message a Maildir holds (only complete files are in new/).
-fn copies(maildir: &Path) -> HashMap<usize, usize> {
+/// How many copies of each numbered message a directory holds (a Maildir's new/ or an
+/// smtp-sink dump directory).
+fn copies(dir: &Path) -> HashMap<usize, usize> {
     let mut counts = HashMap::new();
-    for entry in std::fs::read_dir(maildir.join("new")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text =
+            String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()).into_owned();
+        if !text.contains(&"x".repeat(2000)) {
+            continue; // a transaction the sink saw cut off
+        }
         let n: usize = text
             .split("Subject: crash-")
             .nth(1)
-            .and_then(|rest| rest.split("\r\n").next())
+            .and_then(|rest| rest.split(['\r', '\n']).next())
             .and_then(|s| s.parse().ok())
-            .expect("only complete messages in new/");
+            .expect("a numbered message");
         *counts.entry(n).or_insert(0usize) += 1;
     }
     counts
 }
 
+/// smtp-sink dumping transactions into a directory; killed on drop.
+struct Sink(std::process::Child);
+
+impl Sink {
+    fn start(port: u16, dir: &Path) -> Sink {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let mut cmd = Command::new("/usr/sbin/smtp-sink");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-u", "nobody"]);
+        }
+        let mut child = cmd
+            .args(["-d", &format!("{}/msg.", dir.display())])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (Debian package postfix) is installed");
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Sink(child);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("smtp-sink did not start");
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn crash_during_store_and_delivery_loses_nothing() {
+    crash_rounds(false).await;
+}
+
+#[tokio::test]
+async fn crash_during_relay_delivery_loses_nothing() {
+    crash_rounds(true).await;
+}
+
+async fn crash_rounds(relay: bool) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let state = dir.path();
     let mut acked = Vec::new();
     for round in 0..3 {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sink = relay.then(|| Sink::start(port, &state.join(format!("round{round}/carol"))));
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args([
                 "--ignored",
                 "--exact",
@@ -134,9 +222,11 @@ async fn crash_during_store_and_delivery_loses_nothing() {
             ])
             .env("MAILWIT_CRASH_CHILD", state)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        if relay {
+            command.env("MAILWIT_CRASH_SINK", port.to_string());
+        }
+        let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
         // Kill after a different number of acknowledgements each round.
@@ -159,9 +249,9 @@ async fn crash_during_store_and_delivery_loses_nothing() {
         }
         child.wait().unwrap();
         assert!(got > 0, "child acknowledged nothing in round {round}");
-        // The next round's child numbers from 0 again: keep rounds apart in the Maildir by
-        // moving this round's mail aside once everything is recovered.
-        let (spool, queue) = start_queue(state).await;
+        // Restart and let the queue finish. The next round's child numbers from 0 again: this
+        // round's mail is moved aside afterwards.
+        let (spool, queue) = start_queue(state, relay.then_some(port)).await;
         for _ in 0..1500 {
             if queue.is_empty() && spool.list().unwrap().is_empty() {
                 break;
@@ -172,7 +262,9 @@ async fn crash_during_store_and_delivery_loses_nothing() {
         queue.shutdown();
         drop(queue);
         drop(spool);
-        for mailbox in ["bob", "alice"] {
+        drop(sink);
+        let mailboxes: &[&str] = if relay { &["bob"] } else { &["bob", "alice"] };
+        for mailbox in mailboxes {
             let from = state.join("mail/example.test").join(mailbox);
             let to = state.join(format!("round{round}")).join(mailbox);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -182,9 +274,14 @@ async fn crash_during_store_and_delivery_loses_nothing() {
     let mut lost = 0;
     let mut duplicates = 0;
     let mut delivered = 0;
+    let second = if relay { "carol" } else { "alice" };
     for round in 0..3usize {
-        for mailbox in ["bob", "alice"] {
-            let counts = copies(&state.join(format!("round{round}")).join(mailbox));
+        for mailbox in ["bob", second] {
+            let mut dir = state.join(format!("round{round}")).join(mailbox);
+            if mailbox != "carol" {
+                dir = dir.join("new");
+            }
+            let counts = copies(&dir);
             for &a in acked.iter().filter(|&&a| a / 1_000_000 == round) {
                 match counts.get(&(a % 1_000_000)) {
                     None => lost += 1,
@@ -197,7 +294,12 @@ async fn crash_during_store_and_delivery_loses_nothing() {
         }
     }
     println!(
-        "crash test: {} acknowledged messages x 2 recipients, {delivered} delivered, {lost} lost, {duplicates} duplicates",
+        "crash test ({}): {} acknowledged messages x 2 recipients, {delivered} delivered, {lost} lost, {duplicates} duplicates",
+        if relay {
+            "Maildir + smtp-sink relay"
+        } else {
+            "Maildir"
+        },
         acked.len()
     );
     assert_eq!(lost, 0, "an acknowledged message was lost");

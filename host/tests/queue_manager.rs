@@ -614,6 +614,62 @@ async fn route_hook_decides_first_and_delivery_hook_sees_every_outcome() {
     );
 }
 
+/// Maildir at once; remote recipients wait until the test opens the gate.
+struct Gated {
+    maildir: Maildir,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Agents for Gated {
+    async fn deliver(&self, dest: &Destination, out: &Outbound<'_>) -> Attempt {
+        if let Destination::Maildir(mailbox) = dest {
+            return self.maildir.deliver(mailbox, out).await;
+        }
+        let _pass = self.gate.acquire().await.unwrap();
+        Attempt::all(
+            out,
+            RecipientOutcome::Delivered(Reply::new(250, "2.0.0", "ok")),
+        )
+    }
+}
+
+#[tokio::test]
+async fn local_outcome_is_recorded_while_a_slow_destination_is_still_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let agents = Arc::new(Gated {
+        maildir: Maildir::new(state.join("mail"), "h"),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let (spool, queue) = setup(state, short_config(), agents.clone()).await;
+    let id = spool
+        .store(mail(
+            "carol@remote.test",
+            &["bob@example.test", "x@slow.test"],
+            "split",
+        ))
+        .await
+        .unwrap();
+    // bob's copy is recorded (on disk) before the slow destination answers, so a crash now
+    // would not deliver it twice.
+    until("bob recorded", || {
+        queue
+            .show(&id)
+            .is_some_and(|m| m.recipients[0].status == RcptStatus::Delivered)
+    })
+    .await;
+    let log = std::fs::read_to_string(spool.state_path(&id)).unwrap();
+    assert!(log.contains("\"status\":\"delivered\""), "{log}");
+    assert_eq!(
+        queue.show(&id).unwrap().recipients[1].status,
+        RcptStatus::Pending
+    );
+    agents.gate.add_permits(1);
+    until("done", || idle(&queue, &spool)).await;
+    assert_eq!(maildir_files(state, "bob@example.test").len(), 1);
+}
+
 /// `cargo test -p mailwit --test queue_manager -- --ignored --nocapture local_delivery_throughput`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: prints figures"]

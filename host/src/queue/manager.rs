@@ -10,6 +10,7 @@ use crate::delivery::dsn::Action as DsnAction;
 use crate::delivery::{Destination, Outbound, RecipientOutcome};
 use crate::policy::{DeliveryEvent, DeliveryOutcome, Recipient, Reply};
 use crate::spool::{QueueId, Spool, SpooledMessage, now_ms};
+use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -392,13 +393,66 @@ async fn attempt(inner: Arc<Inner>, id: QueueId, due: Vec<usize>, _permit: Owned
             return;
         }
     };
-    let answers = deliver(&inner, &msg, &due).await;
-    record(&inner, &msg, answers).await;
+    let (mut settled, groups) = route_all(&inner, &msg, &due).await;
+    let mut running: futures::stream::FuturesUnordered<_> = groups
+        .into_iter()
+        .map(|(dest, members)| deliver_group(&inner, &msg, dest, members))
+        .collect();
+    while let Some(answers) = running.next().await {
+        if running.is_empty() {
+            settled.extend(answers);
+            break;
+        }
+        // Other destinations are still being tried, so the message stays queued: outcomes
+        // that owe no DSN are recorded now (a crash meanwhile would otherwise repeat them);
+        // the rest waits for the end, where the DSN is spooled before its outcomes are recorded.
+        let (quiet, owing): (Vec<Answer>, Vec<Answer>) = answers
+            .into_iter()
+            .partition(|a| owes_no_dsn(&inner, &msg, a));
+        if !quiet.is_empty() {
+            record(&inner, &msg, quiet).await;
+        }
+        settled.extend(owing);
+    }
+    record(&inner, &msg, settled).await;
     inner.finish(&id);
 }
 
-/// Routes the due recipients, groups them by destination and delivers each group.
-async fn deliver(inner: &Arc<Inner>, msg: &SpooledMessage, due: &[usize]) -> Vec<Answer> {
+/// Whether recording `a` now can never skip a DSN: a delivery nobody asked a report of, or a
+/// deferral that is neither final (expiry) nor due for a delay warning.
+fn owes_no_dsn(inner: &Inner, msg: &SpooledMessage, a: &Answer) -> bool {
+    let cfg = &inner.opts.config;
+    let now = now_ms();
+    let notify = msg.meta.envelope.recipients[a.rcpt].notify;
+    match &a.outcome {
+        RecipientOutcome::Delivered(_) => {
+            let reported = a.final_hop || !a.dsn_passed_on;
+            !(reported && bounce::wanted(notify, DsnAction::Delivered))
+        }
+        RecipientOutcome::Deferred(_) => {
+            let warned = inner
+                .messages
+                .lock()
+                .unwrap()
+                .get(&msg.meta.id)
+                .is_none_or(|e| e.state.delay_warned);
+            !schedule::expired(cfg, now, msg.meta.arrived_ms)
+                && (warned
+                    || cfg.delay_warning.is_zero()
+                    || now.saturating_sub(msg.meta.arrived_ms)
+                        < cfg.delay_warning.as_millis() as u64)
+        }
+        RecipientOutcome::Failed(_) => false,
+    }
+}
+
+/// Routes the due recipients: answers for those decided by routing alone (discard, no such
+/// mailbox), and the rest grouped by destination.
+async fn route_all(
+    inner: &Arc<Inner>,
+    msg: &SpooledMessage,
+    due: &[usize],
+) -> (Vec<Answer>, Vec<(Destination, Vec<usize>)>) {
     let envelope = &msg.meta.envelope;
     let mut answers = Vec::new();
     let mut groups: Vec<(Destination, Vec<usize>)> = Vec::new();
@@ -433,49 +487,51 @@ async fn deliver(inner: &Arc<Inner>, msg: &SpooledMessage, due: &[usize]) -> Vec
             }),
         }
     }
-    let deliveries = groups.into_iter().map(|(dest, members)| {
-        let inner = inner.clone();
-        async move {
-            let _slot = inner
-                .destination_limit(dest.limit_key())
-                .acquire_owned()
-                .await
-                .expect("semaphores are never closed");
-            let recipients: Vec<Recipient> = members
-                .iter()
-                .map(|&i| envelope.recipients[i].clone())
-                .collect();
-            let outbound = Outbound {
-                queue_id: &msg.meta.id.0,
-                reverse_path: &envelope.reverse_path,
-                recipients: &recipients,
-                message: &msg.message,
-            };
-            let result = inner.opts.agents.deliver(&dest, &outbound).await;
-            let final_hop = matches!(dest, Destination::Maildir(_) | Destination::Lmtp(_));
-            members
-                .iter()
-                .enumerate()
-                .map(|(k, &i)| Answer {
-                    rcpt: i,
-                    outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
-                        RecipientOutcome::Deferred(Reply::new(
-                            451,
-                            "4.3.0",
-                            "delivery agent gave no answer for this recipient",
-                        ))
-                    }),
-                    remote_mta: result.remote_mta.clone(),
-                    dsn_passed_on: result.dsn_passed_on,
-                    final_hop,
-                })
-                .collect::<Vec<_>>()
-        }
-    });
-    for group in futures::future::join_all(deliveries).await {
-        answers.extend(group);
-    }
-    answers
+    (answers, groups)
+}
+
+/// Delivers one destination's recipients (within its concurrency limit).
+async fn deliver_group(
+    inner: &Arc<Inner>,
+    msg: &SpooledMessage,
+    dest: Destination,
+    members: Vec<usize>,
+) -> Vec<Answer> {
+    let envelope = &msg.meta.envelope;
+    let _slot = inner
+        .destination_limit(dest.limit_key())
+        .acquire_owned()
+        .await
+        .expect("semaphores are never closed");
+    let recipients: Vec<Recipient> = members
+        .iter()
+        .map(|&i| envelope.recipients[i].clone())
+        .collect();
+    let outbound = Outbound {
+        queue_id: &msg.meta.id.0,
+        reverse_path: &envelope.reverse_path,
+        recipients: &recipients,
+        message: &msg.message,
+    };
+    let result = inner.opts.agents.deliver(&dest, &outbound).await;
+    let final_hop = matches!(dest, Destination::Maildir(_) | Destination::Lmtp(_));
+    members
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| Answer {
+            rcpt: i,
+            outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
+                RecipientOutcome::Deferred(Reply::new(
+                    451,
+                    "4.3.0",
+                    "delivery agent gave no answer for this recipient",
+                ))
+            }),
+            remote_mta: result.remote_mta.clone(),
+            dsn_passed_on: result.dsn_passed_on,
+            final_hop,
+        })
+        .collect()
 }
 
 /// Turns answers into recorded state, DSNs, hook events, and removes finished messages.
