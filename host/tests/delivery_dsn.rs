@@ -303,6 +303,11 @@ async fn bounce_for_a_rejected_recipient_reaches_the_sender() {
         [RecipientOutcome::Delivered(_)]
     ));
     let dump = &senders_mx.wait_messages(1)[0];
+    // The peer's words, without our "<host> said:" prefix (that stays in the human part).
+    assert!(
+        dump.contains("Diagnostic-Code: smtp; 500 5.3.0 Error: command failed"),
+        "{dump}"
+    );
     assert!(dump.contains("X-Mail-Args: <>"), "{dump}");
     assert!(
         dump.contains("X-Rcpt-Args: <alice@origin.test> NOTIFY=NEVER"),

@@ -274,10 +274,14 @@ fn delivery_status(report: &Report<'_>, host: &str) -> String {
             field(&mut out, "Remote-MTA", &format!("dns; {}", clean(name)));
         }
         if r.remote {
-            let diagnostic = format!(
-                "smtp; {} {} {}",
-                r.reply.code, r.reply.enhanced, r.reply.text
-            );
+            // The client prefixes replies with "<remote> said: " for logs; the Diagnostic-Code
+            // carries the peer's own words only (RFC 3464 §2.3.6).
+            let text = r
+                .remote_mta
+                .as_ref()
+                .and_then(|mta| r.reply.text.strip_prefix(&format!("{mta} said: ")))
+                .unwrap_or(&r.reply.text);
+            let diagnostic = format!("smtp; {} {} {text}", r.reply.code, r.reply.enhanced);
             field(&mut out, "Diagnostic-Code", &clean(&diagnostic));
         }
         if let Some(at) = r.last_attempt {

@@ -232,6 +232,8 @@ pub struct Connection {
     usable: bool,
     /// The last transaction ended mid-way: RSET before the next MAIL.
     needs_reset: bool,
+    /// The last `send` failed at the RSET that precedes its MAIL: nothing of it was sent.
+    failed_before_transaction: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -261,6 +263,19 @@ impl Connection {
     /// Whether another transaction may be sent.
     pub fn is_usable(&self) -> bool {
         self.usable
+    }
+
+    /// The last [`Connection::send`] found the session dead at the RSET before its MAIL (e.g. a
+    /// cached session the peer had closed): its recipients were deferred without anything
+    /// reaching the peer, so the caller can send again on a fresh session right away.
+    pub fn failed_before_transaction(&self) -> bool {
+        self.failed_before_transaction
+    }
+
+    /// Marks a session taken from an idle cache: the next transaction starts with RSET
+    /// (pipelined when possible), which doubles as the check that the peer is still there.
+    pub fn prepare_reuse(&mut self) {
+        self.needs_reset = true;
     }
 }
 

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -270,6 +270,9 @@ pub struct ServerOptions {
     /// Speak LMTP: LHLO, and after the data one reply per accepted recipient (local parts
     /// starting with "full" get 552 5.2.2 there).
     pub lmtp: bool,
+    /// Hang up right after accepting this many messages in a session (a peer that drops idle
+    /// sessions).
+    pub close_after: Option<usize>,
 }
 
 /// A CA and a server certificate for "mx.test" and 127.0.0.1.
@@ -388,6 +391,7 @@ async fn session(
     let mut mail: Option<String> = None;
     let mut rcpts: Vec<String> = Vec::new();
     let mut bdat_buffer: Vec<u8> = Vec::new();
+    let mut accepted_here = 0;
     io.get_mut()
         .write_all(b"220 mx.test ESMTP test\r\n")
         .await?;
@@ -524,6 +528,11 @@ async fn session(
                         tls,
                         authenticated,
                     });
+                    accepted_here += 1;
+                    if options.close_after == Some(accepted_here) {
+                        io.get_mut().write_all(reply.as_bytes()).await?;
+                        return Ok(());
+                    }
                     reply
                 }
             }
@@ -563,13 +572,4 @@ async fn session(
         };
         io.get_mut().write_all(reply.as_bytes()).await?;
     }
-}
-
-/// Where a path lives, for unix-socket tests.
-pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
-}
-
-pub fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }

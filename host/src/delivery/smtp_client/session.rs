@@ -83,6 +83,7 @@ impl Connection {
             tls: false,
             usable: true,
             needs_reset: false,
+            failed_before_transaction: false,
         }
     }
 

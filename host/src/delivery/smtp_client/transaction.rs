@@ -120,15 +120,16 @@ impl Connection {
         outcomes: &mut [Option<RecipientOutcome>],
     ) -> Result<(), Failure> {
         let t = self.config.timeouts.clone();
-        if self.needs_reset {
-            let reply = self.command("RSET", t.command, "RSET").await?;
-            if reply.class() != 2 {
-                return Err(self.broken_by(&reply));
-            }
-            self.needs_reset = false;
-        }
         let bdat = self.capabilities.chunking && self.config.chunking;
         let pipelining = self.capabilities.pipelining;
+        // A session that ended a transaction mid-way (or comes from the idle cache) is reset
+        // first; pipelined, the RSET costs no round trip. If it fails, nothing of this
+        // transaction happened yet (`failed_before_transaction`), so a caller may retry at once.
+        let reset_first = self.needs_reset;
+        self.failed_before_transaction = false;
+        if reset_first && !pipelining {
+            self.reset().await?;
+        }
         let mail = self.mail_command(out);
         let rcpts: Vec<String> = out
             .recipients
@@ -137,7 +138,12 @@ impl Connection {
             .collect();
 
         // Envelope: MAIL, RCPT… and (without BDAT) DATA, in one write when PIPELINING is offered.
-        let mut batch = format!("{mail}\r\n");
+        let mut batch = String::new();
+        if reset_first && pipelining {
+            batch.push_str("RSET\r\n");
+        }
+        batch.push_str(&mail);
+        batch.push_str("\r\n");
         if pipelining {
             for r in &rcpts {
                 batch.push_str(r);
@@ -148,7 +154,25 @@ impl Connection {
             }
         }
         self.needs_reset = true;
-        self.write(batch.as_bytes(), t.mail).await?;
+        if let Err(failure) = self.write(batch.as_bytes(), t.mail).await {
+            self.failed_before_transaction = reset_first;
+            return Err(failure);
+        }
+        if reset_first && pipelining {
+            let reply = match self.read(t.command, "RSET").await {
+                Ok(reply) => reply,
+                Err(failure) => {
+                    self.failed_before_transaction = true;
+                    return Err(failure);
+                }
+            };
+            if reply.class() != 2 {
+                // The session is not fit for use; MAIL and the rest are not looked at.
+                self.failed_before_transaction = true;
+                self.usable = false;
+                return Err(self.broken_by(&reply));
+            }
+        }
         let mail_reply = self.read(t.mail, "MAIL").await?;
         let mail_ok = mail_reply.class() == 2;
         if !mail_ok && !pipelining {
@@ -204,6 +228,25 @@ impl Connection {
         };
         for (&i, reply) in accepted.iter().zip(final_replies) {
             outcomes[i] = Some(outcome_of(&reply));
+        }
+        self.needs_reset = false;
+        Ok(())
+    }
+
+    /// RSET on its own (peers without PIPELINING).
+    async fn reset(&mut self) -> Result<(), Failure> {
+        let t = self.config.timeouts.command;
+        let reply = match self.command("RSET", t, "RSET").await {
+            Ok(reply) => reply,
+            Err(failure) => {
+                self.failed_before_transaction = true;
+                return Err(failure);
+            }
+        };
+        if reply.class() != 2 {
+            self.failed_before_transaction = true;
+            self.usable = false;
+            return Err(self.broken_by(&reply));
         }
         self.needs_reset = false;
         Ok(())
