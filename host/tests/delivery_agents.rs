@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use delivery_common::*;
 use mailwit::delivery::lmtp::{self, LmtpTarget};
+use mailwit::delivery::maildir::Maildir;
 use mailwit::delivery::mx::{MxConfig, MxResolver};
+use mailwit::delivery::remote::{RemoteAgents, RemoteSettings};
 use mailwit::delivery::smtp_client::{
     self, AuthMechanism, Connection, RelayCredentials, TlsVerify,
 };
-use mailwit::delivery::{Attempt, Outbound, RecipientOutcome};
+use mailwit::delivery::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, ReversePath, TlsPolicy};
 
 fn outbound<'a>(rp: &'a ReversePath, rcpts: &'a [Recipient], msg: &'a [u8]) -> Outbound<'a> {
@@ -420,6 +422,43 @@ async fn lmtp_over_tcp_and_unix_socket() {
     assert_eq!(summary(&report)[0], ("deferred", 421, "4.4.1".into()));
 }
 
+#[tokio::test]
+async fn lmtp_replies_per_recipient_after_data() {
+    let server = TestServer::start(ServerOptions {
+        extensions: vec!["PIPELINING".into(), "ENHANCEDSTATUSCODES".into()],
+        lmtp: true,
+        ..ServerOptions::default()
+    })
+    .await;
+    let rp = sender("alice@origin.test");
+    let rcpts = [
+        rcpt("bob@local.test"),
+        rcpt("full-box@local.test"),
+        rcpt("reject-x@local.test"),
+        rcpt("carol@local.test"),
+    ];
+    let msg = message("lmtp-mixed", "body\r\n");
+    let report = lmtp::deliver(
+        &LmtpTarget::parse(&server.addr.to_string()),
+        &client(),
+        &outbound(&rp, &rcpts, &msg),
+    )
+    .await;
+    assert_eq!(
+        summary(&report),
+        [
+            ("delivered", 250, "2.1.5".into()),
+            ("failed", 552, "5.2.2".into()),
+            ("failed", 550, "5.1.1".into()),
+            ("delivered", 250, "2.1.5".into())
+        ]
+    );
+    let t = server.transcript();
+    assert!(t.commands[0].starts_with("LHLO "));
+    assert_eq!(t.messages.len(), 1);
+    assert_eq!(t.messages[0].data, msg);
+}
+
 // ---------------------------------------------------------------- test server (TLS, AUTH, SIZE…)
 
 #[tokio::test]
@@ -428,7 +467,7 @@ async fn starttls_opportunistic_and_required() {
     let server = TestServer::start(ServerOptions {
         extensions: vec!["PIPELINING".into(), "8BITMIME".into()],
         tls: Some(ca.clone()),
-        auth: None,
+        ..ServerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -483,6 +522,7 @@ async fn auth_plain_and_login_to_a_smarthost() {
         extensions: vec!["PIPELINING".into()],
         tls: Some(ca),
         auth: Some(("relayuser".into(), "s3cret pw".into())),
+        ..ServerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -752,6 +792,58 @@ async fn mx_falls_back_on_connection_failure_and_on_4xx() {
     assert_eq!(summary(&report), [("deferred", 421, "4.4.1".into())]);
 }
 
+#[tokio::test]
+async fn mx_list_stops_at_ourselves() {
+    // We are mx2 ("client.mailwit.test", our EHLO name): only mx1 may be tried; as the best
+    // exchanger ourselves, the mail would loop.
+    let port = free_port("127.0.0.1");
+    let dns = DnsServer::start(vec![
+        ("dest.test", Rr::Mx(10, "mx1.dest.test")),
+        ("dest.test", Rr::Mx(20, "client.mailwit.test")),
+        ("dest.test", Rr::Mx(30, "mx3.dest.test")),
+        ("mx1.dest.test", Rr::A("127.0.0.2")),
+        ("mx3.dest.test", Rr::A("127.0.0.1")),
+        ("loop.test", Rr::Mx(10, "client.mailwit.test")),
+        ("loop.test", Rr::Mx(20, "mx3.dest.test")),
+    ])
+    .await;
+    let mx3 = Sink::start_on("127.0.0.1", port, &[]);
+    let resolver = MxResolver::new(mx_config(&dns, port)).unwrap();
+    let rp = sender("alice@origin.test");
+    let rcpts = [rcpt("bob@dest.test")];
+    let msg = message("loop", "body\r\n");
+    let report = resolver
+        .deliver("dest.test", &client(), &outbound(&rp, &rcpts, &msg))
+        .await;
+    // mx1 is down and mx3 ranks below us: deferred, mx3 never sees the mail.
+    assert_eq!(kinds(&report), ["deferred"]);
+    let report = resolver
+        .deliver("loop.test", &client(), &outbound(&rp, &rcpts, &msg))
+        .await;
+    assert_eq!(summary(&report), [("failed", 554, "5.4.6".into())]);
+    assert!(mx3.messages().is_empty());
+}
+
+#[tokio::test]
+async fn many_recipients_are_split_into_transactions() {
+    let server = TestServer::start(ServerOptions {
+        extensions: vec!["PIPELINING".into()],
+        ..ServerOptions::default()
+    })
+    .await;
+    let rp = sender("alice@origin.test");
+    let rcpts: Vec<Recipient> = (0..5).map(|i| rcpt(&format!("r{i}@dest.test"))).collect();
+    let msg = message("split", "body\r\n");
+    let mut config = client();
+    config.max_recipients = 2;
+    let report = deliver_with(server.addr, &config, &outbound(&rp, &rcpts, &msg)).await;
+    assert_eq!(kinds(&report), ["delivered"; 5]);
+    let t = server.transcript();
+    assert_eq!(t.sessions, 1);
+    let per_message: Vec<usize> = t.messages.iter().map(|m| m.rcpts.len()).collect();
+    assert_eq!(per_message, [2, 2, 1]);
+}
+
 // ---------------------------------------------------------------- throughput
 
 /// Messages/s to smtp-sink over one reused connection and over N parallel connections.
@@ -817,11 +909,35 @@ async fn throughput_to_smtp_sink() {
         assert_eq!(kinds(&r), ["delivered"]);
     }
     let per_connection = fresh as f64 / start.elapsed().as_secs_f64();
+
+    // Through the queue's agent interface: cached relay sessions, checked with RSET on reuse.
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = RemoteSettings::new("client.mailwit.test");
+    settings.timeouts = client().timeouts;
+    let agents = RemoteAgents::new(
+        Maildir::new(state.path().join("mail"), "client.mailwit.test"),
+        settings,
+    )
+    .unwrap();
+    let relay = Destination::Relay(RelayTarget {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsPolicy::None,
+        credentials: None,
+    });
+    let start = std::time::Instant::now();
+    for _ in 0..fresh * 4 {
+        let r = agents.deliver(&relay, &outbound(&rp, &rcpts, &msg)).await;
+        assert_eq!(kinds(&r), ["delivered"]);
+    }
+    let pooled = (fresh * 4) as f64 / start.elapsed().as_secs_f64();
+    agents.close_idle().await;
     let _ = child.kill();
     let _ = child.wait();
     println!(
         "throughput ({} byte message, 1 recipient): one reused connection {one:.0} msg/s; \
-         {parallel} connections {many:.0} msg/s; new connection per message {per_connection:.0} msg/s",
+         {parallel} connections {many:.0} msg/s; new connection per message {per_connection:.0} msg/s; \
+         RemoteAgents (cached session, RSET probe) {pooled:.0} msg/s",
         msg.len()
     );
 }

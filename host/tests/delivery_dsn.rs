@@ -149,7 +149,7 @@ fn failure_report_structure_with_full_message() {
         "Original-Envelope-Id: ENV-42",
         "Arrival-Date: ",
         "Final-Recipient: rfc822; bob@dest.test",
-        "Original-Recipient: rfc822; Bob+X@dest.test",
+        "Original-Recipient: rfc822;Bob+X@dest.test",
         "Action: failed",
         "Status: 5.1.1",
         "Remote-MTA: dns; mx.dest.test",
@@ -303,6 +303,11 @@ async fn bounce_for_a_rejected_recipient_reaches_the_sender() {
         [RecipientOutcome::Delivered(_)]
     ));
     let dump = &senders_mx.wait_messages(1)[0];
+    // The peer's words, without our "<host> said:" prefix (that stays in the human part).
+    assert!(
+        dump.contains("Diagnostic-Code: smtp; 500 5.3.0 Error: command failed"),
+        "{dump}"
+    );
     assert!(dump.contains("X-Mail-Args: <>"), "{dump}");
     assert!(
         dump.contains("X-Rcpt-Args: <alice@origin.test> NOTIFY=NEVER"),

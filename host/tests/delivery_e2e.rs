@@ -20,7 +20,7 @@ fn with_smarthost(port: u16) -> String {
         "",
         &format!(
             "[routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {port}, tls = \"opportunistic\" }}\n\
-             [queue]\nretry_first = \"1s\"\nretry_max = \"2s\"\n"
+             [queue]\nretry_first = \"1s\"\nretry_max = \"2s\"\nclient_timeout = \"30s\"\n"
         ),
     )
 }

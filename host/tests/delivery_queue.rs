@@ -239,6 +239,46 @@ async fn relay_sessions_are_reused_between_deliveries() {
 }
 
 #[tokio::test]
+async fn a_cached_session_the_peer_dropped_is_replaced_at_once() {
+    // The relay hangs up after each message; the cached session is dead when the next
+    // delivery takes it. Its pipelined RSET finds that out before anything is sent, and the
+    // message goes over a new session: delivered, not deferred.
+    let server = TestServer::start(ServerOptions {
+        extensions: vec!["PIPELINING".into()],
+        close_after: Some(1),
+        ..ServerOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let agents = agents(dir.path());
+    let target = Destination::Relay(RelayTarget {
+        host: "127.0.0.1".into(),
+        port: server.addr.port(),
+        tls: TlsPolicy::None,
+        credentials: None,
+    });
+    let rp = sender("alice@example.test");
+    let rcpts = [rcpt("bob@remote.test")];
+    for i in 0..3 {
+        let msg = message(&format!("dropped{i}"), "body\r\n");
+        let out = Outbound {
+            queue_id: "Q",
+            reverse_path: &rp,
+            recipients: &rcpts,
+            message: &msg,
+        };
+        let attempt = agents.deliver(&target, &out).await;
+        assert!(
+            matches!(attempt.outcomes[..], [RecipientOutcome::Delivered(_)]),
+            "message {i}: {attempt:?}"
+        );
+    }
+    let t = server.transcript();
+    assert_eq!(t.messages.len(), 3);
+    assert_eq!(t.sessions, 3);
+}
+
+#[tokio::test]
 async fn lmtp_destination_through_the_agents() {
     let sink = Sink::start(&["-L"]);
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,9 @@
 //! concurrency = 100           # deliveries in flight, all destinations together
 //! concurrency_per_destination = 10
 //! etrn_clients = ["127.0.0.0/8"]   # who may start a queue run with ETRN (none if empty)
+//! nameservers = ["127.0.0.1:53"]   # for MX lookups; default: /etc/resolv.conf
+//! connection_reuse = "2s"     # keep relay connections open for the next message
+//! client_timeout = "5m"       # per SMTP command; default: RFC 5321 §4.5.3.2 values
 //!
 //! [routes]                    # used when no route hook decides; local domains always go to Maildir
 //! smarthost = { host = "127.0.0.1", port = 2626, tls = "opportunistic" }  # absent: MX delivery
@@ -45,6 +48,17 @@ pub struct QueueConfig {
     pub concurrency_per_destination: usize,
     /// Client networks (CIDR or single addresses) allowed to use ETRN.
     pub etrn_clients: Vec<String>,
+    /// DNS servers for MX lookups ("ip:port"); empty: the system's resolver.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    /// The SMTP port of MX hosts (25; other values are for tests).
+    pub mx_port: u16,
+    /// Keep a relay connection open this long for the next message to the same relay
+    /// ("0s": one connection per delivery).
+    #[serde(deserialize_with = "duration")]
+    pub connection_reuse: Duration,
+    /// Per-command timeout of the SMTP/LMTP client (RFC 5321 §4.5.3.2 minimums by default).
+    #[serde(deserialize_with = "optional_duration")]
+    pub client_timeout: Option<Duration>,
 }
 
 impl Default for QueueConfig {
@@ -57,6 +71,10 @@ impl Default for QueueConfig {
             concurrency: 100,
             concurrency_per_destination: 10,
             etrn_clients: Vec::new(),
+            nameservers: Vec::new(),
+            mx_port: 25,
+            connection_reuse: Duration::from_secs(2),
+            client_timeout: None,
         }
     }
 }
@@ -228,6 +246,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_millis(ms))
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -19,6 +19,10 @@ use chrono::{DateTime, Utc};
 use super::smtp_client::{has_8bit, header_of};
 use crate::policy::{BodyType, DsnRet, Envelope, Notify, Recipient, Reply, ReversePath};
 
+/// Messages larger than this come back as headers only (Postfix's bounce_size_limit is 50 kB;
+/// this is more generous, but a bounce should not carry a large attachment twice).
+pub const DEFAULT_MAX_RETURNED: usize = 1 << 20;
+
 /// RFC 3464 §2.3.3 Action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -260,7 +264,7 @@ fn delivery_status(report: &Report<'_>, host: &str) -> String {
         if let Some(orcpt) = &r.recipient.orcpt
             && let Some((kind, addr)) = orcpt.split_once(';')
         {
-            let value = format!("{}; {}", kind.trim(), clean(&xtext_decode(addr.trim())));
+            let value = format!("{};{}", kind.trim(), clean(&xtext_decode(addr.trim())));
             field(&mut out, "Original-Recipient", &value);
         }
         field(&mut out, "Action", r.action.as_str());
@@ -270,10 +274,14 @@ fn delivery_status(report: &Report<'_>, host: &str) -> String {
             field(&mut out, "Remote-MTA", &format!("dns; {}", clean(name)));
         }
         if r.remote {
-            let diagnostic = format!(
-                "smtp; {} {} {}",
-                r.reply.code, r.reply.enhanced, r.reply.text
-            );
+            // The client prefixes replies with "<remote> said: " for logs; the Diagnostic-Code
+            // carries the peer's own words only (RFC 3464 §2.3.6).
+            let text = r
+                .remote_mta
+                .as_ref()
+                .and_then(|mta| r.reply.text.strip_prefix(&format!("{mta} said: ")))
+                .unwrap_or(&r.reply.text);
+            let diagnostic = format!("smtp; {} {} {text}", r.reply.code, r.reply.enhanced);
             field(&mut out, "Diagnostic-Code", &clean(&diagnostic));
         }
         if let Some(at) = r.last_attempt {

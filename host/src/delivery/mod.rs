@@ -132,3 +132,24 @@ impl Agents for LocalOnly {
         }
     }
 }
+
+/// The production agents ([`remote::RemoteAgents`]: Maildir, LMTP, relays with session reuse,
+/// MX), set up from the `[queue]` and `[routes]` configuration.
+pub fn from_config(
+    state_dir: &std::path::Path,
+    hostname: &str,
+    queue: &crate::config::queue::QueueConfig,
+    routes: &crate::config::queue::RoutesConfig,
+) -> Result<remote::RemoteAgents, String> {
+    let mut settings = remote::RemoteSettings::new(hostname).with_routes(routes);
+    if let Some(t) = queue.client_timeout {
+        settings.timeouts = smtp_client::Timeouts::all(t);
+    }
+    settings.mx.nameservers = queue.nameservers.clone();
+    settings.mx.smtp_port = queue.mx_port;
+    settings.idle_time = queue.connection_reuse;
+    remote::RemoteAgents::new(
+        maildir::Maildir::new(state_dir.join("mail"), hostname),
+        settings,
+    )
+}

@@ -200,6 +200,24 @@ impl MxResolver {
                 Err(failure) => return Attempt::all(out, failure.outcome()),
             },
         };
+        // RFC 5321 §5.1: we are one of the exchangers; only better ones may be tried, or the
+        // mail would loop back to us.
+        let ours = hosts
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(&config.helo_name))
+            .map(|h| h.preference);
+        let hosts: Vec<MxHost> = match ours {
+            Some(p) => hosts.into_iter().filter(|h| h.preference < p).collect(),
+            None => hosts,
+        };
+        if hosts.is_empty() {
+            let reply = Reply::new(
+                554,
+                "5.4.6",
+                format!("mail for {domain} loops back to myself"),
+            );
+            return Attempt::all(out, RecipientOutcome::Failed(reply));
+        }
         let mut outcomes: Vec<Option<RecipientOutcome>> = vec![None; out.recipients.len()];
         let mut report = Attempt {
             outcomes: Vec::new(),

@@ -2,7 +2,7 @@
 //! relays/smarthosts and MX.
 //!
 //! Sessions to relays and LMTP servers are kept open for a short while after a delivery and
-//! reused by the next delivery to the same place (checked with RSET first), so a busy smarthost
+//! reused by the next delivery to the same place (starting with a pipelined RSET), so a busy smarthost
 //! costs one connection per concurrent delivery rather than one per message. MX sessions are not
 //! cached (each domain's hosts differ; the queue groups a domain's recipients into one attempt).
 
@@ -37,6 +37,7 @@ pub struct RemoteSettings {
     pub idle_time: Duration,
     /// Idle sessions kept per destination.
     pub idle_per_destination: usize,
+    pub max_recipients: usize,
 }
 
 impl RemoteSettings {
@@ -50,6 +51,7 @@ impl RemoteSettings {
             chunking: true,
             idle_time: Duration::from_secs(5),
             idle_per_destination: 8,
+            max_recipients: 100,
         }
     }
 
@@ -93,6 +95,7 @@ impl RemoteAgents {
         let mut c = ClientConfig::new(self.settings.hostname.clone());
         c.timeouts = self.settings.timeouts.clone();
         c.chunking = self.settings.chunking;
+        c.max_recipients = self.settings.max_recipients;
         c.tls_verify = tls_verify;
         c
     }
@@ -113,7 +116,14 @@ impl RemoteAgents {
                 }
             }
         }
-        let key = format!("relay:{}:{}", target.host, target.port);
+        // Sessions differ by TLS policy and login, not only by address.
+        let key = format!(
+            "relay:{}:{}:{:?}:{}",
+            target.host,
+            target.port,
+            target.tls,
+            target.credentials.as_deref().unwrap_or("")
+        );
         let connect = smtp_client::connect_to_relay(target, &config);
         self.send_reusing(&key, connect, out).await
     }
@@ -127,41 +137,45 @@ impl RemoteAgents {
         self.send_reusing(&key, connect, out).await
     }
 
-    /// Sends over a cached session for `key` if one still answers, else over a new one; caches
-    /// the session afterwards while it is usable.
+    /// Sends over a cached session for `key` if there is one, else over a new one; caches the
+    /// session afterwards while it is usable. A cached session starts its transaction with a
+    /// (pipelined) RSET; if the peer had dropped it meanwhile, nothing was sent and the message
+    /// goes over a fresh session at once.
     async fn send_reusing(
         &self,
         key: &str,
         connect: impl Future<Output = Result<Connection, Failure>>,
         out: &Outbound<'_>,
     ) -> Attempt {
-        let mut conn = match self.take_idle(key).await {
-            Some(conn) => conn,
-            None => match connect.await {
-                Ok(conn) => conn,
-                Err(failure) => return Attempt::all(out, failure.outcome()),
-            },
+        while let Some(mut conn) = self.take_idle(key) {
+            conn.prepare_reuse();
+            let attempt = conn.send(out).await;
+            if !conn.failed_before_transaction() {
+                self.put_idle(key, conn);
+                return attempt;
+            }
+            conn.quit().await;
+        }
+        let mut conn = match connect.await {
+            Ok(conn) => conn,
+            Err(failure) => return Attempt::all(out, failure.outcome()),
         };
         let attempt = conn.send(out).await;
         self.put_idle(key, conn);
         attempt
     }
 
-    async fn take_idle(&self, key: &str) -> Option<Connection> {
-        loop {
-            let candidate = {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let list = idle.get_mut(key)?;
-                let (since, conn) = list.pop()?;
-                (since.elapsed() < self.settings.idle_time).then_some(conn)
-            };
-            if let Some(mut conn) = candidate {
-                if conn.probe().await {
-                    return Some(conn);
-                }
-                conn.quit().await;
+    /// The most recently used idle session for `key` still within the idle time.
+    fn take_idle(&self, key: &str) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some((since, conn)) = list.pop() {
+            if since.elapsed() < self.settings.idle_time {
+                return Some(conn);
             }
+            drop(conn); // expired: closed without ceremony
         }
+        None
     }
 
     fn put_idle(&self, key: &str, conn: Connection) {

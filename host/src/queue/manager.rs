@@ -1,13 +1,16 @@
 //! The scheduler and one delivery attempt of one message.
 
-use super::bounce::{self, DsnAction, DsnRecipient};
+use super::bounce;
 use super::route::{self, Routed, domain_of};
 use super::schedule;
 use super::state::{self, MessageState, RcptStatus, Record};
+use super::table::{Entry, Table};
 use super::{DomainSummary, MessageView, QueueOptions, RecipientView};
+use crate::delivery::dsn::Action as DsnAction;
 use crate::delivery::{Destination, Outbound, RecipientOutcome};
 use crate::policy::{DeliveryEvent, DeliveryOutcome, Recipient, Reply};
 use crate::spool::{QueueId, Spool, SpooledMessage, now_ms};
+use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,17 +26,11 @@ pub struct Queue {
 struct Inner {
     spool: Arc<Spool>,
     opts: QueueOptions,
-    messages: Mutex<BTreeMap<QueueId, Entry>>,
+    messages: Mutex<Table>,
     wake: Notify,
     stopped: AtomicBool,
     global: Arc<Semaphore>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-struct Entry {
-    state: MessageState,
-    /// An attempt is running; the scheduler leaves the message alone.
-    active: bool,
 }
 
 /// What one destination said about some of the message's recipients.
@@ -86,9 +83,15 @@ impl Queue {
     pub fn flush(&self, domain: Option<&str>) -> usize {
         let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
         let mut count = 0;
-        {
-            let mut map = self.inner.messages.lock().unwrap();
-            for entry in map.values_mut() {
+        self.inner
+            .messages
+            .lock()
+            .unwrap()
+            .update_all(now_ms(), |entry| {
+                // Messages being delivered right now are left alone: their outcome decides.
+                if entry.active {
+                    return;
+                }
                 let mut touched = false;
                 for (i, r) in entry.state.rcpts.iter_mut().enumerate() {
                     let address = &entry.state.meta.envelope.recipients[i].address;
@@ -99,28 +102,26 @@ impl Queue {
                     }
                 }
                 count += touched as usize;
-            }
-        }
+            });
         self.inner.wake.notify_one();
         count
     }
 
     /// Makes one message's deferred recipients due now.
     pub fn retry(&self, id: &QueueId) -> bool {
-        let found = {
-            let mut map = self.inner.messages.lock().unwrap();
-            match map.get_mut(id) {
-                Some(entry) => {
-                    for r in &mut entry.state.rcpts {
-                        if r.status == RcptStatus::Deferred {
-                            r.next_attempt_ms = 0;
-                        }
+        let found = self
+            .inner
+            .messages
+            .lock()
+            .unwrap()
+            .update(id, now_ms(), |entry| {
+                for r in &mut entry.state.rcpts {
+                    if r.status == RcptStatus::Deferred {
+                        r.next_attempt_ms = 0;
                     }
-                    true
                 }
-                None => false,
-            }
-        };
+            })
+            .is_some();
         self.inner.wake.notify_one();
         found
     }
@@ -135,7 +136,7 @@ impl Queue {
     }
 
     async fn set_held(&self, id: &QueueId, held: bool) -> std::io::Result<bool> {
-        if !self.inner.messages.lock().unwrap().contains_key(id) {
+        if !self.inner.messages.lock().unwrap().contains(id) {
             return Ok(false);
         }
         let record = Record::Hold {
@@ -147,13 +148,13 @@ impl Queue {
         tokio::task::spawn_blocking(move || state::append(&path, &[rec]))
             .await
             .map_err(std::io::Error::other)??;
-        let found = match self.inner.messages.lock().unwrap().get_mut(id) {
-            Some(entry) => {
-                entry.state.apply(&record);
-                true
-            }
-            None => false,
-        };
+        let found = self
+            .inner
+            .messages
+            .lock()
+            .unwrap()
+            .update(id, now_ms(), |entry| entry.state.apply(&record))
+            .is_some();
         self.inner.wake.notify_one();
         Ok(found)
     }
@@ -163,11 +164,7 @@ impl Queue {
         if self.inner.messages.lock().unwrap().remove(id).is_none() {
             return Ok(false);
         }
-        let spool = self.inner.spool.clone();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || spool.remove(&id))
-            .await
-            .map_err(std::io::Error::other)??;
+        self.inner.spool.discard(id).await?;
         Ok(true)
     }
 
@@ -252,8 +249,9 @@ fn view(entry: &Entry) -> MessageView {
     }
 }
 
-fn load_all(spool: &Spool) -> std::io::Result<BTreeMap<QueueId, Entry>> {
-    let mut map = BTreeMap::new();
+fn load_all(spool: &Spool) -> std::io::Result<Table> {
+    let mut table = Table::default();
+    let now = now_ms();
     for id in spool.list()? {
         let state = match spool
             .load_meta(&id)
@@ -270,15 +268,9 @@ fn load_all(spool: &Spool) -> std::io::Result<BTreeMap<QueueId, Entry>> {
             spool.remove(&id)?;
             continue;
         }
-        map.insert(
-            id,
-            Entry {
-                state,
-                active: false,
-            },
-        );
+        table.insert(id, state, now);
     }
-    Ok(map)
+    Ok(table)
 }
 
 async fn run(inner: Arc<Inner>, arrivals: mpsc::UnboundedReceiver<QueueId>) {
@@ -324,15 +316,11 @@ async fn admit(inner: &Arc<Inner>, ids: Vec<QueueId>) {
     })
     .await
     .unwrap_or_default();
-    let mut map = inner.messages.lock().unwrap();
+    let now = now_ms();
+    let mut table = inner.messages.lock().unwrap();
     for (meta, id) in metas {
         match meta {
-            Ok(meta) => {
-                map.entry(id).or_insert_with(|| Entry {
-                    state: MessageState::fresh(meta),
-                    active: false,
-                });
-            }
+            Ok(meta) => table.insert(id, MessageState::fresh(meta), now),
             Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot read new message"),
         }
     }
@@ -342,27 +330,17 @@ async fn admit(inner: &Arc<Inner>, ids: Vec<QueueId>) {
 /// the global limit allows. Returns when the scheduler should look again at the latest.
 fn dispatch(inner: &Arc<Inner>) -> Option<u64> {
     let now = now_ms();
-    let mut map = inner.messages.lock().unwrap();
-    let mut candidates: Vec<(bool, QueueId)> = map
-        .iter()
-        .filter(|(_, e)| !e.active && !e.state.held && !e.state.due(now).is_empty())
-        .map(|(id, e)| (e.state.is_retry(), id.clone()))
-        .collect();
-    candidates.sort();
-    for (_, id) in candidates {
+    let mut table = inner.messages.lock().unwrap();
+    loop {
         let Ok(permit) = inner.global.clone().try_acquire_owned() else {
             break; // a finishing attempt wakes the scheduler
         };
-        let entry = map.get_mut(&id).expect("candidate exists");
-        entry.active = true;
-        let due = entry.state.due(now);
+        let Some((id, due)) = table.take_ready(now) else {
+            break;
+        };
         tokio::spawn(attempt(inner.clone(), id, due, permit));
     }
-    map.values()
-        .filter(|e| !e.active && !e.state.held)
-        .filter_map(|e| e.state.next_due())
-        .filter(|&t| t > now)
-        .min()
+    table.next_timer()
 }
 
 impl Inner {
@@ -377,9 +355,10 @@ impl Inner {
     }
 
     fn finish(&self, id: &QueueId) {
-        if let Some(entry) = self.messages.lock().unwrap().get_mut(id) {
-            entry.active = false;
-        }
+        self.messages
+            .lock()
+            .unwrap()
+            .update(id, now_ms(), |entry| entry.active = false);
         self.wake.notify_one();
     }
 }
@@ -401,20 +380,75 @@ async fn attempt(inner: Arc<Inner>, id: QueueId, due: Vec<usize>, _permit: Owned
         }
         Err(e) => {
             tracing::error!(queue_id = %id, error = %e, "cannot read spooled message; holding it");
-            if let Some(entry) = inner.messages.lock().unwrap().get_mut(&id) {
-                entry.state.held = true;
-            }
+            inner
+                .messages
+                .lock()
+                .unwrap()
+                .update(&id, now_ms(), |entry| entry.state.held = true);
             inner.finish(&id);
             return;
         }
     };
-    let answers = deliver(&inner, &msg, &due).await;
-    record(&inner, &msg, answers).await;
+    let (mut settled, groups) = route_all(&inner, &msg, &due).await;
+    let mut running: futures::stream::FuturesUnordered<_> = groups
+        .into_iter()
+        .map(|(dest, members)| deliver_group(&inner, &msg, dest, members))
+        .collect();
+    while let Some(answers) = running.next().await {
+        if running.is_empty() {
+            settled.extend(answers);
+            break;
+        }
+        // Other destinations are still being tried, so the message stays queued: outcomes
+        // that owe no DSN are recorded now (a crash meanwhile would otherwise repeat them);
+        // the rest waits for the end, where the DSN is spooled before its outcomes are recorded.
+        let (quiet, owing): (Vec<Answer>, Vec<Answer>) = answers
+            .into_iter()
+            .partition(|a| owes_no_dsn(&inner, &msg, a));
+        if !quiet.is_empty() {
+            record(&inner, &msg, quiet).await;
+        }
+        settled.extend(owing);
+    }
+    record(&inner, &msg, settled).await;
     inner.finish(&id);
 }
 
-/// Routes the due recipients, groups them by destination and delivers each group.
-async fn deliver(inner: &Arc<Inner>, msg: &SpooledMessage, due: &[usize]) -> Vec<Answer> {
+/// Whether recording `a` now can never skip a DSN: a delivery nobody asked a report of, or a
+/// deferral that is neither final (expiry) nor due for a delay warning.
+fn owes_no_dsn(inner: &Inner, msg: &SpooledMessage, a: &Answer) -> bool {
+    let cfg = &inner.opts.config;
+    let now = now_ms();
+    let notify = msg.meta.envelope.recipients[a.rcpt].notify;
+    match &a.outcome {
+        RecipientOutcome::Delivered(_) => {
+            let reported = a.final_hop || !a.dsn_passed_on;
+            !(reported && bounce::wanted(notify, DsnAction::Delivered))
+        }
+        RecipientOutcome::Deferred(_) => {
+            let warned = inner
+                .messages
+                .lock()
+                .unwrap()
+                .get(&msg.meta.id)
+                .is_none_or(|e| e.state.delay_warned);
+            !schedule::expired(cfg, now, msg.meta.arrived_ms)
+                && (warned
+                    || cfg.delay_warning.is_zero()
+                    || now.saturating_sub(msg.meta.arrived_ms)
+                        < cfg.delay_warning.as_millis() as u64)
+        }
+        RecipientOutcome::Failed(_) => false,
+    }
+}
+
+/// Routes the due recipients: answers for those decided by routing alone (discard, no such
+/// mailbox), and the rest grouped by destination.
+async fn route_all(
+    inner: &Arc<Inner>,
+    msg: &SpooledMessage,
+    due: &[usize],
+) -> (Vec<Answer>, Vec<(Destination, Vec<usize>)>) {
     let envelope = &msg.meta.envelope;
     let mut answers = Vec::new();
     let mut groups: Vec<(Destination, Vec<usize>)> = Vec::new();
@@ -449,49 +483,51 @@ async fn deliver(inner: &Arc<Inner>, msg: &SpooledMessage, due: &[usize]) -> Vec
             }),
         }
     }
-    let deliveries = groups.into_iter().map(|(dest, members)| {
-        let inner = inner.clone();
-        async move {
-            let _slot = inner
-                .destination_limit(dest.limit_key())
-                .acquire_owned()
-                .await
-                .expect("semaphores are never closed");
-            let recipients: Vec<Recipient> = members
-                .iter()
-                .map(|&i| envelope.recipients[i].clone())
-                .collect();
-            let outbound = Outbound {
-                queue_id: &msg.meta.id.0,
-                reverse_path: &envelope.reverse_path,
-                recipients: &recipients,
-                message: &msg.message,
-            };
-            let result = inner.opts.agents.deliver(&dest, &outbound).await;
-            let final_hop = matches!(dest, Destination::Maildir(_) | Destination::Lmtp(_));
-            members
-                .iter()
-                .enumerate()
-                .map(|(k, &i)| Answer {
-                    rcpt: i,
-                    outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
-                        RecipientOutcome::Deferred(Reply::new(
-                            451,
-                            "4.3.0",
-                            "delivery agent gave no answer for this recipient",
-                        ))
-                    }),
-                    remote_mta: result.remote_mta.clone(),
-                    dsn_passed_on: result.dsn_passed_on,
-                    final_hop,
-                })
-                .collect::<Vec<_>>()
-        }
-    });
-    for group in futures::future::join_all(deliveries).await {
-        answers.extend(group);
-    }
-    answers
+    (answers, groups)
+}
+
+/// Delivers one destination's recipients (within its concurrency limit).
+async fn deliver_group(
+    inner: &Arc<Inner>,
+    msg: &SpooledMessage,
+    dest: Destination,
+    members: Vec<usize>,
+) -> Vec<Answer> {
+    let envelope = &msg.meta.envelope;
+    let _slot = inner
+        .destination_limit(dest.limit_key())
+        .acquire_owned()
+        .await
+        .expect("semaphores are never closed");
+    let recipients: Vec<Recipient> = members
+        .iter()
+        .map(|&i| envelope.recipients[i].clone())
+        .collect();
+    let outbound = Outbound {
+        queue_id: &msg.meta.id.0,
+        reverse_path: &envelope.reverse_path,
+        recipients: &recipients,
+        message: &msg.message,
+    };
+    let result = inner.opts.agents.deliver(&dest, &outbound).await;
+    let final_hop = matches!(dest, Destination::Maildir(_) | Destination::Lmtp(_));
+    members
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| Answer {
+            rcpt: i,
+            outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
+                RecipientOutcome::Deferred(Reply::new(
+                    451,
+                    "4.3.0",
+                    "delivery agent gave no answer for this recipient",
+                ))
+            }),
+            remote_mta: result.remote_mta.clone(),
+            dsn_passed_on: result.dsn_passed_on,
+            final_hop,
+        })
+        .collect()
 }
 
 /// Turns answers into recorded state, DSNs, hook events, and removes finished messages.
@@ -558,13 +594,16 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
             "delivery attempt"
         );
         if let Some(action) = action.filter(|&act| bounce::wanted(rcpt.notify, act)) {
-            reports.push(DsnRecipient {
-                address: rcpt.address.clone(),
-                orcpt: rcpt.orcpt.clone(),
-                action,
-                reply: reply.clone(),
-                remote_mta: a.remote_mta.clone(),
+            let until = (action == DsnAction::Delayed).then(|| {
+                std::time::UNIX_EPOCH + Duration::from_millis(meta.arrived_ms) + cfg.lifetime
             });
+            reports.push(bounce::entry(
+                rcpt,
+                action,
+                &reply,
+                a.remote_mta.clone(),
+                until,
+            ));
         }
         events.push(DeliveryEvent {
             message_id: id.0.clone(),
@@ -596,7 +635,7 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
 
     // The DSN is spooled before the outcomes are recorded: a crash in between repeats it rather
     // than losing it. Mail from <> gets none (`report` returns None), so bounces never loop.
-    if let Some(dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, &reports) {
+    if let Some(dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, reports) {
         match inner.spool.store(dsn).await {
             Ok(dsn_id) => {
                 tracing::info!(queue_id = %id, dsn = %dsn_id, "delivery status notification queued")
@@ -605,49 +644,47 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
                 tracing::error!(queue_id = %id, error = %e, "cannot queue delivery status notification")
             }
         }
-    } else if !reports.is_empty() {
-        tracing::info!(queue_id = %id, "null sender: no delivery status notification");
     }
 
-    if !inner.messages.lock().unwrap().contains_key(id) {
-        return; // removed by an operator during the attempt
-    }
-    let path = inner.spool.state_path(id);
-    let to_write = records.clone();
-    let written = tokio::task::spawn_blocking(move || state::append(&path, &to_write))
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-    if let Err(e) = written {
-        // Not recorded: the recipients will be tried again (a duplicate, never a loss).
-        tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome");
-    }
+    // Apply in memory first: if the message is now finished, its removal is the record (a
+    // state write would be deleted right away; a crash before the removal repeats the
+    // deliveries, which at-least-once allows).
     let done = {
-        let mut map = inner.messages.lock().unwrap();
-        match map.get_mut(id) {
-            Some(entry) => {
-                for r in &records {
-                    entry.state.apply(r);
-                }
-                entry.state.is_done()
+        let mut table = inner.messages.lock().unwrap();
+        table.update(id, now_ms(), |entry| {
+            for r in &records {
+                entry.state.apply(r);
             }
-            None => false,
-        }
+            entry.state.is_done()
+        })
     };
+    let Some(done) = done else {
+        return; // removed by an operator during the attempt
+    };
+    if !done {
+        let path = inner.spool.state_path(id);
+        let to_write = records.clone();
+        let written = tokio::task::spawn_blocking(move || state::append(&path, &to_write))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            // Not recorded: after a restart the recipients are tried again (a duplicate,
+            // never a loss).
+            tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome");
+        }
+    }
     for event in &events {
         inner.opts.hooks.delivery(event).await;
     }
     if done {
-        let spool = inner.spool.clone();
-        let rid = id.clone();
-        match tokio::task::spawn_blocking(move || spool.remove(&rid)).await {
-            Ok(Ok(())) => {
-                inner.messages.lock().unwrap().remove(id);
-                tracing::info!(queue_id = %id, "message done, removed from queue");
-            }
-            Ok(Err(e)) => {
+        // Out of the queue's view first: it is finished whatever the disk says. Should the
+        // removal fail, the next start finds the files and delivers again (at-least-once).
+        inner.messages.lock().unwrap().remove(id);
+        match inner.spool.discard(id).await {
+            Ok(()) => tracing::info!(queue_id = %id, "message done, removed from queue"),
+            Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "cannot remove finished message")
             }
-            Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot remove finished message"),
         }
     }
 }

@@ -14,11 +14,11 @@
 //! the delivery (a duplicate) rather than losing it.
 
 pub mod bounce;
-mod dsn_builder;
 mod manager;
 pub mod route;
 pub mod schedule;
 pub mod state;
+mod table;
 
 use crate::config::queue::{QueueConfig, RoutesConfig};
 use crate::delivery::Agents;

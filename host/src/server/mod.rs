@@ -22,8 +22,6 @@ use crate::auth::UserDb;
 use crate::config::Config;
 use crate::config::engine::LocalConfig;
 use crate::delivery::Agents;
-use crate::delivery::maildir::Maildir;
-use crate::delivery::remote::{RemoteAgents, RemoteSettings};
 use crate::policy::{HookFactory, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::spool::Spool;
@@ -248,11 +246,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let reloader = reloader.clone();
         Box::pin(async move { reloader.reload().await.map(|report| report.to_string()) })
     });
-    // Maildir, LMTP, relays and MX (delivery::remote), with the route table's credentials.
+    // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes].
     let agents: Arc<dyn Agents> = Arc::new(
-        RemoteAgents::new(
-            Maildir::new(state_dir.join("mail"), &config.server.hostname),
-            RemoteSettings::new(config.server.hostname.clone()).with_routes(&config.routes),
+        crate::delivery::from_config(
+            &state_dir,
+            &config.server.hostname,
+            &config.queue,
+            &config.routes,
         )
         .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
     );

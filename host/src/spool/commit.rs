@@ -1,5 +1,7 @@
 //! Group commit: one thread renames every fsynced temp file waiting at that moment into place,
 //! fsyncs the spool directory once for the whole batch, then completes all of the batch's waiters.
+//! Removals (files already unlinked by the caller) join the same batches, so they share the
+//! directory fsync too.
 
 use super::{Counters, fsync_dir};
 use std::path::PathBuf;
@@ -9,8 +11,8 @@ use std::sync::mpsc as std_mpsc;
 use tokio::sync::oneshot;
 
 struct Pending {
-    tmp: PathBuf,
-    fin: PathBuf,
+    /// Temp name and final name; None for a removal that only needs the directory fsync.
+    rename: Option<(PathBuf, PathBuf)>,
     done: oneshot::Sender<std::io::Result<()>>,
 }
 
@@ -31,9 +33,18 @@ impl Committer {
     /// Renames `tmp` (already written and fsynced) to `fin` and returns once the directory entry
     /// is durable.
     pub(super) async fn commit(&self, tmp: PathBuf, fin: PathBuf) -> std::io::Result<()> {
+        self.submit(Some((tmp, fin))).await
+    }
+
+    /// Returns once the directory (with entries the caller already removed) is fsynced.
+    pub(super) async fn sync_dir(&self) -> std::io::Result<()> {
+        self.submit(None).await
+    }
+
+    async fn submit(&self, rename: Option<(PathBuf, PathBuf)>) -> std::io::Result<()> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Pending { tmp, fin, done })
+            .send(Pending { rename, done })
             .map_err(|_| std::io::Error::other("spool committer stopped"))?;
         wait.await
             .map_err(|_| std::io::Error::other("spool committer stopped"))?
@@ -47,10 +58,14 @@ fn run(dir: PathBuf, rx: std_mpsc::Receiver<Pending>, counters: Arc<Counters>) {
         batch.extend(rx.try_iter());
         let mut renamed = Vec::with_capacity(batch.len());
         for p in batch {
-            match std::fs::rename(&p.tmp, &p.fin) {
+            let Some((tmp, fin)) = &p.rename else {
+                renamed.push(p);
+                continue;
+            };
+            match std::fs::rename(tmp, fin) {
                 Ok(()) => renamed.push(p),
                 Err(e) => {
-                    let _ = std::fs::remove_file(&p.tmp);
+                    let _ = std::fs::remove_file(tmp);
                     let _ = p.done.send(Err(e));
                 }
             }
@@ -70,7 +85,9 @@ fn run(dir: PathBuf, rx: std_mpsc::Receiver<Pending>, counters: Arc<Counters>) {
                 // Not durable: undo so nothing unacknowledged is delivered, and report the error.
                 tracing::error!(error = %e, "spool directory fsync failed");
                 for p in renamed {
-                    let _ = std::fs::remove_file(&p.fin);
+                    if let Some((_, fin)) = &p.rename {
+                        let _ = std::fs::remove_file(fin);
+                    }
                     let _ = p
                         .done
                         .send(Err(std::io::Error::new(e.kind(), e.to_string())));

@@ -34,9 +34,13 @@
 //! the reply leaves a complete message that is delivered (the client may send it again: duplicate,
 //! never loss). Cost per message: one file fsync plus 1/batch directory fsyncs (see [`SpoolStats`]).
 //!
-//! `ID.state` is the queue manager's; it is appended and fsynced per outcome, and a torn last
-//! line (crash mid-append) is ignored on recovery. A message leaves the spool by deleting
-//! `ID.msg` first, then `ID.state`; an orphaned `ID.state` is removed on open.
+//! `ID.state` is the queue manager's (see `queue::state`): JSON lines such as
+//! `{"kind":"outcome","rcpt":0,"status":"deferred","reply":{…},"next_ms":…,"at_ms":…}` or
+//! `{"kind":"hold","held":true,"at_ms":…}`, appended and fsynced per attempt that leaves
+//! recipients queued; a torn last line (crash mid-append) is ignored on recovery. A message
+//! whose last recipient is decided leaves the spool without a state write: `ID.msg` is deleted
+//! first, then `ID.state`, then the directory is fsynced; an orphaned `ID.state` is removed on
+//! open. A crash before the deletion repeats the last deliveries (at-least-once).
 
 mod commit;
 mod id;
@@ -225,20 +229,34 @@ impl Spool {
     /// Removes a message for good: `ID.msg` first (so a crash in between leaves only an orphaned
     /// state file, which `open` cleans), then `ID.state`, then fsyncs the directory.
     pub fn remove(&self, id: &QueueId) -> std::io::Result<()> {
-        match std::fs::remove_file(self.msg_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        match std::fs::remove_file(self.state_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        unlink_pair(&self.msg_path(id), &self.state_path(id))?;
         fsync_dir(&self.dir)?;
         self.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
+    /// [`Spool::remove`] for concurrent callers: the directory fsync is shared with the
+    /// committer's current batch (stores and other removals).
+    pub async fn discard(&self, id: &QueueId) -> std::io::Result<()> {
+        let msg = self.msg_path(id);
+        let state = self.state_path(id);
+        tokio::task::spawn_blocking(move || unlink_pair(&msg, &state))
+            .await
+            .map_err(std::io::Error::other)??;
+        self.committer.sync_dir().await
+    }
+}
+
+/// Deletes `ID.msg` then `ID.state`; either may already be gone.
+fn unlink_pair(msg: &Path, state: &Path) -> std::io::Result<()> {
+    for path in [msg, state] {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn now_ms() -> u64 {

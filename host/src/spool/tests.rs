@@ -127,3 +127,41 @@ fn queue_id_parse_accepts_only_spool_ids() {
     assert!(QueueId::parse("../etc/passwd").is_none());
     assert!(QueueId::parse("0123").is_none());
 }
+
+#[tokio::test]
+async fn concurrent_discards_share_directory_fsyncs_with_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path().join("queue")).await.unwrap());
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let id = spool.store(incoming(n)).await.unwrap();
+        std::fs::write(spool.state_path(&id), b"{}\n").unwrap();
+        ids.push(id);
+    }
+    let mut tasks = Vec::new();
+    for (n, id) in ids.into_iter().enumerate() {
+        let spool = spool.clone();
+        tasks.push(tokio::spawn(async move {
+            // Stores and removals interleave in the same batches.
+            spool.discard(&id).await.unwrap();
+            spool.store(incoming(100 + n)).await.unwrap()
+        }));
+    }
+    let mut kept = Vec::new();
+    for t in tasks {
+        kept.push(t.await.unwrap());
+    }
+    kept.sort();
+    assert_eq!(spool.list().unwrap(), kept, "only the new messages remain");
+    let leftovers = std::fs::read_dir(spool.dir())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x != "msg")
+        })
+        .count();
+    assert_eq!(leftovers, 0, "no state or temp files left");
+}

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -267,6 +267,12 @@ pub struct ServerOptions {
     pub tls: Option<TestCa>,
     /// Accept AUTH with these credentials (user, password); replies 235.
     pub auth: Option<(String, String)>,
+    /// Speak LMTP: LHLO, and after the data one reply per accepted recipient (local parts
+    /// starting with "full" get 552 5.2.2 there).
+    pub lmtp: bool,
+    /// Hang up right after accepting this many messages in a session (a peer that drops idle
+    /// sessions).
+    pub close_after: Option<usize>,
 }
 
 /// A CA and a server certificate for "mx.test" and 127.0.0.1.
@@ -385,6 +391,7 @@ async fn session(
     let mut mail: Option<String> = None;
     let mut rcpts: Vec<String> = Vec::new();
     let mut bdat_buffer: Vec<u8> = Vec::new();
+    let mut accepted_here = 0;
     io.get_mut()
         .write_all(b"220 mx.test ESMTP test\r\n")
         .await?;
@@ -398,7 +405,7 @@ async fn session(
         let upper = line.to_ascii_uppercase();
         let verb = upper.split(' ').next().unwrap_or("").to_string();
         let reply: String = match verb.as_str() {
-            "EHLO" => {
+            "EHLO" | "LHLO" => {
                 let mut ext = options.extensions.clone();
                 if options.tls.is_some() && !tls {
                     ext.push("STARTTLS".into());
@@ -500,6 +507,20 @@ async fn session(
                         let l = if l.starts_with(b".") { &l[1..] } else { &l[..] };
                         data.extend_from_slice(l);
                     }
+                    let reply = if options.lmtp {
+                        rcpts
+                            .iter()
+                            .map(|r| {
+                                if r.to_ascii_lowercase().contains("<full") {
+                                    "552 5.2.2 mailbox full\r\n"
+                                } else {
+                                    "250 2.1.5 delivered\r\n"
+                                }
+                            })
+                            .collect::<String>()
+                    } else {
+                        "250 2.0.0 queued\r\n".to_string()
+                    };
                     transcript.lock().unwrap().messages.push(Received {
                         mail: mail.take().unwrap_or_default(),
                         rcpts: std::mem::take(&mut rcpts),
@@ -507,7 +528,12 @@ async fn session(
                         tls,
                         authenticated,
                     });
-                    "250 2.0.0 queued\r\n".into()
+                    accepted_here += 1;
+                    if options.close_after == Some(accepted_here) {
+                        io.get_mut().write_all(reply.as_bytes()).await?;
+                        return Ok(());
+                    }
+                    reply
                 }
             }
             "BDAT" => {
@@ -546,13 +572,4 @@ async fn session(
         };
         io.get_mut().write_all(reply.as_bytes()).await?;
     }
-}
-
-/// Where a path lives, for unix-socket tests.
-pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
-}
-
-pub fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }

@@ -1,0 +1,118 @@
+//! Encodings on the wire: dot-stuffing, RFC 3461 xtext and NOTIFY, and the checks that decide
+//! whether a message needs 8BITMIME or SMTPUTF8.
+
+use crate::delivery::Outbound;
+use crate::policy::Notify;
+
+/// Whether any byte has the high bit set.
+pub fn has_8bit(message: &[u8]) -> bool {
+    !message.is_ascii()
+}
+
+/// SMTPUTF8 is needed when an address is non-ASCII, or when the client declared it and the header
+/// carries UTF-8 (RFC 6532).
+pub fn needs_smtputf8(out: &Outbound<'_>) -> bool {
+    let addresses = !out.reverse_path.address.is_ascii()
+        || out.recipients.iter().any(|r| !r.address.is_ascii());
+    addresses || (out.reverse_path.smtputf8 && !header_of(out.message).is_ascii())
+}
+
+/// The header section of a message (up to the first empty line).
+pub fn header_of(message: &[u8]) -> &[u8] {
+    if message.starts_with(b"\r\n") {
+        return &[];
+    }
+    match message.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &message[..i + 2],
+        None => message,
+    }
+}
+
+/// RFC 3461 NOTIFY value.
+pub fn notify_param(n: Notify) -> String {
+    let mut words = Vec::new();
+    if n.success {
+        words.push("SUCCESS");
+    }
+    if n.failure {
+        words.push("FAILURE");
+    }
+    if n.delay {
+        words.push("DELAY");
+    }
+    if words.is_empty() {
+        "NEVER".into()
+    } else {
+        words.join(",")
+    }
+}
+
+/// RFC 3461 §4 xtext: "+" and characters outside "!".."~" and "=" become "+XX".
+pub fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Message data for DATA: dot-stuffed, bare LF made CRLF, ending in CRLF "." CRLF.
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    let mut at_line_start = true;
+    let mut previous = 0u8;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && previous != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+        previous = b;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing() {
+        assert_eq!(
+            dot_stuff(b"a\r\n.b\r\n..c\r\n"),
+            b"a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\nb\n"), b"a\r\nb\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    #[test]
+    fn xtext_and_notify() {
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+        assert_eq!(notify_param(Notify::default()), "NEVER");
+        let n = Notify {
+            success: true,
+            failure: true,
+            delay: false,
+        };
+        assert_eq!(notify_param(n), "SUCCESS,FAILURE");
+    }
+
+    #[test]
+    fn header_split() {
+        assert_eq!(header_of(b"A: b\r\n\r\nbody"), b"A: b\r\n");
+        assert_eq!(header_of(b"\r\nbody"), b"");
+    }
+}

@@ -1,0 +1,218 @@
+//! Issue 4's "done when" against the real binary: alice submits mail for a remote domain and the
+//! queue relays it to an smtp-sink smarthost; with the sink rejecting RCPT alice gets an RFC 3464
+//! bounce in her Maildir; with the sink down, `mailwit queue summary` shows the deferred mail and
+//! `mailwit queue flush` sends it once the sink is back. Also `mailwit queue` against the socket.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Client, TestServer};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Sink {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Sink {
+    fn start(port: u16, args: &[&str]) -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let mut cmd = Command::new("/usr/sbin/smtp-sink");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-u", "nobody"]);
+        }
+        let mut child = cmd
+            .args(["-d", &format!("{}/msg.", dir.path().display())])
+            .args(args)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (Debian package postfix) is installed");
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Sink { child, dir };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("smtp-sink did not start");
+    }
+
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| {
+                String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).into_owned()
+            })
+            .filter(|m| m.ends_with('\n'))
+            .collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server(sink_port: u16) -> TestServer {
+    TestServer::with_config(&support::config(
+        "",
+        &format!(
+            "[queue]\nretry_first = \"1h\"\nclient_timeout = \"10s\"\n\n[routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {sink_port}, tls = \"none\" }}\n"
+        ),
+    ))
+}
+
+fn submit_as_alice(server: &TestServer, to: &[&str], subject: &str) {
+    let mut c = Client::connect_tls(server.addr("submissions"));
+    c.expect("EHLO client.test", 250);
+    c.login_alice();
+    let body = format!("From: alice@example.test\r\nSubject: {subject}\r\n\r\nHi there.\r\n");
+    let reply = c.send_mail("alice@example.test", to, &body);
+    assert_eq!(reply.code, 250, "{reply:?}");
+    c.expect("QUIT", 221);
+}
+
+fn queue_cli(server: &TestServer, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailwit"))
+        .arg("queue")
+        .arg("--state-dir")
+        .arg(server.state_dir())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + support::PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn alice_mail_for_a_remote_domain_reaches_the_smarthost() {
+    let port = free_port();
+    let sink = Sink::start(port, &[]);
+    let server = server(port);
+    submit_as_alice(&server, &["dave@remote.test"], "to the sink");
+    until("relayed", || sink.messages().len() == 1);
+    let dump = &sink.messages()[0];
+    assert!(dump.contains("Subject: to the sink"));
+    assert!(
+        dump.contains("Received: from"),
+        "our Received header travels along"
+    );
+    until("spool empty", || server.spooled().is_empty());
+}
+
+#[test]
+fn rejected_rcpt_at_the_smarthost_bounces_to_alice() {
+    let port = free_port();
+    let _sink = Sink::start(port, &["-f", "RCPT"]);
+    let server = server(port);
+    submit_as_alice(&server, &["dave@remote.test"], "will bounce");
+    let files = server.wait_maildir("alice@example.test", 1);
+    let bounce = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(bounce.contains("Return-Path: <>"));
+    assert!(bounce.contains("From: MAILER-DAEMON@mail.example.test"));
+    assert!(bounce.contains("report-type=delivery-status"));
+    assert!(bounce.contains("Final-Recipient: rfc822; dave@remote.test"));
+    assert!(bounce.contains("Action: failed"));
+    assert!(bounce.contains("Status: 5."));
+    assert!(bounce.contains("Subject: will bounce"));
+    until("spool empty", || server.spooled().is_empty());
+}
+
+#[test]
+fn queue_commands_while_the_smarthost_is_down() {
+    let port = free_port();
+    let server = server(port);
+    submit_as_alice(&server, &["dave@remote.test", "erin@remote.test"], "waits");
+    submit_as_alice(&server, &["frank@elsewhere.test"], "waits too");
+    until("deferred", || {
+        let (_, json) = queue_cli(&server, &["--json", "list"]);
+        let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let messages = list["messages"].as_array().unwrap();
+        messages.len() == 2
+            && messages.iter().all(|m| {
+                m["active"] == false
+                    && m["recipients"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|r| r["status"] == "deferred")
+            })
+    });
+    let (code, summary) = queue_cli(&server, &["summary"]);
+    assert_eq!(code, 0, "{summary}");
+    let remote = summary
+        .lines()
+        .find(|l| l.starts_with("remote.test"))
+        .unwrap();
+    let fields: Vec<&str> = remote.split_whitespace().collect();
+    assert_eq!(&fields[1..3], ["2", "2"], "{summary}");
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("total") && l.contains(" 3"))
+    );
+
+    let (code, json) = queue_cli(&server, &["--json", "list"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let messages = list["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    let id = messages[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        messages[0]["recipients"][0]["last_reply"]["enhanced"],
+        "4.4.1"
+    );
+
+    let (code, text) = queue_cli(&server, &["show", &id]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("deferred") && text.contains("attempts 1"),
+        "{text}"
+    );
+    let (code, text) = queue_cli(&server, &["show", "not-an-id"]);
+    assert_eq!(code, 2, "{text}");
+    let (code, text) = queue_cli(&server, &["hold", "00000000000000FFFF"]);
+    assert_eq!(code, 1, "{text}");
+
+    let sink = Sink::start(port, &[]);
+    let (code, text) = queue_cli(&server, &["flush", "remote.test"]);
+    assert_eq!((code, text.trim()), (0, "1 messages flushed"));
+    until("remote.test relayed", || sink.messages().len() == 1);
+    until("one message left", || server.spooled().len() == 1);
+    let (code, text) = queue_cli(&server, &["flush"]);
+    assert_eq!((code, text.trim()), (0, "1 messages flushed"));
+    until("all relayed", || sink.messages().len() == 2);
+    until("spool empty", || server.spooled().is_empty());
+    let (_, text) = queue_cli(&server, &["list"]);
+    assert_eq!(text.trim(), "queue is empty");
+}
