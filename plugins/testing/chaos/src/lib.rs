@@ -5,7 +5,7 @@
 //! "chaos <tag>" with `tag` from the config), loop (spin forever), alloc (allocate without bound),
 //! panic, huge-reply (bad code, CR/LF and 100 KB text), huge-mods (data: 10 000 headers),
 //! import-loop (call the clock import forever), spin (busy loop of `spin` iterations, then
-//! continue), count (kv counter shared by instances; rejects with "count=N"), state (per-instance
+//! continue), probe (rcpt: refuse only probe@ recipients with the tag), count (kv counter shared by instances; rejects with "count=N"), state (per-instance
 //! call counter; rejects with "calls=N"), rewrite (rcpt: rewrite to `rewrite_to`), mods (data: add
 //! `X-Chaos: <tag>` and continue).
 
@@ -143,7 +143,17 @@ impl mail::Guest for Chaos {
 }
 
 impl rcpt::Guest for Chaos {
-    fn on_rcpt(_session: SessionInfo, _from: ReversePath, _recipient: Recipient) -> rcpt::RcptResult {
+    fn on_rcpt(_session: SessionInfo, _from: ReversePath, recipient: Recipient) -> rcpt::RcptResult {
+        if text("rcpt").as_deref() == Some("probe") {
+            // Only probe@ recipients are refused, with the tag: shows which config is live.
+            let verdict = if recipient.address.starts_with("probe@") {
+                let tag = text("tag").unwrap_or_default();
+                Verdict::Reject(reply(550, "5.7.1", format!("chaos {tag}")))
+            } else {
+                Verdict::Continue
+            };
+            return rcpt::RcptResult { verdict, rewrite: None };
+        }
         if text("rcpt").as_deref() == Some("rewrite") {
             CALLS.fetch_add(1, Ordering::Relaxed);
             return rcpt::RcptResult { verdict: Verdict::Continue, rewrite: text("rewrite_to") };
