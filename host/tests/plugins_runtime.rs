@@ -7,9 +7,9 @@ use std::sync::Arc;
 use mailwit::plugins::generation::PluginSettings;
 use mailwit::plugins::{Plugins, RuntimeOptions};
 use mailwit::policy::{
-    AuthResult, Credentials, DeliveryEvent, DeliveryOutcome, Envelope, HookFactory as _,
-    ListenerRole, Message, Modification, RcptResult, Recipient, Reply, ReversePath, RouteDecision,
-    SessionHooks, SessionInfo, Verdict,
+    AuthResult, Credentials, DeliveryEvent, DeliveryOutcome, Envelope, ListenerRole, Message,
+    Modification, RcptResult, Recipient, Reply, ReversePath, RouteDecision, SessionHooks,
+    SessionInfo, Verdict,
 };
 
 fn wasm(name: &str) -> String {
@@ -537,4 +537,73 @@ fn check_report_prints_plugins_by_hooks() {
     let chaos_row = table.lines().find(|l| l.starts_with("chaos")).unwrap();
     assert!(chaos_row.contains("clock,config,kv,log"), "{table}");
     assert!(table.contains("2 plugins, 1 pipelines: OK"), "{table}");
+}
+
+fn gate_file(tag: &str, mode: &str) -> String {
+    format!(
+        "[plugins.gate]\npath = \"{}\"\ngrants = [\"config\", \"log\", \"kv\", \"clock\"]\nconfig = {{ mail = \"{mode}\", tag = \"{tag}\" }}\n[pipelines.mx]\nmail = [\"gate\"]\n",
+        wasm("chaos")
+    )
+}
+
+#[tokio::test]
+async fn reload_swaps_between_transactions_and_uses_the_compile_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailwit.toml");
+    std::fs::write(&path, gate_file("one", "reject")).unwrap();
+    let options = RuntimeOptions {
+        cache_dir: Some(dir.path().join("plugin-cache")),
+        ..RuntimeOptions::default()
+    };
+    let plugins = Plugins::from_file(&path, options).unwrap();
+    assert_eq!(plugins.current().from_cache, 0);
+    let chaos = |tag: &str| Verdict::Reject(Reply::new(550, "5.7.1", format!("chaos {tag}")));
+
+    let mut h = hooks(&plugins);
+    assert_eq!(mail(&mut h, "a@example.test").await, chaos("one"));
+
+    std::fs::write(&path, gate_file("two", "reject")).unwrap();
+    let report = plugins.reload().unwrap();
+    assert_eq!((report.generation, report.from_cache), (2, 1), "{report}");
+    // Inside the transaction in flight, the old generation still answers...
+    assert_eq!(
+        h.mail(&session("s1"), &from("a@example.test")).await,
+        chaos("one")
+    );
+    // ...and the next transaction runs on the new one.
+    assert_eq!(mail(&mut h, "a@example.test").await, chaos("two"));
+
+    // A bad configuration leaves generation 2 running.
+    std::fs::write(
+        &path,
+        gate_file("three", "reject").replace("\"gate\"]", "\"ghost\"]"),
+    )
+    .unwrap();
+    assert!(plugins.reload().is_err());
+    assert_eq!(plugins.current().number, 2);
+    assert_eq!(mail(&mut h, "a@example.test").await, chaos("two"));
+}
+
+#[tokio::test]
+async fn a_changed_config_file_is_picked_up_by_the_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailwit.toml");
+    std::fs::write(&path, gate_file("before", "reject")).unwrap();
+    let plugins = Plugins::from_file(&path, RuntimeOptions::default()).unwrap();
+    let _watch = plugins.watch(std::time::Duration::from_millis(50)).unwrap();
+    std::fs::write(&path, gate_file("after", "reject")).unwrap();
+    // Wait for the watcher (a guard against hangs, not a timing assertion).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while plugins.current().number < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch never reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut h = hooks(&plugins);
+    assert_eq!(
+        mail(&mut h, "a@example.test").await,
+        Verdict::Reject(Reply::new(550, "5.7.1", "chaos after"))
+    );
 }
