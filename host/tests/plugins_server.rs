@@ -21,7 +21,11 @@ fn chaos() -> String {
 /// Generation `n` of the reload test: rcpt refuses probe@ with tag "g<n>"; even generations add an
 /// `X-Chaos: g<n>` header at data, odd ones do not.
 fn gate_config(n: u32) -> String {
-    let data = if n.is_multiple_of(2) { "mods" } else { "continue" };
+    let data = if n.is_multiple_of(2) {
+        "mods"
+    } else {
+        "continue"
+    };
     config(
         "",
         &format!(
@@ -135,7 +139,10 @@ fn reload_under_load_drops_nothing_and_switches_behaviour_each_time() {
         assert!(tags.len() <= 1, "{text}");
         if let Some(tag) = tags.first() {
             let n: u32 = tag.trim().parse().unwrap();
-            assert!(n.is_multiple_of(2), "header from a generation without it: {text}");
+            assert!(
+                n.is_multiple_of(2),
+                "header from a generation without it: {text}"
+            );
             tagged += 1;
         }
     }
