@@ -172,11 +172,12 @@ fn check_output(output: HookOutput) -> anyhow::Result<HookOutput> {
                 );
             }
         }
-        HookOutput::Auth(auth::AuthResult::Ok(identity)) => {
-            if identity.is_empty() || identity.len() > 256 || identity.chars().any(char::is_control)
-            {
-                anyhow::bail!("authenticated an invalid identity");
-            }
+        HookOutput::Auth(auth::AuthResult::Ok(identity))
+            if identity.is_empty()
+                || identity.len() > 256
+                || identity.chars().any(char::is_control) =>
+        {
+            anyhow::bail!("authenticated an invalid identity");
         }
         _ => {}
     }

@@ -40,6 +40,22 @@ pub struct RuntimeOptions {
     pub listener_pipelines: BTreeMap<String, String>,
 }
 
+impl RuntimeOptions {
+    /// What `mailwit serve` uses: the cache in `<state>/plugin-cache`, the system resolver, the
+    /// in-memory kv, and each listener's `pipeline`.
+    pub fn for_server(config: &crate::config::Config) -> Self {
+        RuntimeOptions {
+            cache_dir: Some(config.server.state_dir.join("plugin-cache")),
+            listener_pipelines: config
+                .listeners
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), l.pipeline.clone()?)))
+                .collect(),
+            ..RuntimeOptions::default()
+        }
+    }
+}
+
 /// Registries that outlive generations: each plugin's kv store and counters, the resolver.
 pub(crate) struct Shared {
     pub options: RuntimeOptions,
@@ -306,6 +322,19 @@ impl Plugins {
         })
     }
 
+    /// [`Plugins::watch`] with a 200 ms debounce; a watch that cannot start is logged, not fatal.
+    pub fn watch_default(self: &Arc<Self>) -> Option<WatchHandle> {
+        match self.watch(Duration::from_millis(200)) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(
+                    "plugin file watch not started (reload with SIGHUP or `mailwit reload`): {e:#}"
+                );
+                None
+            }
+        }
+    }
+
     fn watched_files(&self) -> HashSet<PathBuf> {
         let mut files: HashSet<PathBuf> = self
             .current()
@@ -379,6 +408,15 @@ impl Reloader {
         tokio::task::spawn_blocking(move || plugins.reload())
             .await
             .context("the reload task panicked")?
+    }
+
+    /// The callback the admin socket runs for `mailwit reload`.
+    pub fn admin_fn(&self) -> crate::admin::ReloadFn {
+        let reloader = self.clone();
+        Arc::new(move || {
+            let reloader = reloader.clone();
+            Box::pin(async move { reloader.reload().await.map(|report| report.to_string()) })
+        })
     }
 
     pub fn plugins(&self) -> &Arc<Plugins> {

@@ -30,7 +30,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -183,23 +182,11 @@ pub fn check(config: &Config) -> anyhow::Result<String> {
         .as_deref()
         .and_then(std::path::Path::parent)
         .unwrap_or(std::path::Path::new("."));
-    let mut options = plugin_options(config);
-    options.cache_dir = None;
+    let options = crate::plugins::RuntimeOptions {
+        cache_dir: None,
+        ..crate::plugins::RuntimeOptions::for_server(config)
+    };
     crate::plugins::check_report_at(config, base_dir, options)
-}
-
-/// How the plugin runtime is set up: compiled components cached under the state dir, and each
-/// listener's pipeline.
-fn plugin_options(config: &Config) -> crate::plugins::RuntimeOptions {
-    crate::plugins::RuntimeOptions {
-        cache_dir: Some(config.server.state_dir.join("plugin-cache")),
-        listener_pipelines: config
-            .listeners
-            .iter()
-            .filter_map(|l| Some((l.name.clone(), l.pipeline.clone()?)))
-            .collect(),
-        ..Default::default()
-    }
 }
 
 /// The `[local]` section answers the queue's routing questions too.
@@ -226,26 +213,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{}: cannot open spool", spool_dir.display()))?,
     );
-    // Policy: the plugin pipelines (no plugins configured: every hook has no opinion).
+    // The plugin platform: pipelines per listener, the "queue" pipeline for route/delivery, and
+    // reload by file watch, SIGHUP and the admin socket.
     let plugins = crate::plugins::Plugins::from_config(
         &config,
         config.source.as_deref(),
-        plugin_options(&config),
+        crate::plugins::RuntimeOptions::for_server(&config),
     )
-    .context("cannot load the plugins")?;
+    .context("cannot load plugins")?;
     let hooks: Arc<dyn HookFactory> = plugins.hook_factory();
     let queue_hooks: Arc<dyn QueueHooks> = plugins.queue_hooks();
-    // Reload on a change of the configuration file or a plugin, on SIGHUP, and on `mailwit reload`.
-    let _watch = match config.source {
-        Some(_) => Some(plugins.watch(Duration::from_millis(300))?),
-        None => None,
-    };
+    let _plugin_watch = config
+        .source
+        .is_some()
+        .then(|| plugins.watch_default())
+        .flatten();
     let _sighup = plugins.reload_on_sighup()?;
-    let reloader = plugins.reloader();
-    let reload: crate::admin::ReloadFn = Arc::new(move || {
-        let reloader = reloader.clone();
-        Box::pin(async move { reloader.reload().await.map(|report| report.to_string()) })
-    });
+    let reload = plugins.reloader().admin_fn();
     // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes].
     let agents: Arc<dyn Agents> = Arc::new(
         crate::delivery::from_config(
