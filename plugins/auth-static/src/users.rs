@@ -79,9 +79,10 @@ impl Users {
                 OnUnknownUser::Unknown => AuthResult::Unknown,
             };
         };
-        let proxy = !authzid.is_empty()
-            && !(authzid == authcid
-                || (self.settings.case_insensitive && authzid.eq_ignore_ascii_case(authcid)));
+        let same_user = authzid.is_empty()
+            || authzid == authcid
+            || (self.settings.case_insensitive && authzid.eq_ignore_ascii_case(authcid));
+        let proxy = !same_user;
         if verify(phc, secret) && !proxy {
             AuthResult::Ok(user.to_string())
         } else {
