@@ -35,9 +35,10 @@ pub fn load<T: DeserializeOwned>() -> Result<T, ConfigError> {
     parse(&all())
 }
 
-/// Deserializes a `config` table given as TOML text: the pure half of [`load`], for tests.
+/// Deserializes a `config` table given as TOML text (as the host's `config.all()` returns it):
+/// the pure half of [`load`], for tests.
 pub fn parse<T: DeserializeOwned>(toml_text: &str) -> Result<T, ConfigError> {
-    toml::from_str(toml_text).map_err(|e| ConfigError(e.to_string().trim_end().to_string()))
+    basic_toml::from_str(toml_text).map_err(|e| ConfigError(e.to_string().trim_end().to_string()))
 }
 
 #[cfg(test)]
