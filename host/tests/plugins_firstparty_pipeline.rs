@@ -393,3 +393,26 @@ async fn readme_example_plugin_works_from_its_wasm_file() {
         }]
     );
 }
+
+#[tokio::test]
+async fn readme_example_plugin_is_enabled_by_a_reload_without_restart() {
+    let plugins = runtime(QUICKSTART);
+    let mut h = hooks(&plugins, "inbound");
+    let s = session_on("inbound", "192.0.2.41:40000", None);
+    h.begin_transaction().await;
+    assert_eq!(h.mail(&s, &from("x@spam.test")).await, Verdict::Continue);
+
+    // The README's "few lines of config", added to the running configuration.
+    let enabled = QUICKSTART.replace(
+        "[pipelines.inbound]\n",
+        "[plugins.hello]\npath = \"hello_plugin.wasm\"\ngrants = [\"config\"]\n\
+         config = { blocked_domains = [\"spam.test\"] }\n\n[pipelines.inbound]\nmail = [\"hello\"]\n",
+    );
+    assert_ne!(enabled, QUICKSTART);
+    plugins
+        .reload_with(&PluginSettings::from_toml(&enabled).unwrap())
+        .unwrap();
+    h.begin_transaction().await;
+    let refused = h.mail(&s, &from("x@spam.test")).await;
+    assert_eq!(reply_of(&refused), Some((550, "5.7.1")), "{refused:?}");
+}

@@ -174,11 +174,12 @@ impl Filter {
                 Verdict::reject(554, "5.7.1", "message refused: GTUBE test string found");
             return outcome;
         }
+        // Lowercased once for the words and every `contains` rule on the body.
+        let body_lower = body.to_lowercase();
         if !self.words.is_empty() {
             let subject = mailwit_plugin::headers::find(headers, "Subject")
                 .unwrap_or("")
                 .to_lowercase();
-            let body_lower = body.to_lowercase();
             if let Some(word) = self
                 .words
                 .iter()
@@ -194,7 +195,7 @@ impl Filter {
             }
         }
         for rule in &self.rules {
-            if !rule.matches(headers, body) {
+            if !rule.matches(headers, body, &body_lower) {
                 continue;
             }
             outcome.hits.push(rule.config.name.clone());
@@ -265,9 +266,12 @@ impl Filter {
 }
 
 impl Rule {
-    fn matches(&self, headers: &[(String, String)], body: &str) -> bool {
+    fn matches(&self, headers: &[(String, String)], body: &str, body_lower: &str) -> bool {
         match &self.target {
-            Target::Body => self.pattern.matches(body),
+            Target::Body => match &self.pattern {
+                Pattern::Contains(needle) => body_lower.contains(needle.as_str()),
+                Pattern::Regex(regex) => regex.is_match(body),
+            },
             Target::AllHeaders => headers.iter().any(|(_, value)| self.pattern.matches(value)),
             Target::Header(name) => headers
                 .iter()
