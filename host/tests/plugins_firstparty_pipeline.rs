@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use argon2::PasswordHasher;
 use mailwit::plugins::generation::PluginSettings;
@@ -16,14 +16,32 @@ use mailwit::policy::{
 
 const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
+/// A compilation cache shared by this file's tests, warmed once with the quickstart's plugins so
+/// that concurrent tests do not each compile (and write) the same components.
+fn cache_dir() -> &'static Path {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let options = RuntimeOptions {
+                cache_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            };
+            let settings = PluginSettings::from_toml(QUICKSTART).unwrap();
+            Plugins::from_settings(settings, Path::new("."), options).expect("quickstart loads");
+            dir
+        })
+        .path()
+}
+
 fn runtime(toml: &str) -> Arc<Plugins> {
     let settings = PluginSettings::from_toml(toml).expect("plugin settings parse");
-    Plugins::from_settings(
-        settings,
-        Path::new(env!("MAILWIT_PLUGIN_WASM_DIR")),
-        RuntimeOptions::default(),
-    )
-    .expect("plugins load")
+    let options = RuntimeOptions {
+        cache_dir: Some(cache_dir().to_path_buf()),
+        ..Default::default()
+    };
+    let wasm_dir = Path::new(env!("MAILWIT_PLUGIN_WASM_DIR"));
+    Plugins::from_settings(settings, wasm_dir, options).expect("plugins load")
 }
 
 fn session_on(listener: &str, client: &str, authenticated: Option<&str>) -> SessionInfo {
