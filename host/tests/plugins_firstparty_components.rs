@@ -81,3 +81,15 @@ fn readme_example_plugin_builds_as_a_two_hook_component() {
     assert_eq!(exports, set(&["data", "mail"]));
     assert_eq!(imports, set(&["config"]));
 }
+
+#[test]
+fn readme_guide_shows_the_example_crate_verbatim() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let source = std::fs::read_to_string(root.join("examples/hello/src/lib.rs")).unwrap();
+    let code = &source[source.find("use mailwit_plugin").unwrap()..];
+    assert!(
+        readme.contains(&format!("// hello/src/lib.rs\n{code}```")),
+        "plugins/README.md's example differs from plugins/examples/hello/src/lib.rs"
+    );
+}

@@ -15,31 +15,24 @@ struct Hello;
 impl MailHook for Hello {
     fn on_mail(_session: SessionInfo, from: ReversePath) -> Verdict {
         let settings: Settings = mailwit_plugin::config::load().unwrap_or_default();
-        match domain_of(&from.address) {
-            Some(domain)
-                if settings
-                    .blocked_domains
-                    .iter()
-                    .any(|b| b.eq_ignore_ascii_case(domain)) =>
-            {
-                Verdict::reject(
-                    550,
-                    "5.7.1",
-                    format!("mail from {domain} is not welcome here"),
-                )
-            }
-            _ => Verdict::Continue,
+        let domain = domain_of(&from.address).unwrap_or_default();
+        let blocked = settings
+            .blocked_domains
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(domain));
+        if blocked {
+            return Verdict::reject(550, "5.7.1", format!("mail from {domain} is not welcome"));
         }
+        Verdict::Continue
     }
 }
 
 impl DataHook for Hello {
     fn on_data(session: SessionInfo, _envelope: Envelope, _message: &Message) -> DataResult {
-        let stamp =
-            Modification::add_header("X-Hello", format!("checked for {}", session.client_ip));
+        let stamp = format!("checked for {}", session.client_ip);
         DataResult {
             verdict: Verdict::Continue,
-            modifications: vec![stamp],
+            modifications: vec![Modification::add_header("X-Hello", stamp)],
         }
     }
 }
