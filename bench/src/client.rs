@@ -195,6 +195,15 @@ impl Connection {
     }
 
     async fn read_reply_inner(&mut self) -> Result<Reply> {
+        // Acknowledge at once instead of delaying the ACK: a server that writes each reply
+        // of a pipelined batch separately with Nagle on (Haraka does) would otherwise wait
+        // for our delayed ACK (~40 ms) before sending the second reply. Linux clears
+        // quick-ack mode by itself, so it is set again before each reply.
+        let tcp = match self.io.get_ref() {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref().0,
+        };
+        let _ = tcp.set_quickack(true);
         let mut lines = Vec::new();
         loop {
             self.line.clear();

@@ -89,6 +89,7 @@ impl Comparison {
             if let Err(error) = scenario::warm_up(&running).await {
                 eprintln!("== {label}: warm-up failed: {error:#}");
             }
+            scenario::wait_until_quiet(running.pid).await;
             for s in &scenarios {
                 eprintln!("   {label}: {}", s.name);
                 let m = scenario::measure(&running, s, self.sizing, self.progress).await;

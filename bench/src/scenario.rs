@@ -230,10 +230,20 @@ fn describe_failure(load: &LoadResult) -> String {
     note
 }
 
+/// Waits (at most a minute) until a freshly started server stops doing start-up work, so
+/// that work is not billed to the first scenario.
+pub async fn wait_until_quiet(pid: u32) {
+    settle_cpu_within(pid, Duration::from_secs(60)).await;
+}
+
 /// After the load ends, servers with a queue keep working (delivering what they accepted).
 /// Wait until the process tree's CPU counter stops moving (bounded), so that work counts.
 async fn settle_cpu(pid: u32) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    settle_cpu_within(pid, Duration::from_secs(15)).await
+}
+
+async fn settle_cpu_within(pid: u32, limit: Duration) -> f64 {
+    let deadline = Instant::now() + limit;
     let mut last = procstat::cpu_seconds(pid);
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -136,7 +136,7 @@ pub fn start(target: &Target, paths: &Paths, capacity: Capacity) -> Result<Runni
         Err(error) => {
             let log = tail(&running.log, 20);
             stop(running);
-            Err(error.context(format!("server did not become ready; log tail:\n{log}")))
+            Err(anyhow!("{error:#}; log tail:\n{log}"))
         }
     }
 }
@@ -271,10 +271,30 @@ fn start_haraka(target: &Target, paths: &Paths, addr: SocketAddr, work: &Path) -
     }
     let node = find_program("node", &["/usr/bin/node", "/usr/local/bin/node"])
         .ok_or_else(|| anyhow!("node not installed"))?;
+    // Haraka's own installer lays out a config directory with its defaults
+    // (connection.ini and friends); then our few files override them.
+    let install = Command::new(&node)
+        .arg(&haraka)
+        .arg("-i")
+        .arg(work)
+        .output()
+        .context("haraka -i")?;
+    if !install.status.success() {
+        bail!(
+            "haraka -i failed: {}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+    }
     let config = work.join("config");
-    make_dir(&config)?;
-    make_dir(&work.join("plugins"))?;
-    for file in ["smtp.ini", "plugins", "host_list", "log.ini"] {
+    // dhparams.pem is RFC 7919's ffdhe2048 group: without it Haraka's tls plugin runs
+    // `openssl dhparam 2048` at start, which burns CPU during the first scenario.
+    for file in [
+        "smtp.ini",
+        "plugins",
+        "host_list",
+        "log.ini",
+        "dhparams.pem",
+    ] {
         let template = read(&paths.bench_dir.join("targets/haraka").join(file))?;
         write(
             &config.join(file),
@@ -286,8 +306,8 @@ fn start_haraka(target: &Target, paths: &Paths, addr: SocketAddr, work: &Path) -
     write(&config.join("tls_key.pem"), &key)?;
     write(&config.join("tls_cert.pem"), &cert)?;
     let log = work.join("haraka.log");
-    let child = Command::new(node)
-        .arg(haraka)
+    let child = Command::new(&node)
+        .arg(&haraka)
         .arg("-c")
         .arg(work)
         // The stock queue/discard plugin discards only when told to, this way or by a note.
@@ -400,7 +420,7 @@ fn wait_ready(addr: SocketAddr, limit: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("no 220 greeting on {addr} within {limit:?}: {last_error}")
+    bail!("server not ready: no 220 greeting on {addr} within {limit:?} ({last_error})")
 }
 
 /// A throw-away ECDSA key and certificate (PEM) for the targets' STARTTLS.
