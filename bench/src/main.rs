@@ -36,11 +36,11 @@ struct RunArgs {
     /// Seconds-long run against smtp-sink only (small counts); what `cargo test` exercises.
     #[arg(long)]
     smoke: bool,
-    /// Targets in order (smtp-sink, postfix, haraka, mailwit, mailwit-noplugins).
+    /// Targets in order (smtp-sink, postfix, haraka, mailwit, mailwit-discard, mailwit-noplugins).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "smtp-sink,postfix,haraka,mailwit,mailwit-noplugins"
+        default_value = "smtp-sink,postfix,haraka,mailwit,mailwit-discard,mailwit-noplugins"
     )]
     targets: Vec<String>,
     /// Messages per load scenario.

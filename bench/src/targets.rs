@@ -72,12 +72,16 @@ impl Target {
                 label: "mailwit".into(),
                 config: "mailwit-plugins.toml".into(),
             },
+            "mailwit-discard" => Target::Mailwit {
+                label: "mailwit-discard".into(),
+                config: "mailwit-discard.toml".into(),
+            },
             "mailwit-noplugins" => Target::Mailwit {
                 label: "mailwit-noplugins".into(),
                 config: "mailwit-noplugins.toml".into(),
             },
             other => bail!(
-                "unknown target {other:?} (smtp-sink, postfix, haraka, mailwit, mailwit-noplugins)"
+                "unknown target {other:?} (smtp-sink, postfix, haraka, mailwit, mailwit-discard, mailwit-noplugins)"
             ),
         })
     }
@@ -88,9 +92,14 @@ impl Target {
             Target::SmtpSink => "Postfix smtp-sink: protocol only, nothing stored",
             Target::Postfix => "Postfix smtpd, durable queue (fsync), discard transport",
             Target::Haraka => "Haraka (npm), queue/discard plugin, nothing stored",
-            Target::Mailwit { .. } => {
-                "mailwit release build, durable spool, config from bench/configs"
-            }
+            Target::Mailwit { config, .. } => match config.as_str() {
+                "mailwit-plugins.toml" => {
+                    "mailwit, durable spool, 4 Wasm plugins, Maildir delivery"
+                }
+                "mailwit-discard.toml" => "mailwit, durable spool, 4 Wasm plugins, discard route",
+                "mailwit-noplugins.toml" => "mailwit, durable spool, no plugins, Maildir delivery",
+                _ => "mailwit with a config from bench/configs",
+            },
         }
     }
 }

@@ -140,7 +140,7 @@ async fn smoke_comparison_writes_table_json_and_chart() {
         "smtp-sink is 100% of itself: {markdown}"
     );
     assert!(
-        markdown.contains("mailwit-missing: mailwit release build"),
+        markdown.contains("mailwit-missing: mailwit, durable spool, 4 Wasm plugins"),
         "{markdown}"
     );
     let json_path = work.path().join("results.json");
