@@ -195,6 +195,7 @@ impl Report {
     /// Grouped bars: one group per load scenario, one bar per target, messages per second.
     pub fn write_chart(&self, path: &Path) -> Result<()> {
         use plotters::prelude::*;
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
 
         let scenarios: Vec<&str> = self
             .scenarios
@@ -225,6 +226,7 @@ impl Report {
             .disable_x_mesh()
             .x_labels(0)
             .y_desc("messages / s")
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()?;
 
         let group_width = 0.8;
@@ -243,6 +245,21 @@ impl Report {
                     ))
                 })
                 .collect();
+            let values: Vec<_> = scenarios
+                .iter()
+                .enumerate()
+                .filter_map(|(s_index, scenario)| {
+                    let rate = self.rate(target, scenario)?;
+                    let x = s_index as f64 + 0.1 + (t_index as f64 + 0.45) * bar_width;
+                    Some(Text::new(
+                        format!("{rate:.0}"),
+                        (x, rate),
+                        TextStyle::from(("sans-serif", 11).into_font())
+                            .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                    ))
+                })
+                .collect();
+            chart.draw_series(values)?;
             chart
                 .draw_series(bars)?
                 .label(*target)
@@ -262,6 +279,12 @@ impl Report {
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()?;
+        let m = &self.machine;
+        root.draw(&Text::new(
+            format!("{} x {}, {}", m.cpus, m.cpu_model, self.conditions),
+            (16, 522),
+            ("sans-serif", 11),
+        ))?;
         root.present()?;
         Ok(())
     }
