@@ -191,9 +191,12 @@ fn start_smtp_sink(
     if unsafe { libc::geteuid() } == 0 {
         command.args(["-u", "nobody"]);
     }
+    // -m: smtp-sink serves at most 256 connections at once unless told otherwise.
+    let connections = (capacity.max_connections + 64).max(1024).to_string();
     command
+        .args(["-m", &connections])
         .arg(addr.to_string())
-        .arg((capacity.max_connections + 64).max(1024).to_string())
+        .arg(&connections)
         .stdout(log_file(&log)?)
         .stderr(log_file(&log)?)
         .stdin(Stdio::null());
