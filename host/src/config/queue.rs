@@ -1,11 +1,298 @@
-//! Configuration of the queue manager and the route table.
+//! Configuration of the queue manager (`[queue]`) and the route table (`[routes]`).
+//!
+//! ```toml
+//! [queue]
+//! retry_first = "5m"          # first retry after a deferral
+//! retry_max = "1h"            # back-off doubles up to this
+//! lifetime = "5d"             # then the message bounces
+//! delay_warning = "4h"        # "delayed" DSN once, where NOTIFY allows ("0s" = never)
+//! concurrency = 100           # deliveries in flight, all destinations together
+//! concurrency_per_destination = 10
+//! etrn_clients = ["127.0.0.0/8"]   # who may start a queue run with ETRN (none if empty)
+//!
+//! [routes]                    # used when no route hook decides; local domains always go to Maildir
+//! smarthost = { host = "127.0.0.1", port = 2626, tls = "opportunistic" }  # absent: MX delivery
+//! [routes.domains."example.org"]
+//! lmtp = "127.0.0.1:24"       # or "/run/dovecot/lmtp"
+//! [routes.domains."partner.test"]
+//! relay = { host = "mx.partner.test", port = 25, tls = "required", credentials = "partner" }
+//! [routes.domains."direct.test"]
+//! mx = true                   # MX even when a smarthost is set
+//! [routes.credentials.partner]
+//! username = "me"
+//! password = "secret"
+//! ```
+//!
+//! Durations are a number of seconds or a string with a unit: `ms`, `s`, `m`, `h`, `d`.
 
-use serde::Deserialize;
+use crate::policy::{RelayTarget, TlsPolicy};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    #[serde(deserialize_with = "duration")]
+    pub retry_first: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub retry_max: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub lifetime: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub delay_warning: Duration,
+    pub concurrency: usize,
+    pub concurrency_per_destination: usize,
+    /// Client networks (CIDR or single addresses) allowed to use ETRN.
+    pub etrn_clients: Vec<String>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            retry_first: Duration::from_secs(5 * 60),
+            retry_max: Duration::from_secs(60 * 60),
+            lifetime: Duration::from_secs(5 * 24 * 3600),
+            delay_warning: Duration::from_secs(4 * 3600),
+            concurrency: 100,
+            concurrency_per_destination: 10,
+            etrn_clients: Vec::new(),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Whether `client` may start a queue run with ETRN.
+    pub fn etrn_allowed(&self, client: std::net::IpAddr) -> bool {
+        self.etrn_clients.iter().any(|net| ip_in_net(client, net))
+    }
+}
+
+fn ip_in_net(ip: std::net::IpAddr, net: &str) -> bool {
+    let (addr, bits) = match net.split_once('/') {
+        Some((a, b)) => (a, b.parse::<u32>().ok()),
+        None => (net, None),
+    };
+    let Ok(base) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    match (ip, base) {
+        (std::net::IpAddr::V4(ip), std::net::IpAddr::V4(base)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(ip) & mask == u32::from(base) & mask
+        }
+        (std::net::IpAddr::V6(ip), std::net::IpAddr::V6(base)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(ip) & mask == u128::from(base) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The route table: where a recipient goes when no route hook decided.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QueueConfig {}
+pub struct RoutesConfig {
+    /// Relay every non-local domain without its own entry here; without it, deliver by MX.
+    #[serde(default)]
+    pub smarthost: Option<RelayConfig>,
+    /// Per destination domain (lower case; exact match, then parent domains).
+    #[serde(default)]
+    pub domains: BTreeMap<String, DomainRoute>,
+    /// Named credentials for relays (`credentials = "NAME"`).
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialsConfig>,
+}
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default = "default_tls")]
+    pub tls: TlsPolicy,
+    #[serde(default)]
+    pub credentials: Option<String>,
+}
+
+impl RelayConfig {
+    pub fn target(&self) -> RelayTarget {
+        RelayTarget {
+            host: self.host.clone(),
+            port: self.port,
+            tls: self.tls,
+            credentials: self.credentials.clone(),
+        }
+    }
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+fn default_tls() -> TlsPolicy {
+    TlsPolicy::Opportunistic
+}
+
+/// One domain's route: exactly one of the keys.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoutesConfig {}
+pub struct DomainRoute {
+    /// LMTP to "host:port" or a unix socket path.
+    #[serde(default)]
+    pub lmtp: Option<String>,
+    #[serde(default)]
+    pub relay: Option<RelayConfig>,
+    /// Deliver by MX lookup (overrides the smarthost).
+    #[serde(default)]
+    pub mx: bool,
+    /// Accept and drop.
+    #[serde(default)]
+    pub discard: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    pub username: String,
+    pub password: String,
+}
+
+impl RoutesConfig {
+    /// Semantic checks the schema cannot express; errors name the key at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        let check_creds = |key: &str, relay: &RelayConfig| match &relay.credentials {
+            Some(name) if !self.credentials.contains_key(name) => Err(format!(
+                "{key}.credentials: no [routes.credentials.{name}] table"
+            )),
+            _ => Ok(()),
+        };
+        if let Some(relay) = &self.smarthost {
+            check_creds("routes.smarthost", relay)?;
+        }
+        for (domain, route) in &self.domains {
+            let chosen = route.lmtp.is_some() as u8
+                + route.relay.is_some() as u8
+                + route.mx as u8
+                + route.discard as u8;
+            if chosen != 1 {
+                return Err(format!(
+                    "routes.domains.\"{domain}\": set exactly one of lmtp, relay, mx = true, discard = true"
+                ));
+            }
+            if let Some(relay) = &route.relay {
+                check_creds(&format!("routes.domains.\"{domain}\".relay"), relay)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry for `domain`: exact match first, then the nearest parent domain.
+    pub fn lookup(&self, domain: &str) -> Option<&DomainRoute> {
+        let domain = domain.to_ascii_lowercase();
+        let mut rest = domain.as_str();
+        loop {
+            if let Some(route) = self.domains.get(rest) {
+                return Some(route);
+            }
+            rest = rest.split_once('.')?.1;
+        }
+    }
+}
+
+/// Parses `300`, `"300s"`, `"5m"`, `"250ms"`, `"1h"`, `"5d"`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "s" => n.checked_mul(1000)?,
+        "ms" => n,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {t:?} (use e.g. 300, \"250ms\", \"5m\", \"1h\", \"5d\")"
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5d"), Some(Duration::from_secs(432_000)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("5 weeks"), None);
+    }
+
+    #[test]
+    fn route_table_parses_and_validates() {
+        let cfg: RoutesConfig = toml::from_str(
+            r#"
+            smarthost = { host = "127.0.0.1", port = 2626 }
+            [domains."example.org"]
+            lmtp = "127.0.0.1:24"
+            [domains."partner.test"]
+            relay = { host = "mx.partner.test", tls = "required", credentials = "p" }
+            [credentials.p]
+            username = "u"
+            password = "pw"
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.smarthost.as_ref().unwrap().port, 2626);
+        assert!(cfg.lookup("sub.EXAMPLE.org").unwrap().lmtp.is_some());
+        assert!(cfg.lookup("example.com").is_none());
+
+        let bad: RoutesConfig =
+            toml::from_str("[domains.\"x.test\"]\nmx = true\ndiscard = true\n").unwrap();
+        assert!(bad.validate().unwrap_err().contains("x.test"));
+        assert!(toml::from_str::<RoutesConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn queue_config_reads_short_durations_and_etrn_networks() {
+        let cfg: QueueConfig =
+            toml::from_str("retry_first = \"100ms\"\netrn_clients = [\"127.0.0.0/8\"]").unwrap();
+        assert_eq!(cfg.retry_first, Duration::from_millis(100));
+        assert_eq!(cfg.retry_max, Duration::from_secs(3600));
+        assert!(cfg.etrn_allowed("127.1.2.3".parse().unwrap()));
+        assert!(!cfg.etrn_allowed("10.0.0.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,139 @@
+//! Client TLS for STARTTLS.
+//!
+//! Two modes, chosen per target:
+//! - [`TlsVerify::AcceptAny`] (MX hosts, opportunistic TLS): any certificate is accepted, since
+//!   without DANE/MTA-STS there is no trustworthy name to check against (RFC 7435 opportunistic
+//!   security). Handshake signatures are still verified, so the session key is bound to the
+//!   certificate the peer presented; this protects against passive eavesdropping only.
+//! - [`TlsVerify::Verify`] (a configured smarthost): the chain must lead to a trusted root and
+//!   name the host we connected to, as for HTTPS.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+#[derive(Clone)]
+pub enum TlsVerify {
+    AcceptAny,
+    Verify(Arc<rustls::ClientConfig>),
+}
+
+impl std::fmt::Debug for TlsVerify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsVerify::AcceptAny => "AcceptAny",
+            TlsVerify::Verify(_) => "Verify",
+        })
+    }
+}
+
+impl TlsVerify {
+    /// Verify against the operating system's trust store, plus `extra` roots (e.g. a private CA).
+    pub fn system_roots(extra: &[CertificateDer<'static>]) -> Result<TlsVerify, rustls::Error> {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        roots.add_parsable_certificates(extra.iter().cloned());
+        TlsVerify::with_roots(roots)
+    }
+
+    /// From configuration: `verify = false` accepts any certificate; otherwise the system roots
+    /// plus the CA certificates in the PEM file `ca_file`, if given.
+    pub fn from_settings(verify: bool, ca_file: Option<&Path>) -> Result<TlsVerify, String> {
+        if !verify {
+            return Ok(TlsVerify::AcceptAny);
+        }
+        let extra = match ca_file {
+            None => Vec::new(),
+            Some(path) => CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        };
+        TlsVerify::system_roots(&extra).map_err(|e| e.to_string())
+    }
+
+    /// Verify against exactly these roots.
+    pub fn with_roots(roots: RootCertStore) -> Result<TlsVerify, rustls::Error> {
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsVerify::Verify(Arc::new(config)))
+    }
+
+    pub(crate) fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        match self {
+            TlsVerify::Verify(config) => config.clone(),
+            TlsVerify::AcceptAny => accept_any_config(),
+        }
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+fn accept_any_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let algorithms = provider().signature_verification_algorithms;
+            let config = rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { algorithms }))
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// Accepts any certificate but checks the handshake signatures made with it.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}

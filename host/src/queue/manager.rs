@@ -1,0 +1,653 @@
+//! The scheduler and one delivery attempt of one message.
+
+use super::bounce::{self, DsnAction, DsnRecipient};
+use super::route::{self, Routed, domain_of};
+use super::schedule;
+use super::state::{self, MessageState, RcptStatus, Record};
+use super::{DomainSummary, MessageView, QueueOptions, RecipientView};
+use crate::delivery::{Destination, Outbound, RecipientOutcome};
+use crate::policy::{DeliveryEvent, DeliveryOutcome, Recipient, Reply};
+use crate::spool::{QueueId, Spool, SpooledMessage, now_ms};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// A handle to the running queue manager (cheap to clone).
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    spool: Arc<Spool>,
+    opts: QueueOptions,
+    messages: Mutex<BTreeMap<QueueId, Entry>>,
+    wake: Notify,
+    stopped: AtomicBool,
+    global: Arc<Semaphore>,
+    per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+struct Entry {
+    state: MessageState,
+    /// An attempt is running; the scheduler leaves the message alone.
+    active: bool,
+}
+
+/// What one destination said about some of the message's recipients.
+struct Answer {
+    rcpt: usize,
+    outcome: RecipientOutcome,
+    remote_mta: Option<String>,
+    /// The next hop took the DSN request (so it reports success itself).
+    dsn_passed_on: bool,
+    /// The destination is the final one (Maildir, LMTP): success is "delivered", not "relayed".
+    final_hop: bool,
+}
+
+impl Queue {
+    /// Loads every spooled message's state and starts the scheduler. Messages whose recipients
+    /// are all final (a crash hit between the last record and the removal) are removed now.
+    pub async fn start(spool: Arc<Spool>, opts: QueueOptions) -> std::io::Result<Queue> {
+        let arrivals = spool
+            .arrivals()
+            .ok_or_else(|| std::io::Error::other("the spool already has a queue manager"))?;
+        let loader = spool.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_all(&loader))
+            .await
+            .map_err(std::io::Error::other)??;
+        let inner = Arc::new(Inner {
+            global: Arc::new(Semaphore::new(opts.config.concurrency.max(1))),
+            spool,
+            opts,
+            messages: Mutex::new(loaded),
+            wake: Notify::new(),
+            stopped: AtomicBool::new(false),
+            per_destination: Mutex::new(HashMap::new()),
+        });
+        tracing::info!(
+            queued = inner.messages.lock().unwrap().len(),
+            "queue manager started"
+        );
+        tokio::spawn(run(inner.clone(), arrivals));
+        Ok(Queue { inner })
+    }
+
+    /// Stops scheduling new attempts (those running finish and are recorded).
+    pub fn shutdown(&self) {
+        self.inner.stopped.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+    }
+
+    /// Makes deferred mail due now: all of it, or only recipients at `domain` (ETRN, `queue
+    /// flush DOMAIN`). Returns how many messages were affected.
+    pub fn flush(&self, domain: Option<&str>) -> usize {
+        let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+        let mut count = 0;
+        {
+            let mut map = self.inner.messages.lock().unwrap();
+            for entry in map.values_mut() {
+                let mut touched = false;
+                for (i, r) in entry.state.rcpts.iter_mut().enumerate() {
+                    let address = &entry.state.meta.envelope.recipients[i].address;
+                    let matches = domain.as_ref().is_none_or(|d| domain_of(address) == *d);
+                    if r.status == RcptStatus::Deferred && matches {
+                        r.next_attempt_ms = 0;
+                        touched = true;
+                    }
+                }
+                count += touched as usize;
+            }
+        }
+        self.inner.wake.notify_one();
+        count
+    }
+
+    /// Makes one message's deferred recipients due now.
+    pub fn retry(&self, id: &QueueId) -> bool {
+        let found = {
+            let mut map = self.inner.messages.lock().unwrap();
+            match map.get_mut(id) {
+                Some(entry) => {
+                    for r in &mut entry.state.rcpts {
+                        if r.status == RcptStatus::Deferred {
+                            r.next_attempt_ms = 0;
+                        }
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        self.inner.wake.notify_one();
+        found
+    }
+
+    /// Holds a message (no delivery until released). Persisted. Returns false if unknown.
+    pub async fn hold(&self, id: &QueueId) -> std::io::Result<bool> {
+        self.set_held(id, true).await
+    }
+
+    pub async fn release(&self, id: &QueueId) -> std::io::Result<bool> {
+        self.set_held(id, false).await
+    }
+
+    async fn set_held(&self, id: &QueueId, held: bool) -> std::io::Result<bool> {
+        if !self.inner.messages.lock().unwrap().contains_key(id) {
+            return Ok(false);
+        }
+        let record = Record::Hold {
+            held,
+            at_ms: now_ms(),
+        };
+        let path = self.inner.spool.state_path(id);
+        let rec = record.clone();
+        tokio::task::spawn_blocking(move || state::append(&path, &[rec]))
+            .await
+            .map_err(std::io::Error::other)??;
+        let found = match self.inner.messages.lock().unwrap().get_mut(id) {
+            Some(entry) => {
+                entry.state.apply(&record);
+                true
+            }
+            None => false,
+        };
+        self.inner.wake.notify_one();
+        Ok(found)
+    }
+
+    /// Deletes a message from the queue without delivering or bouncing it.
+    pub async fn remove(&self, id: &QueueId) -> std::io::Result<bool> {
+        if self.inner.messages.lock().unwrap().remove(id).is_none() {
+            return Ok(false);
+        }
+        let spool = self.inner.spool.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || spool.remove(&id))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(true)
+    }
+
+    pub fn list(&self) -> Vec<MessageView> {
+        let map = self.inner.messages.lock().unwrap();
+        map.values().map(view).collect()
+    }
+
+    pub fn show(&self, id: &QueueId) -> Option<MessageView> {
+        self.inner.messages.lock().unwrap().get(id).map(view)
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.messages.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Queued recipients per destination domain, most first.
+    pub fn summary(&self) -> Vec<DomainSummary> {
+        let now = now_ms();
+        let map = self.inner.messages.lock().unwrap();
+        let mut by_domain: BTreeMap<String, DomainSummary> = BTreeMap::new();
+        for entry in map.values() {
+            let age = now.saturating_sub(entry.state.meta.arrived_ms) / 1000;
+            for (i, r) in entry.state.rcpts.iter().enumerate() {
+                if r.status.is_final() {
+                    continue;
+                }
+                let domain = domain_of(&entry.state.meta.envelope.recipients[i].address);
+                let s = by_domain
+                    .entry(domain.clone())
+                    .or_insert_with(|| DomainSummary {
+                        domain,
+                        recipients: 0,
+                        deferred: 0,
+                        oldest_age_secs: 0,
+                    });
+                s.recipients += 1;
+                s.deferred += (r.status == RcptStatus::Deferred) as usize;
+                s.oldest_age_secs = s.oldest_age_secs.max(age);
+            }
+        }
+        let mut out: Vec<_> = by_domain.into_values().collect();
+        out.sort_by(|a, b| {
+            b.recipients
+                .cmp(&a.recipients)
+                .then(a.domain.cmp(&b.domain))
+        });
+        out
+    }
+
+    pub fn config(&self) -> &crate::config::queue::QueueConfig {
+        &self.inner.opts.config
+    }
+}
+
+fn view(entry: &Entry) -> MessageView {
+    let s = &entry.state;
+    MessageView {
+        id: s.meta.id.clone(),
+        arrived_ms: s.meta.arrived_ms,
+        size: s.meta.size,
+        sender: s.meta.envelope.reverse_path.address.clone(),
+        held: s.held,
+        quarantine: s.meta.quarantine.clone(),
+        active: entry.active,
+        recipients: s
+            .rcpts
+            .iter()
+            .zip(&s.meta.envelope.recipients)
+            .map(|(r, rcpt)| RecipientView {
+                address: rcpt.address.clone(),
+                status: r.status,
+                attempts: r.attempts,
+                last_reply: r.last_reply.clone(),
+                next_attempt_ms: r.next_attempt_ms,
+            })
+            .collect(),
+    }
+}
+
+fn load_all(spool: &Spool) -> std::io::Result<BTreeMap<QueueId, Entry>> {
+    let mut map = BTreeMap::new();
+    for id in spool.list()? {
+        let state = match spool
+            .load_meta(&id)
+            .and_then(|meta| MessageState::load(meta, &spool.state_path(&id)))
+        {
+            Ok(state) => state,
+            Err(e) => {
+                // Never delete what we cannot read: leave it for an operator.
+                tracing::error!(queue_id = %id, error = %e, "unreadable spool file left in place");
+                continue;
+            }
+        };
+        if state.is_done() {
+            spool.remove(&id)?;
+            continue;
+        }
+        map.insert(
+            id,
+            Entry {
+                state,
+                active: false,
+            },
+        );
+    }
+    Ok(map)
+}
+
+async fn run(inner: Arc<Inner>, arrivals: mpsc::UnboundedReceiver<QueueId>) {
+    let mut arrivals = Some(arrivals);
+    while !inner.stopped.load(Ordering::SeqCst) {
+        let next = dispatch(&inner);
+        let sleep = next
+            .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            id = async {
+                match arrivals.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match id {
+                    Some(id) => {
+                        let mut ids = vec![id];
+                        if let Some(rx) = arrivals.as_mut() {
+                            while let Ok(more) = rx.try_recv() {
+                                ids.push(more);
+                            }
+                        }
+                        admit(&inner, ids).await;
+                    }
+                    None => arrivals = None,
+                }
+            }
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// Adds newly stored messages.
+async fn admit(inner: &Arc<Inner>, ids: Vec<QueueId>) {
+    let spool = inner.spool.clone();
+    let metas = tokio::task::spawn_blocking(move || {
+        ids.into_iter()
+            .map(|id| (spool.load_meta(&id), id))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut map = inner.messages.lock().unwrap();
+    for (meta, id) in metas {
+        match meta {
+            Ok(meta) => {
+                map.entry(id).or_insert_with(|| Entry {
+                    state: MessageState::fresh(meta),
+                    active: false,
+                });
+            }
+            Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot read new message"),
+        }
+    }
+}
+
+/// Starts attempts for due messages (fresh mail first, then retries, each oldest first) while
+/// the global limit allows. Returns when the scheduler should look again at the latest.
+fn dispatch(inner: &Arc<Inner>) -> Option<u64> {
+    let now = now_ms();
+    let mut map = inner.messages.lock().unwrap();
+    let mut candidates: Vec<(bool, QueueId)> = map
+        .iter()
+        .filter(|(_, e)| !e.active && !e.state.held && !e.state.due(now).is_empty())
+        .map(|(id, e)| (e.state.is_retry(), id.clone()))
+        .collect();
+    candidates.sort();
+    for (_, id) in candidates {
+        let Ok(permit) = inner.global.clone().try_acquire_owned() else {
+            break; // a finishing attempt wakes the scheduler
+        };
+        let entry = map.get_mut(&id).expect("candidate exists");
+        entry.active = true;
+        let due = entry.state.due(now);
+        tokio::spawn(attempt(inner.clone(), id, due, permit));
+    }
+    map.values()
+        .filter(|e| !e.active && !e.state.held)
+        .filter_map(|e| e.state.next_due())
+        .filter(|&t| t > now)
+        .min()
+}
+
+impl Inner {
+    fn destination_limit(&self, key: String) -> Arc<Semaphore> {
+        let limit = self.opts.config.concurrency_per_destination.max(1);
+        self.per_destination
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+            .clone()
+    }
+
+    fn finish(&self, id: &QueueId) {
+        if let Some(entry) = self.messages.lock().unwrap().get_mut(id) {
+            entry.active = false;
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// One delivery attempt of message `id` for recipients `due`.
+async fn attempt(inner: Arc<Inner>, id: QueueId, due: Vec<usize>, _permit: OwnedSemaphorePermit) {
+    let spool = inner.spool.clone();
+    let load_id = id.clone();
+    let loaded = tokio::task::spawn_blocking(move || spool.load(&load_id))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let msg = match loaded {
+        Ok(msg) => msg,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Removed by an operator meanwhile.
+            inner.messages.lock().unwrap().remove(&id);
+            inner.wake.notify_one();
+            return;
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %id, error = %e, "cannot read spooled message; holding it");
+            if let Some(entry) = inner.messages.lock().unwrap().get_mut(&id) {
+                entry.state.held = true;
+            }
+            inner.finish(&id);
+            return;
+        }
+    };
+    let answers = deliver(&inner, &msg, &due).await;
+    record(&inner, &msg, answers).await;
+    inner.finish(&id);
+}
+
+/// Routes the due recipients, groups them by destination and delivers each group.
+async fn deliver(inner: &Arc<Inner>, msg: &SpooledMessage, due: &[usize]) -> Vec<Answer> {
+    let envelope = &msg.meta.envelope;
+    let mut answers = Vec::new();
+    let mut groups: Vec<(Destination, Vec<usize>)> = Vec::new();
+    for &i in due {
+        let rcpt = &envelope.recipients[i];
+        let routed = route::route(
+            inner.opts.hooks.as_ref(),
+            &inner.opts.routes,
+            inner.opts.local.as_ref(),
+            &envelope.reverse_path,
+            rcpt,
+        )
+        .await;
+        match routed {
+            Routed::To(dest) => match groups.iter_mut().find(|(d, _)| d.key() == dest.key()) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((dest, vec![i])),
+            },
+            Routed::Discard => answers.push(Answer {
+                rcpt: i,
+                outcome: RecipientOutcome::Delivered(Reply::new(250, "2.0.0", "discarded")),
+                remote_mta: None,
+                dsn_passed_on: true,
+                final_hop: true,
+            }),
+            Routed::Fail(reply) => answers.push(Answer {
+                rcpt: i,
+                outcome: RecipientOutcome::Failed(reply),
+                remote_mta: None,
+                dsn_passed_on: false,
+                final_hop: true,
+            }),
+        }
+    }
+    let deliveries = groups.into_iter().map(|(dest, members)| {
+        let inner = inner.clone();
+        async move {
+            let _slot = inner
+                .destination_limit(dest.limit_key())
+                .acquire_owned()
+                .await
+                .expect("semaphores are never closed");
+            let recipients: Vec<Recipient> = members
+                .iter()
+                .map(|&i| envelope.recipients[i].clone())
+                .collect();
+            let outbound = Outbound {
+                queue_id: &msg.meta.id.0,
+                reverse_path: &envelope.reverse_path,
+                recipients: &recipients,
+                message: &msg.message,
+            };
+            let result = inner.opts.agents.deliver(&dest, &outbound).await;
+            let final_hop = matches!(dest, Destination::Maildir(_) | Destination::Lmtp(_));
+            members
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| Answer {
+                    rcpt: i,
+                    outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
+                        RecipientOutcome::Deferred(Reply::new(
+                            451,
+                            "4.3.0",
+                            "delivery agent gave no answer for this recipient",
+                        ))
+                    }),
+                    remote_mta: result.remote_mta.clone(),
+                    dsn_passed_on: result.dsn_passed_on,
+                    final_hop,
+                })
+                .collect::<Vec<_>>()
+        }
+    });
+    for group in futures::future::join_all(deliveries).await {
+        answers.extend(group);
+    }
+    answers
+}
+
+/// Turns answers into recorded state, DSNs, hook events, and removes finished messages.
+async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) {
+    let cfg = &inner.opts.config;
+    let meta = &msg.meta;
+    let id = &meta.id;
+    let now = now_ms();
+    let expired = schedule::expired(cfg, now, meta.arrived_ms);
+    let (attempts_before, delay_warned) = match inner.messages.lock().unwrap().get(id) {
+        Some(e) => (
+            e.state.rcpts.iter().map(|r| r.attempts).collect::<Vec<_>>(),
+            e.state.delay_warned,
+        ),
+        None => return, // removed meanwhile
+    };
+    let warn_delay = !delay_warned
+        && !cfg.delay_warning.is_zero()
+        && now.saturating_sub(meta.arrived_ms) >= cfg.delay_warning.as_millis() as u64;
+
+    let mut records = Vec::new();
+    let mut reports = Vec::new();
+    let mut events = Vec::new();
+    for a in &answers {
+        let rcpt = &meta.envelope.recipients[a.rcpt];
+        let attempts = attempts_before.get(a.rcpt).copied().unwrap_or(0) + 1;
+        let (status, reply, next_ms, action) = match &a.outcome {
+            RecipientOutcome::Delivered(r) => {
+                let action = if a.final_hop {
+                    DsnAction::Delivered
+                } else {
+                    DsnAction::Relayed
+                };
+                let report = !a.dsn_passed_on || a.final_hop;
+                (
+                    RcptStatus::Delivered,
+                    r.clone(),
+                    0,
+                    report.then_some(action),
+                )
+            }
+            RecipientOutcome::Failed(r) => {
+                (RcptStatus::Failed, r.clone(), 0, Some(DsnAction::Failed))
+            }
+            RecipientOutcome::Deferred(r) if expired => {
+                let mut r = r.clone();
+                r.text = format!("{} (gave up: message too old)", r.text);
+                (RcptStatus::Failed, r, 0, Some(DsnAction::Failed))
+            }
+            RecipientOutcome::Deferred(r) => {
+                let next = schedule::next_attempt_ms(cfg, attempts, now, meta.arrived_ms);
+                let action = warn_delay.then_some(DsnAction::Delayed);
+                (RcptStatus::Deferred, r.clone(), next, action)
+            }
+        };
+        tracing::info!(
+            queue_id = %id,
+            rcpt = %rcpt.address,
+            status = ?status,
+            code = reply.code,
+            enhanced = %reply.enhanced,
+            reply = %reply.text,
+            attempts,
+            "delivery attempt"
+        );
+        if let Some(action) = action.filter(|&act| bounce::wanted(rcpt.notify, act)) {
+            reports.push(DsnRecipient {
+                address: rcpt.address.clone(),
+                orcpt: rcpt.orcpt.clone(),
+                action,
+                reply: reply.clone(),
+                remote_mta: a.remote_mta.clone(),
+            });
+        }
+        events.push(DeliveryEvent {
+            message_id: id.0.clone(),
+            reverse_path: meta.envelope.reverse_path.address.clone(),
+            recipient: rcpt.address.clone(),
+            outcome: match status {
+                RcptStatus::Delivered => DeliveryOutcome::Delivered,
+                RcptStatus::Failed => DeliveryOutcome::Bounced,
+                _ => DeliveryOutcome::Deferred,
+            },
+            reply: Some(reply.clone()),
+            attempts,
+        });
+        records.push(state::outcome(a.rcpt, status, &reply, next_ms));
+    }
+    if warn_delay
+        && records.iter().any(|r| {
+            matches!(
+                r,
+                Record::Outcome {
+                    status: RcptStatus::Deferred,
+                    ..
+                }
+            )
+        })
+    {
+        records.push(Record::DelayWarned { at_ms: now });
+    }
+
+    // The DSN is spooled before the outcomes are recorded: a crash in between repeats it rather
+    // than losing it. Mail from <> gets none (`report` returns None), so bounces never loop.
+    if let Some(dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, &reports) {
+        match inner.spool.store(dsn).await {
+            Ok(dsn_id) => {
+                tracing::info!(queue_id = %id, dsn = %dsn_id, "delivery status notification queued")
+            }
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot queue delivery status notification")
+            }
+        }
+    } else if !reports.is_empty() {
+        tracing::info!(queue_id = %id, "null sender: no delivery status notification");
+    }
+
+    if !inner.messages.lock().unwrap().contains_key(id) {
+        return; // removed by an operator during the attempt
+    }
+    let path = inner.spool.state_path(id);
+    let to_write = records.clone();
+    let written = tokio::task::spawn_blocking(move || state::append(&path, &to_write))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    if let Err(e) = written {
+        // Not recorded: the recipients will be tried again (a duplicate, never a loss).
+        tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome");
+    }
+    let done = {
+        let mut map = inner.messages.lock().unwrap();
+        match map.get_mut(id) {
+            Some(entry) => {
+                for r in &records {
+                    entry.state.apply(r);
+                }
+                entry.state.is_done()
+            }
+            None => false,
+        }
+    };
+    for event in &events {
+        inner.opts.hooks.delivery(event).await;
+    }
+    if done {
+        let spool = inner.spool.clone();
+        let rid = id.clone();
+        match tokio::task::spawn_blocking(move || spool.remove(&rid)).await {
+            Ok(Ok(())) => {
+                inner.messages.lock().unwrap().remove(id);
+                tracing::info!(queue_id = %id, "message done, removed from queue");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot remove finished message")
+            }
+            Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot remove finished message"),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Answers the session's events, one function per SMTP stage: first the connection's policy
+//! hooks (plugins), then the core's defaults and safety nets (built-in users file, relay control,
+//! local mailboxes, Received header, durable spool before 250).
+
+use super::Shared;
+use super::received::Trace;
+use super::relay::{self, Destination};
+use crate::policy::{
+    AuthResult, Credentials, Envelope, Message, Recipient, Reply, ReversePath, SessionHooks,
+    SessionInfo, TlsInfo, Verdict,
+};
+use crate::smtp::{Answer, Event, Session};
+use crate::spool::Incoming;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The engine side of one session: its hooks and what they are told about it.
+pub struct Stage {
+    shared: Arc<Shared>,
+    hooks: Box<dyn SessionHooks>,
+    info: SessionInfo,
+    /// EHLO (true) or HELO (false), for the Received header.
+    extended: bool,
+    transactions: u64,
+}
+
+impl Stage {
+    pub fn new(shared: Arc<Shared>, hooks: Box<dyn SessionHooks>, info: SessionInfo) -> Stage {
+        Stage {
+            shared,
+            hooks,
+            info,
+            extended: false,
+            transactions: 0,
+        }
+    }
+
+    pub async fn connect(&mut self) -> Verdict {
+        self.hooks.connect(&self.info).await
+    }
+
+    /// After STARTTLS everything the client said before is forgotten (RFC 3207 4.2).
+    pub fn tls_started(&mut self, tls: TlsInfo) {
+        self.info.tls = Some(tls);
+        self.info.helo = None;
+        self.info.authenticated = None;
+    }
+
+    /// Answers one event (every event except StartTls and Close, which the IO loop handles).
+    pub async fn answer(&mut self, session: &Session, event: Event) -> Answer {
+        match event {
+            Event::Ehlo { name, extended } => self.ehlo(name, extended).await,
+            Event::Auth(credentials) => self.auth(session, credentials).await,
+            Event::Mail(from) => self.mail(from).await,
+            Event::Rcpt(rcpt) => self.rcpt(session, rcpt).await,
+            Event::Message { envelope, data } => self.message(envelope, data).await,
+            Event::Etrn { domain } => self.etrn(domain),
+            Event::StartTls | Event::Close => Answer::Accept,
+        }
+    }
+
+    /// ETRN (RFC 1985): start a queue run for a domain, for clients `[queue] etrn_clients` lists.
+    fn etrn(&mut self, domain: String) -> Answer {
+        let queue = match &self.shared.queue {
+            Some(queue) if self.shared.config.queue.etrn_allowed(self.info.client.ip()) => queue,
+            _ => {
+                return Answer::Refuse(Reply::new(458, "4.7.0", "ETRN not allowed for you"));
+            }
+        };
+        let name = domain.trim_start_matches(['@', '#']);
+        let flushed = queue.flush(Some(name));
+        tracing::info!(%domain, flushed, "ETRN");
+        Answer::Accept
+    }
+
+    async fn ehlo(&mut self, name: String, extended: bool) -> Answer {
+        self.info.helo = Some(name.clone());
+        self.extended = extended;
+        verdict_answer(self.hooks.ehlo(&self.info, &name).await)
+    }
+
+    async fn auth(&mut self, session: &Session, credentials: Credentials) -> Answer {
+        let mut result = self.hooks.auth(&self.info, &credentials).await;
+        if result == AuthResult::Unknown {
+            result = self.shared.users.check(&credentials).await;
+        }
+        match result {
+            AuthResult::Ok(identity) => {
+                tracing::Span::current().record("auth", tracing::field::display(&identity));
+                tracing::info!(mechanism = %credentials.mechanism, %identity, "authenticated");
+                self.info.authenticated = Some(identity.clone());
+                Answer::Authenticated(identity)
+            }
+            AuthResult::Tempfail(text) => Answer::Refuse(Reply::new(
+                454,
+                "4.7.0",
+                if text.is_empty() {
+                    "Temporary authentication failure".into()
+                } else {
+                    text
+                },
+            )),
+            AuthResult::Invalid | AuthResult::Unknown => {
+                // Each failure costs the client more time before the reply (then the session
+                // closes after max_auth_failures): password guessing gets slow.
+                let failures = u64::from(session.auth_failures()) + 1;
+                tracing::info!(mechanism = %credentials.mechanism, user = %credentials.authcid, failures, "authentication failed");
+                tokio::time::sleep(Duration::from_millis(250 * failures.min(8))).await;
+                Answer::Refuse(Reply::new(
+                    535,
+                    "5.7.8",
+                    "Authentication credentials invalid",
+                ))
+            }
+        }
+    }
+
+    async fn mail(&mut self, from: ReversePath) -> Answer {
+        // Between transactions: the hooks may move to a newer configuration generation.
+        self.hooks.begin_transaction().await;
+        verdict_answer(self.hooks.mail(&self.info, &from).await)
+    }
+
+    async fn rcpt(&mut self, session: &Session, mut rcpt: Recipient) -> Answer {
+        let local = &self.shared.config.local;
+        let authenticated = self.info.authenticated.is_some();
+        // The safety net comes first: no plugin can open a relay for an unauthenticated client.
+        let original = rcpt.address.clone();
+        match relay::check(&rcpt.address, authenticated, local) {
+            Ok(Destination::Local(address)) | Ok(Destination::Remote(address)) => {
+                rcpt.address = address
+            }
+            Err(reply) => {
+                tracing::info!(rcpt = %rcpt.address, "relay denied");
+                return Answer::Refuse(reply);
+            }
+        }
+        let from = session
+            .envelope()
+            .map(|e| e.reverse_path.clone())
+            .unwrap_or_default();
+        let result = self.hooks.rcpt(&self.info, &from, &rcpt).await;
+        if let Some(rewrite) = result.rewrite {
+            rcpt.address = rewrite;
+        }
+        match result.verdict {
+            Verdict::Continue => {}
+            Verdict::Accept => return accept_as(&original, rcpt.address),
+            other => return verdict_answer(other),
+        }
+        // Core default: a local domain's recipient must be a mailbox (or an alias of one).
+        match relay::split_address(&rcpt.address) {
+            Some((_, domain)) if local.is_local_domain(domain) => {
+                match local.resolve(&rcpt.address) {
+                    Some(mailbox) => accept_as(&original, mailbox),
+                    None => Answer::Refuse(Reply::new(
+                        550,
+                        "5.1.1",
+                        format!("<{original}>: Recipient address rejected: User unknown"),
+                    )),
+                }
+            }
+            _ if authenticated => accept_as(&original, rcpt.address),
+            // A plugin rewrote a local address to a remote one for an unauthenticated client:
+            // that is the plugin's forwarding decision, made after the relay check.
+            _ => accept_as(&original, rcpt.address),
+        }
+    }
+
+    async fn message(&mut self, mut envelope: Envelope, data: Vec<u8>) -> Answer {
+        self.transactions += 1;
+        let transaction = format!("{}.{}", self.info.id, self.transactions);
+        let from = envelope.reverse_path.address.clone();
+        let result = self
+            .hooks
+            .data(&self.info, &envelope, Message { bytes: &data })
+            .await;
+        let mut quarantine = None;
+        match result.verdict {
+            Verdict::Continue | Verdict::Accept => {}
+            Verdict::Quarantine(reason) => quarantine = Some(reason),
+            Verdict::Discard => {
+                tracing::info!(%transaction, %from, recipients = envelope.recipients.len(), size = data.len(), outcome = "discarded", "transaction");
+                return Answer::Queued(format!("{transaction} (discarded)"));
+            }
+            other => {
+                let answer = verdict_answer(other);
+                tracing::info!(%transaction, %from, recipients = envelope.recipients.len(), size = data.len(), outcome = "rejected", "transaction");
+                return answer;
+            }
+        }
+        let data = apply_modifications(data, &mut envelope, &result.modifications);
+        let trace = Trace {
+            helo: self.info.helo.as_deref(),
+            client_ip: self.info.client.ip(),
+            hostname: &self.shared.config.server.hostname,
+            extended: self.extended,
+            tls: self.info.tls.as_ref(),
+            authenticated: self.info.authenticated.is_some(),
+            id: &transaction,
+            single_recipient: match envelope.recipients.as_slice() {
+                [one] => Some(one.address.as_str()),
+                _ => None,
+            },
+            date: chrono::Local::now().fixed_offset(),
+        };
+        let header = trace.header();
+        let mut message = Vec::with_capacity(header.len() + data.len());
+        message.extend_from_slice(header.as_bytes());
+        message.extend_from_slice(&data);
+        let size = message.len();
+        let recipients = envelope.recipients.len();
+        let incoming = Incoming {
+            envelope,
+            message,
+            quarantine,
+            session_id: self.info.id.clone(),
+        };
+        // 250 only once the spool says the message is durable (fsynced file and directory).
+        let limit = Duration::from_secs(self.shared.config.server.timeouts.data_termination);
+        match tokio::time::timeout(limit, self.shared.spool.store(incoming)).await {
+            Ok(Ok(id)) => {
+                tracing::info!(%transaction, queue_id = %id, %from, recipients, size, outcome = "queued", "transaction");
+                Answer::Queued(id.to_string())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(%transaction, error = %e, outcome = "spool-error", "transaction");
+                Answer::Refuse(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Local error in processing, try again later",
+                ))
+            }
+            Err(_) => {
+                tracing::error!(%transaction, outcome = "spool-timeout", "transaction");
+                Answer::Refuse(Reply::new(
+                    451,
+                    "4.4.2",
+                    "Timeout while storing the message, try again later",
+                ))
+            }
+        }
+    }
+}
+
+/// Accept, telling the session the address to record if it changed (aliases, rewrites).
+fn accept_as(original: &str, address: String) -> Answer {
+    if address == original {
+        Answer::Accept
+    } else {
+        Answer::AcceptAs(address)
+    }
+}
+
+/// A hook's verdict as an answer; `Continue` means the core's default, which is to accept.
+fn verdict_answer(verdict: Verdict) -> Answer {
+    match verdict {
+        Verdict::Continue | Verdict::Accept | Verdict::Discard | Verdict::Quarantine(_) => {
+            Answer::Accept
+        }
+        Verdict::Reject(reply) | Verdict::Tempfail(reply) => Answer::Refuse(reply),
+        Verdict::Disconnect(reply) => Answer::Disconnect(reply),
+    }
+}
+
+/// Header and envelope edits from the data hook.
+// TODO(pluginhost): call `policy::apply_modifications` once it lands; until then edits are
+// logged and not applied (verdicts are).
+fn apply_modifications(
+    data: Vec<u8>,
+    _envelope: &mut Envelope,
+    modifications: &[crate::policy::Modification],
+) -> Vec<u8> {
+    if !modifications.is_empty() {
+        tracing::warn!(
+            count = modifications.len(),
+            "data hook modifications are not applied yet"
+        );
+    }
+    data
+}

@@ -1,0 +1,87 @@
+//! EHLO and HELO (RFC 5321 §4.1.1.1). EHLO advertises the extensions this session offers now;
+//! HELO advertises nothing. Either resets a transaction in progress.
+
+use super::reply::{self, push_reply};
+use super::session::{Pending, Phase, Session};
+use super::{Answer, Event};
+
+impl Session {
+    pub(super) fn cmd_ehlo(&mut self, arg: &str, extended: bool) -> Option<Event> {
+        let name = arg.trim_matches(' ');
+        if !is_helo_name(name) {
+            self.fail(reply::SYNTAX);
+            return None;
+        }
+        self.phase = Phase::Pending(Pending::Ehlo {
+            name: name.to_string(),
+            extended,
+        });
+        Some(Event::Ehlo {
+            name: name.to_string(),
+            extended,
+        })
+    }
+
+    pub(super) fn ehlo_answered(&mut self, name: String, extended: bool, answer: Answer) {
+        if let Answer::Refuse(reply) = answer {
+            push_reply(&mut self.output, &reply);
+            return;
+        }
+        self.reset_transaction();
+        self.helo = Some(name);
+        self.extended = extended;
+        if extended {
+            self.write_ehlo_reply();
+        } else {
+            let line = format!("250 {}\r\n", self.config.hostname);
+            self.output.extend_from_slice(line.as_bytes());
+        }
+    }
+
+    /// Whether AUTH may be used on this connection now.
+    pub(super) fn auth_offered(&self) -> bool {
+        self.config.auth && (self.tls.is_some() || self.config.auth_plaintext)
+    }
+
+    fn write_ehlo_reply(&mut self) {
+        let mut lines: Vec<String> = vec![
+            self.config.hostname.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.config.max_message_size),
+        ];
+        if self.config.etrn {
+            lines.push("ETRN".into());
+        }
+        if self.config.starttls && self.tls.is_none() {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        for ext in [
+            "ENHANCEDSTATUSCODES",
+            "8BITMIME",
+            "SMTPUTF8",
+            "CHUNKING",
+            "DSN",
+            "HELP",
+        ] {
+            lines.push(ext.into());
+        }
+        let last = lines.len() - 1;
+        for (i, line) in lines.iter().enumerate() {
+            self.output
+                .extend_from_slice(if i == last { b"250 " } else { b"250-" });
+            self.output.extend_from_slice(line.as_bytes());
+            self.output.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// A domain or address literal as the client sent it. Checked loosely (many real clients send
+/// odd names), but it must be one printable token: no spaces or control characters.
+fn is_helo_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}

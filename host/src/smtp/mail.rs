@@ -1,0 +1,92 @@
+//! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531),
+//! RET/ENVID (RFC 3461) and AUTH= (RFC 4954). Starts a transaction once the engine accepts.
+
+use super::address::{self, PathError};
+use super::params;
+use super::reply::{self, push_reply};
+use super::session::{Body, Pending, Phase, Session, Transaction};
+use super::{Answer, Event};
+use crate::policy::{Envelope, ReversePath};
+
+impl Session {
+    pub(super) fn cmd_mail(&mut self, arg: &str) -> Option<Event> {
+        if self.helo.is_none() {
+            self.fail(reply::SEND_HELO_FIRST);
+            return None;
+        }
+        if self.transaction.is_some() {
+            self.fail(reply::NESTED_MAIL);
+            return None;
+        }
+        if self.config.auth_required && self.authenticated.is_none() {
+            self.fail(reply::AUTH_REQUIRED);
+            return None;
+        }
+        let path = match address::parse_path(arg, true, false) {
+            Ok(path) => path,
+            Err(_) => {
+                self.fail(reply::BAD_SENDER);
+                return None;
+            }
+        };
+        if !self.extended && !path.rest.is_empty() {
+            // HELO clients get no extensions, so no parameters either.
+            self.fail(reply::PARAM_NOT_OFFERED);
+            return None;
+        }
+        let params = match params::parse_mail(path.rest, self.auth_offered()) {
+            Ok(params) => params,
+            Err(reply) => {
+                self.fail(reply);
+                return None;
+            }
+        };
+        if path.utf8 && !params.smtputf8 {
+            self.fail(reply::UTF8_NOT_PERMITTED);
+            return None;
+        }
+        if params
+            .size
+            .is_some_and(|size| size > self.config.max_message_size as u64)
+        {
+            self.fail(reply::MESSAGE_TOO_BIG);
+            return None;
+        }
+        let from = ReversePath {
+            address: path.address,
+            size: params.size,
+            body: params.body,
+            smtputf8: params.smtputf8,
+            ret: params.ret,
+            envid: params.envid,
+        };
+        self.phase = Phase::Pending(Pending::Mail(from.clone()));
+        Some(Event::Mail(from))
+    }
+
+    pub(super) fn mail_answered(&mut self, from: ReversePath, answer: Answer) {
+        if let Answer::Refuse(reply) = answer {
+            push_reply(&mut self.output, &reply);
+            return;
+        }
+        self.transaction = Some(Transaction {
+            envelope: Envelope {
+                reverse_path: from,
+                recipients: Vec::new(),
+            },
+            body: Body::None,
+            message: Vec::new(),
+            text_check: super::data::TextCheck::new(self.config.max_text_line),
+            failed: None,
+        });
+        reply::push_static(&mut self.output, reply::SENDER_OK);
+    }
+}
+
+/// Maps a path error to its reply (shared with RCPT).
+pub(super) fn path_error(error: PathError, syntax: reply::Static) -> reply::Static {
+    match error {
+        PathError::Syntax => syntax,
+        PathError::Utf8NotPermitted => reply::UTF8_NOT_PERMITTED,
+    }
+}

@@ -1,0 +1,50 @@
+//! The small commands: RSET, QUIT, ETRN (RFC 1985). NOOP, HELP, VRFY (252: never confirms a
+//! mailbox) and EXPN (502: never expands a list) are answered straight from `session.rs`.
+
+use super::reply::{self, push_reply};
+use super::session::{Pending, Phase, Session};
+use super::{Answer, Event};
+
+impl Session {
+    pub(super) fn cmd_rset(&mut self) {
+        self.reset_transaction();
+        reply::push_static(&mut self.output, reply::RESET_OK);
+    }
+
+    pub(super) fn cmd_quit(&mut self) {
+        let line = format!("221 2.0.0 {} closing connection\r\n", self.config.hostname);
+        self.output.extend_from_slice(line.as_bytes());
+        self.reset_transaction();
+        self.close();
+    }
+
+    pub(super) fn cmd_etrn(&mut self, domain: &str) -> Option<Event> {
+        if !self.config.etrn {
+            self.fail(reply::NOT_IMPLEMENTED);
+            return None;
+        }
+        if self.helo.is_none() {
+            self.fail(reply::SEND_HELO_FIRST);
+            return None;
+        }
+        if self.transaction.is_some() {
+            self.fail(reply::ETRN_IN_TRANSACTION);
+            return None;
+        }
+        if domain.contains(' ') {
+            self.fail(reply::SYNTAX);
+            return None;
+        }
+        self.phase = Phase::Pending(Pending::Etrn);
+        Some(Event::Etrn {
+            domain: domain.to_string(),
+        })
+    }
+
+    pub(super) fn etrn_answered(&mut self, answer: Answer) {
+        match answer {
+            Answer::Refuse(reply) => push_reply(&mut self.output, &reply),
+            _ => reply::push_static(&mut self.output, reply::ETRN_OK),
+        }
+    }
+}

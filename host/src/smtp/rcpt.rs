@@ -1,0 +1,71 @@
+//! RCPT TO (RFC 5321 §4.1.1.3) with NOTIFY and ORCPT (RFC 3461). The engine decides relay control
+//! and mailbox existence; this stage hands it a well-formed address.
+
+use super::address;
+use super::params;
+use super::reply::{self, push_reply};
+use super::session::{Body, Pending, Phase, Session};
+use super::{Answer, Event};
+use crate::policy::Recipient;
+
+impl Session {
+    pub(super) fn cmd_rcpt(&mut self, arg: &str) -> Option<Event> {
+        let Some(tx) = self.transaction.as_ref() else {
+            self.fail(reply::NEED_MAIL);
+            return None;
+        };
+        if tx.body != Body::None {
+            self.fail(reply::RCPT_AFTER_BDAT);
+            return None;
+        }
+        if tx.envelope.recipients.len() >= self.config.max_recipients {
+            self.fail(reply::TOO_MANY_RECIPIENTS);
+            return None;
+        }
+        let smtputf8 = tx.envelope.reverse_path.smtputf8;
+        let path = match address::parse_path(arg, false, true) {
+            Ok(path) => path,
+            Err(error) => {
+                self.fail(super::mail::path_error(error, reply::BAD_RECIPIENT));
+                return None;
+            }
+        };
+        if !self.extended && !path.rest.is_empty() {
+            self.fail(reply::PARAM_NOT_OFFERED);
+            return None;
+        }
+        let params = match params::parse_rcpt(path.rest) {
+            Ok(params) => params,
+            Err(reply) => {
+                self.fail(reply);
+                return None;
+            }
+        };
+        if path.utf8 && !smtputf8 {
+            self.fail(reply::UTF8_NOT_PERMITTED);
+            return None;
+        }
+        let rcpt = Recipient {
+            address: path.address,
+            notify: params.notify,
+            orcpt: params.orcpt,
+        };
+        self.phase = Phase::Pending(Pending::Rcpt(rcpt.clone()));
+        Some(Event::Rcpt(rcpt))
+    }
+
+    pub(super) fn rcpt_answered(&mut self, mut rcpt: Recipient, answer: Answer) {
+        match answer {
+            Answer::Refuse(reply) => {
+                push_reply(&mut self.output, &reply);
+                return;
+            }
+            Answer::AcceptAs(address) => rcpt.address = address,
+            _ => {}
+        }
+        if let Some(tx) = self.transaction.as_mut() {
+            tx.envelope.recipients.push(rcpt);
+        }
+        reply::push_static(&mut self.output, reply::RECIPIENT_OK);
+    }
+}
