@@ -67,10 +67,15 @@ fn main() {
     write_builtin_table(&plugins, &wasm_dir);
 }
 
-/// Every crate directory in the plugins workspace (the SDK, first-party plugins, test plugins).
+/// Every crate directory in the plugins workspace (the SDK, first-party plugins, the examples of
+/// plugins/README.md, test plugins).
 fn plugin_crates(plugins: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for group in [plugins.to_path_buf(), plugins.join("testing")] {
+    for group in [
+        plugins.to_path_buf(),
+        plugins.join("examples"),
+        plugins.join("testing"),
+    ] {
         let Ok(entries) = std::fs::read_dir(&group) else {
             continue;
         };
@@ -85,8 +90,8 @@ fn plugin_crates(plugins: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// First-party plugins are the crates directly under `plugins/` (not the SDK, not `testing/`);
-/// each is embedded under its directory name, e.g. `recipients`.
+/// First-party plugins are the crates directly under `plugins/` (not the SDK, not `examples/`, not
+/// `testing/`); each is embedded under its directory name, e.g. `recipients`.
 fn write_builtin_table(plugins: &Path, wasm_dir: &Path) {
     let mut rows = String::new();
     for crate_dir in plugin_crates(plugins) {

@@ -1,0 +1,54 @@
+//! `content-filter`: rules on header fields and the body, the GTUBE test string, a list of refused
+//! words, and a spam score reported in `X-Spam-Score` / `X-Spam-Status`.
+
+mod rules;
+
+use std::sync::OnceLock;
+
+use mailwit_plugin::headers::MessageExt;
+use mailwit_plugin::prelude::*;
+use mailwit_plugin::{config, log, reply};
+use rules::{Filter, Settings};
+
+struct ContentFilter;
+
+/// Compiled once per instance (one SMTP session); a reload applies from the next session on.
+fn filter() -> &'static Result<Filter, String> {
+    static FILTER: OnceLock<Result<Filter, String>> = OnceLock::new();
+    FILTER.get_or_init(|| {
+        config::load::<Settings>()
+            .map_err(|e| e.to_string())
+            .and_then(Filter::new)
+    })
+}
+
+impl DataHook for ContentFilter {
+    fn on_data(_session: SessionInfo, _envelope: Envelope, message: &Message) -> DataResult {
+        let filter = match filter() {
+            Ok(filter) => filter,
+            Err(error) => {
+                log::error(&format!("content-filter: {error}"));
+                return DataResult {
+                    verdict: reply::misconfigured("content-filter"),
+                    modifications: Vec::new(),
+                };
+            }
+        };
+        let headers = message.headers();
+        let body = message.body(filter.max_scan_bytes());
+        let outcome = filter.scan(&headers, &String::from_utf8_lossy(&body));
+        if !outcome.hits.is_empty() {
+            log::info(&format!(
+                "content-filter: score {:.1}, tests {}",
+                outcome.score,
+                outcome.hits.join(",")
+            ));
+        }
+        DataResult {
+            modifications: filter.modifications(&outcome),
+            verdict: outcome.verdict,
+        }
+    }
+}
+
+mailwit_plugin::export!(ContentFilter: data);

@@ -1,0 +1,47 @@
+//! A complete mailwit plugin: refuses senders from the domains listed in its configuration and
+//! stamps every accepted message with a header.
+
+use mailwit_plugin::prelude::*;
+
+/// This plugin's `[plugins.NAME.config]` table.
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Settings {
+    blocked_domains: Vec<String>,
+}
+
+struct Hello;
+
+impl MailHook for Hello {
+    fn on_mail(_session: SessionInfo, from: ReversePath) -> Verdict {
+        let settings: Settings = mailwit_plugin::config::load().unwrap_or_default();
+        match domain_of(&from.address) {
+            Some(domain)
+                if settings
+                    .blocked_domains
+                    .iter()
+                    .any(|b| b.eq_ignore_ascii_case(domain)) =>
+            {
+                Verdict::reject(
+                    550,
+                    "5.7.1",
+                    format!("mail from {domain} is not welcome here"),
+                )
+            }
+            _ => Verdict::Continue,
+        }
+    }
+}
+
+impl DataHook for Hello {
+    fn on_data(session: SessionInfo, _envelope: Envelope, _message: &Message) -> DataResult {
+        let stamp =
+            Modification::add_header("X-Hello", format!("checked for {}", session.client_ip));
+        DataResult {
+            verdict: Verdict::Continue,
+            modifications: vec![stamp],
+        }
+    }
+}
+
+mailwit_plugin::export!(Hello: mail, data);

@@ -1,0 +1,45 @@
+//! `router`: a route table from recipient addresses and domains to delivery methods (route hook):
+//!
+//! ```toml
+//! [plugins.router.config.routes]
+//! "example.test" = "maildir"                      # local Maildir of the recipient
+//! "postmaster@example.test" = { maildir = "alice@example.test" }
+//! "lists.example.test" = { lmtp = "127.0.0.1:24" }
+//! ".partner.test" = { relay = { host = "mx.partner.test", port = 25, tls = "required" } }
+//! "void.example.test" = "discard"
+//! "*" = "mx"
+//! ```
+
+mod table;
+
+use std::sync::OnceLock;
+
+use mailwit_plugin::prelude::*;
+use mailwit_plugin::{config, log};
+use table::{Settings, Table};
+
+struct Router;
+
+fn table() -> &'static Result<Table, String> {
+    static TABLE: OnceLock<Result<Table, String>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        config::load::<Settings>()
+            .map_err(|e| e.to_string())
+            .and_then(Table::new)
+    })
+}
+
+impl RouteHook for Router {
+    fn on_route(_from: ReversePath, recipient: Recipient) -> RouteDecision {
+        match table() {
+            Ok(table) => table.route(&recipient.address),
+            Err(error) => {
+                // No opinion: the configuration's own route table still applies.
+                log::error(&format!("router: {error}"));
+                RouteDecision::Continue
+            }
+        }
+    }
+}
+
+mailwit_plugin::export!(Router: route);
