@@ -86,8 +86,10 @@ impl Comparison {
                 "== {label}: listening on {} (pid {})",
                 running.addr, running.pid
             );
-            if let Err(error) = scenario::warm_up(&running).await {
-                eprintln!("== {label}: warm-up failed: {error:#}");
+            let mut accepted = 0;
+            match scenario::warm_up(&running).await {
+                Ok(warm) => accepted += warm.accepted,
+                Err(error) => eprintln!("== {label}: warm-up failed: {error:#}"),
             }
             scenario::wait_until_quiet(running.pid).await;
             for s in &scenarios {
@@ -96,14 +98,27 @@ impl Comparison {
                 print_measurement(&m);
                 measurements.push(m);
             }
+            accepted += measurements
+                .iter()
+                .filter(|m: &&Measurement| m.target == label)
+                .filter_map(|m| m.load.as_ref().map(|l| l.accepted))
+                .sum::<u64>();
             let log = running.log.clone();
+            let maildir = running.work.join("state/mail");
             let _ = tokio::task::spawn_blocking(move || targets::stop(running)).await;
             eprintln!("== {label}: stopped (log: {})", log.display());
+            // A server that delivers to Maildir must account for every message it accepted.
+            let note = maildir.is_dir().then(|| {
+                let delivered = count_maildir_messages(&maildir);
+                let line = format!("{delivered} messages in Maildirs after {accepted} accepted");
+                eprintln!("== {label}: {line}");
+                line
+            });
             target_infos.push(TargetInfo {
                 label,
                 description: target.description().into(),
                 status: "ok".into(),
-                note: None,
+                note,
             });
         }
 
@@ -145,7 +160,47 @@ fn print_measurement(m: &Measurement) {
     }
 }
 
+/// Files in every `new/` and `cur/` directory below `root` (Maildir messages).
+fn count_maildir_messages(root: &std::path::Path) -> u64 {
+    let mut count = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let is_mail_dir = matches!(
+            dir.file_name().and_then(|n| n.to_str()),
+            Some("new" | "cur")
+        );
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
+                Ok(kind) if kind.is_file() && is_mail_dir => count += 1,
+                _ => {}
+            }
+        }
+    }
+    count
+}
+
 /// bench/ in the source tree (templates, configs, results).
 pub fn bench_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn maildir_messages_are_counted_in_new_and_cur_only() {
+        let root = tempfile::tempdir().unwrap();
+        let bob = root.path().join("example.test/bob");
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(bob.join(sub)).unwrap();
+        }
+        std::fs::write(bob.join("tmp/1.partial"), "x").unwrap();
+        std::fs::write(bob.join("new/2.msg"), "x").unwrap();
+        std::fs::write(bob.join("new/3.msg"), "x").unwrap();
+        std::fs::write(bob.join("cur/4.msg:2,S"), "x").unwrap();
+        assert_eq!(super::count_maildir_messages(root.path()), 3);
+    }
 }

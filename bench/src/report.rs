@@ -178,9 +178,9 @@ impl Report {
             let _ = write!(out, "- {}: {}", target.label, target.description);
             if target.status != "ok" {
                 let _ = write!(out, " — **{}**", target.status);
-                if let Some(note) = &target.note {
-                    let _ = write!(out, " ({})", first_line(note));
-                }
+            }
+            if let Some(note) = &target.note {
+                let _ = write!(out, " ({})", first_line(note));
             }
             out.push('\n');
         }
