@@ -29,6 +29,14 @@ enum Command {
     Run(RunArgs),
     /// Send load to one already running SMTP server and print the result.
     Load(LoadArgs),
+    /// Re-render results.md and throughput.svg from a results.json.
+    Report {
+        /// The results.json to read.
+        json: PathBuf,
+        /// Output directory (default: the JSON file's directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -103,7 +111,29 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Load(args) => load(args).await,
+        Command::Report { json, out } => {
+            let report = mailwit_bench::report::Report::read_json(&json)?;
+            let out = out.unwrap_or_else(|| json.parent().map(PathBuf::from).unwrap_or_default());
+            write_outputs(&report, &out)
+        }
     }
+}
+
+fn write_outputs(report: &mailwit_bench::report::Report, out: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    let markdown = report.markdown();
+    std::fs::write(out.join("results.md"), &markdown)?;
+    report.write_json(&out.join("results.json"))?;
+    report.write_chart(&out.join("throughput.svg"))?;
+    println!("{markdown}");
+    println!("{}", report.ratio_lines());
+    println!(
+        "wrote {}, {}, {}",
+        out.join("results.md").display(),
+        out.join("results.json").display(),
+        out.join("throughput.svg").display()
+    );
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> Result<()> {
@@ -164,19 +194,7 @@ async fn run(args: RunArgs) -> Result<()> {
     }
 
     let out = args.out.unwrap_or_else(|| bench.join("results"));
-    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
-    let markdown = report.markdown();
-    std::fs::write(out.join("results.md"), &markdown)?;
-    report.write_json(&out.join("results.json"))?;
-    report.write_chart(&out.join("throughput.svg"))?;
-    println!("{markdown}");
-    println!("{}", report.ratio_lines());
-    println!(
-        "wrote {}, {}, {}",
-        out.join("results.md").display(),
-        out.join("results.json").display(),
-        out.join("throughput.svg").display()
-    );
+    write_outputs(&report, &out)?;
     let failed = report
         .measurements
         .iter()

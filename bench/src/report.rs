@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scenario::Measurement;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub started_at_unix: u64,
     pub machine: Machine,
@@ -20,7 +20,7 @@ pub struct Report {
     pub measurements: Vec<Measurement>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetInfo {
     pub label: String,
     pub description: String,
@@ -28,7 +28,7 @@ pub struct TargetInfo {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu_model: String,
     pub cpus: usize,
@@ -187,6 +187,13 @@ impl Report {
         out
     }
 
+    /// Reads a report written by [`Report::write_json`] (to re-render table and chart).
+    pub fn read_json(path: &Path) -> Result<Report> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
+    }
+
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
         std::fs::write(path, text + "\n").with_context(|| format!("write {}", path.display()))
@@ -203,7 +210,13 @@ impl Report {
             .filter(|s| matches!(s.kind, crate::scenario::ScenarioKind::Load { .. }))
             .map(|s| s.name.as_str())
             .collect();
-        let targets: Vec<&str> = self.targets.iter().map(|t| t.label.as_str()).collect();
+        // Only targets with at least one measured rate get a colour and a bar slot.
+        let targets: Vec<&str> = self
+            .targets
+            .iter()
+            .map(|t| t.label.as_str())
+            .filter(|t| scenarios.iter().any(|s| self.rate(t, s).is_some()))
+            .collect();
         let max_rate = scenarios
             .iter()
             .flat_map(|s| targets.iter().filter_map(move |t| self.rate(t, s)))
@@ -281,7 +294,12 @@ impl Report {
             .draw()?;
         let m = &self.machine;
         root.draw(&Text::new(
-            format!("{} x {}, {}", m.cpus, m.cpu_model, self.conditions),
+            format!(
+                "{} x {}, {}",
+                m.cpus,
+                m.cpu_model,
+                self.conditions.split(';').next().unwrap_or("")
+            ),
             (16, 522),
             ("sans-serif", 11),
         ))?;

@@ -4,21 +4,21 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::Connection;
 use crate::loadgen::{self, LoadResult, LoadSpec};
 use crate::procstat;
 use crate::targets::Running;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scenario {
     /// Short name used in tables, JSON and the chart, e.g. "10KiB x 50".
     pub name: String,
     pub kind: ScenarioKind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ScenarioKind {
     /// Send `messages` messages of `message_size` bytes over `connections` connections.
@@ -72,7 +72,7 @@ pub fn standard(sizing: Sizing) -> Vec<Scenario> {
 }
 
 /// One scenario's outcome against one target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
     pub target: String,
     pub scenario: String,
@@ -106,7 +106,7 @@ impl Measurement {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IdleResult {
     pub requested: usize,
     /// Connections that got a greeting and an EHLO reply and were held.

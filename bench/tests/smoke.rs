@@ -148,6 +148,12 @@ async fn smoke_comparison_writes_table_json_and_chart() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(json["measurements"].as_array().unwrap().len(), 10);
+    let reread = mailwit_bench::report::Report::read_json(&json_path).unwrap();
+    assert_eq!(
+        reread.markdown(),
+        markdown,
+        "the JSON re-renders the same table"
+    );
     let svg_path = work.path().join("throughput.svg");
     report.write_chart(&svg_path).unwrap();
     let svg = std::fs::read_to_string(&svg_path).unwrap();
