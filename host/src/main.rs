@@ -100,6 +100,18 @@ fn serve(config: Option<PathBuf>, state_dir: Option<PathBuf>) -> anyhow::Result<
 fn check_config(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
     mailwit::server::check(&config)?;
+    if !config.plugins.is_empty() {
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let options = mailwit::plugins::RuntimeOptions::for_server(&config);
+        let options = mailwit::plugins::RuntimeOptions {
+            cache_dir: None,
+            ..options
+        };
+        print!(
+            "{}",
+            mailwit::plugins::check_report_at(&config, base, options)?
+        );
+    }
     println!(
         "{}: ok ({} listeners, {} local domains)",
         path.display(),

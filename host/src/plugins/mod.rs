@@ -1,4 +1,90 @@
-//! The Wasm plugin platform: engine, loading, pipelines, hot reload (to be built).
+//! The Wasm plugin platform: policy in sandboxed WebAssembly components.
+//!
+//! - [`engine`]: the process-wide wasmtime engine (pooling allocator, epoch ticker) and linker.
+//! - [`loader`]: compiling components (cached on disk), checking their WIT version, exports and grants.
+//! - [`instance`]: one live instance per session per plugin, hook calls under limits.
+//! - [`breaker`]: consecutive-failure circuit breaker and per-plugin counters.
+//! - [`pipeline`]: the hooks the engine calls ([`crate::policy::SessionHooks`], [`crate::policy::QueueHooks`])
+//!   running a pipeline's plugins in order.
+//! - [`generation`]: a wholly validated set of plugins and pipelines.
+//! - [`runtime`]: the current generation behind an `ArcSwap`, reload (file watch, SIGHUP, admin).
+//! - [`imports`]: the host functions plugins may call (log, config, kv, dns, clock, message).
+//! - [`check`]: the plugins x hooks table of `mailwit check-config`.
+
+pub mod bindings;
+pub mod breaker;
+pub mod check;
+mod convert;
+pub mod engine;
+pub mod generation;
+pub mod imports;
+pub mod instance;
+pub mod loader;
+pub mod pipeline;
+pub mod runtime;
+pub mod state;
+
+pub use check::{check_report, check_report_at};
+pub use generation::Generation;
+pub use imports::dns::DnsOptions;
+pub use imports::kv::{KvStore, MemoryKv};
+pub use runtime::{Plugins, ReloadReport, Reloader, RuntimeOptions};
+
+/// The WIT package version this host implements. Plugins built against the same major version
+/// (for 0.x: the same minor) load; others are refused with both versions named.
+pub const WIT_VERSION: &str = "0.1.0";
+/// The WIT package name.
+pub const WIT_PACKAGE: &str = "mailwit:plugin";
+
+/// The hooks a plugin can export, one WIT interface each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    Connect,
+    Ehlo,
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+    Route,
+    Delivery,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 8] = [
+        Hook::Connect,
+        Hook::Ehlo,
+        Hook::Auth,
+        Hook::Mail,
+        Hook::Rcpt,
+        Hook::Data,
+        Hook::Route,
+        Hook::Delivery,
+    ];
+
+    /// The WIT interface name, which is also the pipeline key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Connect => "connect",
+            Hook::Ehlo => "ehlo",
+            Hook::Auth => "auth",
+            Hook::Mail => "mail",
+            Hook::Rcpt => "rcpt",
+            Hook::Data => "data",
+            Hook::Route => "route",
+            Hook::Delivery => "delivery",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.name() == name)
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 pub mod builtin {
     //! First-party plugins embedded at build time by `host/build.rs`, by short name.
@@ -10,5 +96,10 @@ pub mod builtin {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, bytes)| *bytes)
+    }
+
+    /// Short names of every embedded plugin.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        BUILTIN_PLUGINS.iter().map(|(n, _)| *n)
     }
 }

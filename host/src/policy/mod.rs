@@ -6,6 +6,10 @@
 //! Whatever the hooks say, the core still enforces relay control (an unauthenticated client only
 //! reaches local domains) as a safety net.
 
+pub mod modifications;
+
+pub use modifications::apply_modifications;
+
 use std::net::SocketAddr;
 
 /// An SMTP reply with its RFC 3463 enhanced status code.

@@ -24,7 +24,7 @@ use crate::config::engine::LocalConfig;
 use crate::delivery::Agents;
 use crate::delivery::maildir::Maildir;
 use crate::delivery::remote::{RemoteAgents, RemoteSettings};
-use crate::policy::{HookFactory, NoHooks, QueueHooks};
+use crate::policy::{HookFactory, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::spool::Spool;
 use anyhow::Context;
@@ -71,7 +71,7 @@ pub struct Server {
 
 impl Server {
     /// Binds every listener (port 0 gets a free port; see [`Server::addresses`]) and starts
-    /// accepting. `hooks` makes each connection's policy hooks ([`NoHooks`] without plugins);
+    /// accepting. `hooks` makes each connection's policy hooks ([`crate::policy::NoHooks`] without plugins);
     /// `queue`, when given, serves ETRN.
     pub async fn start(
         config: Arc<Config>,
@@ -205,9 +205,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{}: cannot open spool", spool_dir.display()))?,
     );
-    // TODO(pluginhost): the plugin platform's HookFactory and QueueHooks replace NoHooks here.
-    let hooks: Arc<dyn HookFactory> = Arc::new(NoHooks);
-    let queue_hooks: Arc<dyn QueueHooks> = Arc::new(NoHooks);
+    // The plugin platform: pipelines per listener, the "queue" pipeline for route/delivery, and
+    // reload by file watch, SIGHUP and the admin socket.
+    let plugins = crate::plugins::Plugins::from_config(
+        &config,
+        config.source.as_deref(),
+        crate::plugins::RuntimeOptions::for_server(&config),
+    )
+    .context("cannot load plugins")?;
+    let hooks: Arc<dyn HookFactory> = plugins.hook_factory();
+    let queue_hooks: Arc<dyn QueueHooks> = plugins.queue_hooks();
+    let _plugin_watch = config
+        .source
+        .is_some()
+        .then(|| plugins.watch_default())
+        .flatten();
+    let _sighup = plugins.reload_on_sighup()?;
+    let reload = plugins.reloader().admin_fn();
     // Maildir, LMTP, relays and MX (delivery::remote), with the route table's credentials.
     let agents: Arc<dyn Agents> = Arc::new(
         RemoteAgents::new(
@@ -229,7 +243,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the queue manager")?;
-    let _admin = AdminServer::start(&state_dir, Some(queue.clone()), None)
+    let _admin = AdminServer::start(&state_dir, Some(queue.clone()), Some(reload))
         .await
         .context("cannot start the admin socket")?;
     let server = Server::start(config.clone(), hooks, spool, Some(queue.clone())).await?;

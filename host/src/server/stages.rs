@@ -263,19 +263,14 @@ fn verdict_answer(verdict: Verdict) -> Answer {
     }
 }
 
-/// Header and envelope edits from the data hook.
-// TODO(pluginhost): call `policy::apply_modifications` once it lands; until then edits are
-// logged and not applied (verdicts are).
+/// Header and envelope edits from the data hook (validated and capped by the policy module).
 fn apply_modifications(
     data: Vec<u8>,
-    _envelope: &mut Envelope,
+    envelope: &mut Envelope,
     modifications: &[crate::policy::Modification],
 ) -> Vec<u8> {
-    if !modifications.is_empty() {
-        tracing::warn!(
-            count = modifications.len(),
-            "data hook modifications are not applied yet"
-        );
+    if modifications.is_empty() {
+        return data;
     }
-    data
+    crate::policy::apply_modifications(&data, envelope, modifications)
 }

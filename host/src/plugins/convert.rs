@@ -1,0 +1,180 @@
+//! Conversions between the engine's policy types (`crate::policy`) and the generated WIT types.
+
+use super::bindings::exports::mailwit::plugin::{auth, data, delivery, rcpt, route};
+use super::bindings::mailwit::plugin::types as wit;
+use crate::policy;
+
+pub fn session(s: &policy::SessionInfo) -> wit::SessionInfo {
+    wit::SessionInfo {
+        id: s.id.clone(),
+        listener: s.listener.clone(),
+        role: match s.role {
+            policy::ListenerRole::Mx => wit::ListenerRole::Mx,
+            policy::ListenerRole::Submission => wit::ListenerRole::Submission,
+            policy::ListenerRole::Submissions => wit::ListenerRole::Submissions,
+        },
+        client_ip: s.client.ip().to_string(),
+        client_port: s.client.port(),
+        local_ip: s.local.ip().to_string(),
+        local_port: s.local.port(),
+        helo: s.helo.clone(),
+        tls: s.tls.as_ref().map(|t| wit::TlsInfo {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+        }),
+        authenticated: s.authenticated.clone(),
+    }
+}
+
+pub fn reverse_path(r: &policy::ReversePath) -> wit::ReversePath {
+    wit::ReversePath {
+        address: r.address.clone(),
+        size: r.size,
+        body: r.body.map(|b| match b {
+            policy::BodyType::SevenBit => wit::BodyType::SevenBit,
+            policy::BodyType::EightBitMime => wit::BodyType::EightBitMime,
+            policy::BodyType::BinaryMime => wit::BodyType::BinaryMime,
+        }),
+        smtputf8: r.smtputf8,
+        ret: r.ret.map(|d| match d {
+            policy::DsnRet::Full => wit::DsnRet::Full,
+            policy::DsnRet::Hdrs => wit::DsnRet::Hdrs,
+        }),
+        envid: r.envid.clone(),
+    }
+}
+
+pub fn recipient(r: &policy::Recipient) -> wit::Recipient {
+    wit::Recipient {
+        address: r.address.clone(),
+        notify: r.notify.map(|n| {
+            let mut flags = wit::Notify::empty();
+            if n.success {
+                flags |= wit::Notify::SUCCESS;
+            }
+            if n.failure {
+                flags |= wit::Notify::FAILURE;
+            }
+            if n.delay {
+                flags |= wit::Notify::DELAY;
+            }
+            flags
+        }),
+        orcpt: r.orcpt.clone(),
+    }
+}
+
+pub fn envelope(e: &policy::Envelope) -> wit::Envelope {
+    wit::Envelope {
+        reverse_path: reverse_path(&e.reverse_path),
+        recipients: e.recipients.iter().map(recipient).collect(),
+    }
+}
+
+pub fn credentials(c: &policy::Credentials) -> auth::Credentials {
+    auth::Credentials {
+        mechanism: c.mechanism.clone(),
+        authzid: c.authzid.clone(),
+        authcid: c.authcid.clone(),
+        secret: c.secret.clone(),
+    }
+}
+
+fn reply(r: wit::Reply) -> policy::Reply {
+    policy::Reply {
+        code: r.code,
+        enhanced: r.enhanced,
+        text: r.text,
+    }
+}
+
+/// The raw verdict; `pipeline` sanitises replies before anyone sees them.
+pub fn verdict(v: wit::Verdict) -> policy::Verdict {
+    match v {
+        wit::Verdict::Continue => policy::Verdict::Continue,
+        wit::Verdict::Accept => policy::Verdict::Accept,
+        wit::Verdict::Reject(r) => policy::Verdict::Reject(reply(r)),
+        wit::Verdict::Tempfail(r) => policy::Verdict::Tempfail(reply(r)),
+        wit::Verdict::Disconnect(r) => policy::Verdict::Disconnect(reply(r)),
+        wit::Verdict::Discard => policy::Verdict::Discard,
+        wit::Verdict::Quarantine(why) => policy::Verdict::Quarantine(why),
+    }
+}
+
+pub fn auth_result(r: auth::AuthResult) -> policy::AuthResult {
+    match r {
+        auth::AuthResult::Ok(identity) => policy::AuthResult::Ok(identity),
+        auth::AuthResult::Invalid => policy::AuthResult::Invalid,
+        auth::AuthResult::Unknown => policy::AuthResult::Unknown,
+        auth::AuthResult::Tempfail(why) => policy::AuthResult::Tempfail(why),
+    }
+}
+
+pub fn rcpt_result(r: rcpt::RcptResult) -> policy::RcptResult {
+    policy::RcptResult {
+        verdict: verdict(r.verdict),
+        rewrite: r.rewrite,
+    }
+}
+
+pub fn modification(m: data::Modification) -> policy::Modification {
+    use data::Modification as W;
+    match m {
+        W::AddHeader(h) => policy::Modification::AddHeader {
+            name: h.name,
+            value: h.value,
+        },
+        W::InsertHeader(h) => policy::Modification::InsertHeader {
+            name: h.name,
+            value: h.value,
+        },
+        W::RemoveHeader(name) => policy::Modification::RemoveHeader(name),
+        W::ReplaceHeader(h) => policy::Modification::ReplaceHeader {
+            name: h.name,
+            value: h.value,
+        },
+        W::AddRecipient(a) => policy::Modification::AddRecipient(a),
+        W::RemoveRecipient(a) => policy::Modification::RemoveRecipient(a),
+        W::ChangeReversePath(a) => policy::Modification::ChangeReversePath(a),
+    }
+}
+
+pub fn route_decision(d: route::RouteDecision) -> policy::RouteDecision {
+    use route::RouteDecision as W;
+    match d {
+        W::Maildir(m) => policy::RouteDecision::Maildir(m),
+        W::Lmtp(a) => policy::RouteDecision::Lmtp(a),
+        W::Relay(t) => policy::RouteDecision::Relay(policy::RelayTarget {
+            host: t.host,
+            port: t.port,
+            tls: match t.tls {
+                route::TlsPolicy::None => policy::TlsPolicy::None,
+                route::TlsPolicy::Opportunistic => policy::TlsPolicy::Opportunistic,
+                route::TlsPolicy::Required => policy::TlsPolicy::Required,
+            },
+            credentials: t.credentials,
+        }),
+        W::Mx => policy::RouteDecision::Mx,
+        W::Discard => policy::RouteDecision::Discard,
+        W::Continue => policy::RouteDecision::Continue,
+    }
+}
+
+pub fn delivery_event(e: &policy::DeliveryEvent) -> delivery::DeliveryEvent {
+    delivery::DeliveryEvent {
+        message_id: e.message_id.clone(),
+        reverse_path: e.reverse_path.clone(),
+        recipient: e.recipient.clone(),
+        outcome: match e.outcome {
+            policy::DeliveryOutcome::Delivered => delivery::Outcome::Delivered,
+            policy::DeliveryOutcome::Deferred => delivery::Outcome::Deferred,
+            policy::DeliveryOutcome::Bounced => delivery::Outcome::Bounced,
+        },
+        reply: e.reply.as_ref().map(|r| wit::Reply {
+            code: r.code,
+            enhanced: r.enhanced.clone(),
+            text: r.text.clone(),
+        }),
+        attempts: e.attempts,
+    }
+}

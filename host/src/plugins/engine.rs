@@ -1,0 +1,112 @@
+//! The process-wide wasmtime engine: component model, pooling allocator, epoch interruption driven
+//! by a 10 ms ticker thread, and the linker with every host import.
+//!
+//! One engine serves every generation (compiled code stays valid across reloads). Fuel metering
+//! slows every guest instruction, so there are two engines: the plain one, and one with fuel for
+//! plugins whose `limits.fuel` is set; each is created on first use.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings;
+use super::state::HostState;
+
+/// How often the epoch advances: the resolution of `limits.time_ms` and of async yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Concurrent instances the pool holds (one per live session per plugin). Past it, instantiation
+/// fails and the plugin's `on_error` policy applies.
+pub const POOL_INSTANCES: u32 = 1000;
+
+/// Largest linear memory any plugin may be configured with.
+pub const MAX_MEMORY_MIB: u32 = 1024;
+
+pub struct WasmEngine {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+    /// Whether stores of this engine meter fuel.
+    pub fuel: bool,
+}
+
+static PLAIN: OnceLock<Arc<WasmEngine>> = OnceLock::new();
+static FUELED: OnceLock<Arc<WasmEngine>> = OnceLock::new();
+
+impl WasmEngine {
+    /// The shared engine, with or without fuel metering.
+    pub fn shared(fuel: bool) -> Result<Arc<WasmEngine>> {
+        let cell = if fuel { &FUELED } else { &PLAIN };
+        if let Some(engine) = cell.get() {
+            return Ok(engine.clone());
+        }
+        let built = Arc::new(WasmEngine::build(fuel)?);
+        // A racing thread may have won; either engine is fine, keep the stored one.
+        let _ = cell.set(built);
+        Ok(cell.get().expect("just set").clone())
+    }
+
+    fn build(fuel: bool) -> Result<WasmEngine> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 4)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 4)
+            .total_stacks(POOL_INSTANCES)
+            .max_memory_size(MAX_MEMORY_MIB as usize * 1024 * 1024);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            // Component-model async is not used, and leaving it on makes every call 2-5x slower.
+            .concurrency_support(false)
+            .epoch_interruption(true)
+            .consume_fuel(fuel)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        bindings::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("linking the mailwit host imports")?;
+
+        start_epoch_ticker(&engine);
+        Ok(WasmEngine {
+            engine,
+            linker,
+            fuel,
+        })
+    }
+
+    /// Identifies compiled code this engine can load (wasmtime version, target, settings).
+    pub fn compatibility_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+}
+
+/// Advances the epoch every tick for the life of the process (the engine is process-wide).
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("mailwit-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

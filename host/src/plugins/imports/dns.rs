@@ -1,0 +1,169 @@
+//! `dns`: A, AAAA, MX, TXT and PTR lookups through the host's resolver, each bounded by a timeout.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, TokioResolver};
+
+use crate::plugins::bindings::mailwit::plugin::dns::{DnsError, Host, MxRecord};
+use crate::plugins::state::HostState;
+
+/// Most answers handed to a plugin per lookup.
+const MAX_ANSWERS: usize = 64;
+
+/// Where the resolver sends queries.
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    /// Name servers (port 53); empty means the system configuration (/etc/resolv.conf).
+    pub nameservers: Vec<IpAddr>,
+    /// Bound on one lookup as the plugin sees it.
+    pub timeout: Duration,
+}
+
+impl Default for DnsOptions {
+    fn default() -> Self {
+        DnsOptions {
+            nameservers: Vec::new(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The shared resolver. It is built lazily on the first lookup, so plugins that never use DNS
+/// (and hosts without a resolv.conf) pay nothing.
+pub struct Dns {
+    options: DnsOptions,
+    resolver: tokio::sync::OnceCell<Result<TokioResolver, String>>,
+}
+
+impl Dns {
+    pub fn new(options: DnsOptions) -> Self {
+        Dns {
+            options,
+            resolver: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn resolver(&self) -> Result<&TokioResolver, DnsError> {
+        let built = self
+            .resolver
+            .get_or_init(|| async { self.build().map_err(|e| e.to_string()) })
+            .await;
+        built
+            .as_ref()
+            .map_err(|e| DnsError::Other(format!("no resolver: {e}")))
+    }
+
+    fn build(&self) -> anyhow::Result<TokioResolver> {
+        let mut builder = if self.options.nameservers.is_empty() {
+            TokioResolver::builder_tokio()?
+        } else {
+            let servers = self
+                .options
+                .nameservers
+                .iter()
+                .map(|ip| NameServerConfig::udp_and_tcp(*ip))
+                .collect();
+            Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            )
+        };
+        builder.options_mut().timeout = self.options.timeout;
+        Ok(builder.build()?)
+    }
+
+    /// Runs a lookup with the timeout and maps its records with `pick`.
+    async fn lookup<T>(
+        &self,
+        query: impl std::future::Future<
+            Output = Result<hickory_resolver::lookup::Lookup, hickory_resolver::net::NetError>,
+        >,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Result<Vec<T>, DnsError> {
+        let lookup = match tokio::time::timeout(self.options.timeout, query).await {
+            Err(_) => return Err(DnsError::Timeout),
+            Ok(Err(e)) if e.is_nx_domain() => return Err(DnsError::Nxdomain),
+            Ok(Err(e)) if e.is_no_records_found() => return Err(DnsError::NoRecords),
+            Ok(Err(e)) => return Err(DnsError::Other(e.to_string())),
+            Ok(Ok(lookup)) => lookup,
+        };
+        let found: Vec<T> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| pick(&r.data))
+            .take(MAX_ANSWERS)
+            .collect();
+        if found.is_empty() {
+            return Err(DnsError::NoRecords);
+        }
+        Ok(found)
+    }
+}
+
+impl Host for HostState {
+    async fn lookup_a(&mut self, name: String) -> Result<Vec<String>, DnsError> {
+        let dns = self.ctx.dns.clone();
+        let resolver = dns.resolver().await?;
+        dns.lookup(resolver.ipv4_lookup(name.as_str()), |d| match d {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn lookup_aaaa(&mut self, name: String) -> Result<Vec<String>, DnsError> {
+        let dns = self.ctx.dns.clone();
+        let resolver = dns.resolver().await?;
+        dns.lookup(resolver.ipv6_lookup(name.as_str()), |d| match d {
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn lookup_mx(&mut self, name: String) -> Result<Vec<MxRecord>, DnsError> {
+        let dns = self.ctx.dns.clone();
+        let resolver = dns.resolver().await?;
+        dns.lookup(resolver.mx_lookup(name.as_str()), |d| match d {
+            RData::MX(mx) => Some(MxRecord {
+                preference: mx.preference,
+                exchange: mx.exchange.to_string(),
+            }),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn lookup_txt(&mut self, name: String) -> Result<Vec<String>, DnsError> {
+        let dns = self.ctx.dns.clone();
+        let resolver = dns.resolver().await?;
+        dns.lookup(resolver.txt_lookup(name.as_str()), |d| match d {
+            RData::TXT(txt) => Some(
+                txt.txt_data
+                    .iter()
+                    .map(|part| String::from_utf8_lossy(part))
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn lookup_ptr(&mut self, ip: String) -> Result<Vec<String>, DnsError> {
+        let Ok(addr) = ip.parse::<IpAddr>() else {
+            return Err(DnsError::Other(format!("not an IP address: {ip:?}")));
+        };
+        let dns = self.ctx.dns.clone();
+        let resolver = dns.resolver().await?;
+        let name = hickory_resolver::proto::rr::Name::from(addr);
+        dns.lookup(resolver.reverse_lookup(name), |d| match d {
+            RData::PTR(ptr) => Some(ptr.0.to_string()),
+            _ => None,
+        })
+        .await
+    }
+}

@@ -1,0 +1,194 @@
+//! `kv`: a key-value store per plugin, shared by all its instances (never between plugins) and kept
+//! across reloads. [`KvStore`] is the seam for other backends; [`MemoryKv`] is the embedded default.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::plugins::bindings::mailwit::plugin::kv::Host;
+use crate::plugins::state::HostState;
+
+/// Bounds that keep one plugin from eating the host's memory through kv.
+pub const MAX_KEY: usize = 1024;
+pub const MAX_VALUE: usize = 64 * 1024;
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// A plugin's key-value store. Counters are stored as decimal ASCII ("42"), so `get` reads them.
+#[async_trait::async_trait]
+pub trait KvStore: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), String>;
+    /// Adds `delta` to the counter (missing counts as 0); `ttl` applies when it is created.
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String>;
+    /// Whether the key existed.
+    async fn delete(&self, key: &str) -> Result<bool, String>;
+}
+
+/// In-memory store with lazy expiry.
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    value: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+}
+
+impl MemoryKv {
+    fn check_key(key: &str) -> Result<(), String> {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return Err(format!("key must be 1..={MAX_KEY} bytes"));
+        }
+        Ok(())
+    }
+
+    /// Makes room for one new key, dropping expired entries first.
+    fn ensure_room(
+        entries: &mut HashMap<String, Entry>,
+        key: &str,
+        now: Instant,
+    ) -> Result<(), String> {
+        if entries.len() < MAX_ENTRIES || entries.contains_key(key) {
+            return Ok(());
+        }
+        entries.retain(|_, e| e.live(now));
+        if entries.len() >= MAX_ENTRIES {
+            return Err(format!("kv store full ({MAX_ENTRIES} entries)"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl KvStore for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let now = Instant::now();
+        let entries = self.entries.lock().unwrap();
+        Ok(entries
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.clone()))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), String> {
+        Self::check_key(key)?;
+        if value.len() > MAX_VALUE {
+            return Err(format!("value larger than {MAX_VALUE} bytes"));
+        }
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap();
+        Self::ensure_room(&mut entries, key, now)?;
+        entries.insert(
+            key.to_string(),
+            Entry {
+                value,
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        Ok(())
+    }
+
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
+        Self::check_key(key)?;
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap();
+        let current = match entries.get(key).filter(|e| e.live(now)) {
+            Some(entry) => Some(
+                std::str::from_utf8(&entry.value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| format!("value of {key:?} is not an integer"))?,
+            ),
+            None => None,
+        };
+        let next = current
+            .unwrap_or(0)
+            .checked_add(delta)
+            .ok_or_else(|| "counter overflow".to_string())?;
+        let expires = match current {
+            Some(_) => entries.get(key).and_then(|e| e.expires),
+            None => {
+                Self::ensure_room(&mut entries, key, now)?;
+                ttl.map(|t| now + t)
+            }
+        };
+        entries.insert(
+            key.to_string(),
+            Entry {
+                value: next.to_string().into_bytes(),
+                expires,
+            },
+        );
+        Ok(next)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, String> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap();
+        Ok(entries.remove(key).is_some_and(|e| e.live(now)))
+    }
+}
+
+impl Host for HostState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        self.ctx.kv.get(&key).await
+    }
+
+    async fn put(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), String> {
+        self.ctx
+            .kv
+            .put(&key, value, ttl_ms.map(Duration::from_millis))
+            .await
+    }
+
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, String> {
+        self.ctx
+            .kv
+            .increment(&key, delta, ttl_ms.map(Duration::from_millis))
+            .await
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, String> {
+        self.ctx.kv.delete(&key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counters_are_atomic_text_and_expire() {
+        let kv = MemoryKv::default();
+        assert_eq!(kv.increment("c", 2, None).await, Ok(2));
+        assert_eq!(kv.increment("c", 3, None).await, Ok(5));
+        assert_eq!(kv.get("c").await, Ok(Some(b"5".to_vec())));
+        kv.put("s", b"text".to_vec(), None).await.unwrap();
+        assert!(kv.increment("s", 1, None).await.is_err());
+        kv.put("t", b"x".to_vec(), Some(Duration::from_millis(0)))
+            .await
+            .unwrap();
+        assert_eq!(kv.get("t").await, Ok(None));
+        assert_eq!(kv.delete("c").await, Ok(true));
+        assert_eq!(kv.delete("c").await, Ok(false));
+        assert!(kv.put("", vec![], None).await.is_err());
+        assert!(kv.put("big", vec![0; MAX_VALUE + 1], None).await.is_err());
+    }
+}

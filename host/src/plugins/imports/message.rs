@@ -1,0 +1,181 @@
+//! `message`: the data hook's view of the message. The host keeps the bytes; a plugin pulls a
+//! header, all headers, or a capped range of raw bytes, so a 50 MB message is never copied into
+//! guest memory unless the plugin asks for it.
+
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+use crate::plugins::bindings::mailwit::plugin::message::{Host, HostMessage};
+use crate::plugins::state::HostState;
+
+/// Most bytes one `read` returns.
+pub const MAX_READ: u32 = 1024 * 1024;
+/// Most header fields `headers` returns.
+pub const MAX_HEADERS: usize = 1000;
+
+/// Host-side handle of the message (the resource's representation).
+pub struct MessageHandle {
+    bytes: Arc<[u8]>,
+    /// Length of the header section including the blank line that ends it.
+    body_offset: usize,
+}
+
+impl MessageHandle {
+    pub fn new(bytes: Arc<[u8]>) -> Self {
+        let body_offset = body_offset(&bytes);
+        MessageHandle { bytes, body_offset }
+    }
+
+    /// Every header field in order as (name, unfolded value).
+    pub fn headers(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        header_fields(&self.bytes[..self.body_offset])
+            .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), unfold(value)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_fields(&self.bytes[..self.body_offset])
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| unfold(value))
+    }
+}
+
+/// Offset of the first body octet: just past the first empty line, or the whole message when
+/// there is no body.
+pub fn body_offset(bytes: &[u8]) -> usize {
+    if bytes.starts_with(b"\r\n") {
+        return 2;
+    }
+    if bytes.starts_with(b"\n") {
+        return 1;
+    }
+    let crlf = find(bytes, b"\r\n\r\n").map(|i| i + 4);
+    let lf = find(bytes, b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => bytes.len(),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Splits a header section into raw fields (name, value with its folding), continuation lines
+/// included. Lines without a colon are skipped.
+pub fn header_fields(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut fields: Vec<(usize, usize)> = Vec::new(); // (start, end) of each field
+    let mut pos = 0;
+    while pos < header.len() {
+        let line_end = header[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(header.len(), |i| pos + i + 1);
+        let first = header[pos];
+        if (first == b' ' || first == b'\t') && !fields.is_empty() {
+            fields.last_mut().unwrap().1 = line_end;
+        } else if first != b'\r' && first != b'\n' {
+            fields.push((pos, line_end));
+        }
+        pos = line_end;
+    }
+    fields.into_iter().filter_map(move |(start, end)| {
+        let field = &header[start..end];
+        let colon = field.iter().position(|&b| b == b':')?;
+        let name = trim(&field[..colon]);
+        (!name.is_empty()).then_some((name, &field[colon + 1..]))
+    })
+}
+
+fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = bytes {
+        if first.is_ascii_whitespace() {
+            bytes = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = bytes {
+        if last.is_ascii_whitespace() {
+            bytes = rest;
+        } else {
+            break;
+        }
+    }
+    bytes
+}
+
+/// Removes line breaks of folded lines and surrounding whitespace (RFC 5322 unfolding).
+fn unfold(value: &[u8]) -> String {
+    let unfolded: Vec<u8> = value
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    String::from_utf8_lossy(trim(&unfolded)).into_owned()
+}
+
+impl HostMessage for HostState {
+    async fn size(&mut self, this: Resource<MessageHandle>) -> u64 {
+        self.table.get(&this).map_or(0, |m| m.bytes.len() as u64)
+    }
+
+    async fn header(&mut self, this: Resource<MessageHandle>, name: String) -> Option<String> {
+        self.table.get(&this).ok()?.header(&name)
+    }
+
+    async fn headers(&mut self, this: Resource<MessageHandle>) -> Vec<(String, String)> {
+        match self.table.get(&this) {
+            Ok(m) => m.headers().take(MAX_HEADERS).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn read(&mut self, this: Resource<MessageHandle>, offset: u64, length: u32) -> Vec<u8> {
+        let Ok(m) = self.table.get(&this) else {
+            return Vec::new();
+        };
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(m.bytes.len());
+        let end = start
+            .saturating_add(length.min(MAX_READ) as usize)
+            .min(m.bytes.len());
+        m.bytes[start..end].to_vec()
+    }
+
+    async fn body_offset(&mut self, this: Resource<MessageHandle>) -> u64 {
+        self.table.get(&this).map_or(0, |m| m.body_offset as u64)
+    }
+
+    async fn drop(&mut self, this: Resource<MessageHandle>) -> wasmtime::Result<()> {
+        // The host owns the handle and removes it after the call; a guest-side drop of a borrow
+        // never reaches here, and an unknown handle is harmless.
+        let _ = self.table.delete(this);
+        Ok(())
+    }
+}
+
+impl Host for HostState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_unfold_and_body_offset_is_after_blank_line() {
+        let raw: &[u8] =
+            b"Subject: hello\r\n  world\r\nFrom: a@example.test\r\nX-Empty:\r\n\r\nbody\r\n";
+        let m = MessageHandle::new(Arc::from(raw));
+        assert_eq!(m.header("subject").as_deref(), Some("hello  world"));
+        assert_eq!(m.header("FROM").as_deref(), Some("a@example.test"));
+        assert_eq!(m.header("x-empty").as_deref(), Some(""));
+        assert_eq!(m.header("To"), None);
+        assert_eq!(m.headers().count(), 3);
+        assert_eq!(&raw[m.body_offset..], b"body\r\n");
+        assert_eq!(body_offset(b"\r\nonly body"), 2);
+        assert_eq!(body_offset(b"No-Body: x\r\n"), 12);
+    }
+}

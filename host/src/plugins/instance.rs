@@ -1,0 +1,271 @@
+//! One live instance of a plugin: its own store (memory, state), used by one session for as long
+//! as it behaves. Every hook call is armed with the plugin's limits: a wall-clock deadline checked
+//! at each epoch tick (the guest yields to tokio at every tick, so a busy plugin never holds a worker
+//! for more than ~10 ms), optional fuel, and the memory cap of the store's limiter.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use wasmtime::component::Instance;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::exports::mailwit::plugin::{auth, data, delivery, rcpt, route};
+use super::bindings::mailwit::plugin::types as wit;
+use super::imports::message::MessageHandle;
+use super::loader::LoadedPlugin;
+use super::state::{HostState, PluginContext};
+use crate::config::plugins::Limits;
+
+/// Extra time past `limits.time_ms` before a call stuck in a host import (e.g. DNS) is cancelled
+/// from outside; guest code itself is stopped by the epoch deadline.
+const CANCEL_GRACE: Duration = Duration::from_millis(500);
+
+pub struct LiveInstance {
+    store: Store<HostState>,
+    instance: Instance,
+    limits: Limits,
+}
+
+impl LiveInstance {
+    pub async fn new(plugin: &LoadedPlugin, ctx: PluginContext, session: Arc<str>) -> Result<Self> {
+        let limits = plugin.config.limits;
+        let mut store = Store::new(&plugin.engine.engine, HostState::new(ctx, session));
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|cx| {
+            if Instant::now() >= cx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        arm(&mut store, &limits, plugin.engine.fuel)?;
+        let instance = bounded(&limits, plugin.pre.instantiate_async(&mut store))
+            .await
+            .map_err(|e| describe(e, &store, &limits))?;
+        Ok(LiveInstance {
+            store,
+            instance,
+            limits,
+        })
+    }
+
+    fn arm(&mut self, fuel_engine: bool) -> Result<()> {
+        arm(&mut self.store, &self.limits, fuel_engine)
+    }
+
+    pub async fn connect(
+        &mut self,
+        plugin: &LoadedPlugin,
+        s: &wit::SessionInfo,
+    ) -> Result<wit::Verdict> {
+        let idx = plugin
+            .indices
+            .connect
+            .as_ref()
+            .ok_or_else(|| missing("connect"))?;
+        self.arm(plugin.engine.fuel)?;
+        let guest = idx.load(&mut self.store, &self.instance)?;
+        let result = bounded(&self.limits, guest.call_on_connect(&mut self.store, s)).await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    pub async fn ehlo(
+        &mut self,
+        plugin: &LoadedPlugin,
+        s: &wit::SessionInfo,
+        name: &str,
+    ) -> Result<wit::Verdict> {
+        let idx = plugin
+            .indices
+            .ehlo
+            .as_ref()
+            .ok_or_else(|| missing("ehlo"))?;
+        self.arm(plugin.engine.fuel)?;
+        let guest = idx.load(&mut self.store, &self.instance)?;
+        let result = bounded(&self.limits, guest.call_on_ehlo(&mut self.store, s, name)).await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    pub async fn auth(
+        &mut self,
+        plugin: &LoadedPlugin,
+        s: &wit::SessionInfo,
+        credentials: &auth::Credentials,
+    ) -> Result<auth::AuthResult> {
+        let idx = plugin
+            .indices
+            .auth
+            .as_ref()
+            .ok_or_else(|| missing("auth"))?;
+        self.arm(plugin.engine.fuel)?;
+        let guest = idx.load(&mut self.store, &self.instance)?;
+        let result = bounded(
+            &self.limits,
+            guest.call_check(&mut self.store, s, credentials),
+        )
+        .await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    pub async fn mail(
+        &mut self,
+        plugin: &LoadedPlugin,
+        s: &wit::SessionInfo,
+        from: &wit::ReversePath,
+    ) -> Result<wit::Verdict> {
+        let idx = plugin
+            .indices
+            .mail
+            .as_ref()
+            .ok_or_else(|| missing("mail"))?;
+        self.arm(plugin.engine.fuel)?;
+        let guest = idx.load(&mut self.store, &self.instance)?;
+        let result = bounded(&self.limits, guest.call_on_mail(&mut self.store, s, from)).await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    pub async fn rcpt(
+        &mut self,
+        plugin: &LoadedPlugin,
+        s: &wit::SessionInfo,
+        from: &wit::ReversePath,
+        to: &wit::Recipient,
+    ) -> Result<rcpt::RcptResult> {
+        let idx = plugin
+            .indices
+            .rcpt
+            .as_ref()
+            .ok_or_else(|| missing("rcpt"))?;
+        self.arm(plugin.engine.fuel)?;
+        let guest = idx.load(&mut self.store, &self.instance)?;
+        let result = bounded(
+            &self.limits,
+            guest.call_on_rcpt(&mut self.store, s, from, to),
+        )
+        .await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    pub async fn data(
+        &mut self,
+        plugin: &LoadedPlugin,
+        s: &wit::SessionInfo,
+        envelope: &wit::Envelope,
+        message: Arc<[u8]>,
+    ) -> Result<data::DataResult> {
+        let idx = plugin
+            .indices
+            .data
+            .as_ref()
+            .ok_or_else(|| missing("data"))?;
+        self.arm(plugin.engine.fuel)?;
+        let guest = idx.load(&mut self.store, &self.instance)?;
+        let handle = self
+            .store
+            .data_mut()
+            .table
+            .push(MessageHandle::new(message))?;
+        let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
+        let result = bounded(
+            &self.limits,
+            guest.call_on_data(&mut self.store, s, envelope, borrowed),
+        )
+        .await;
+        let _ = self.store.data_mut().table.delete(handle);
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    pub async fn route(
+        &mut self,
+        plugin: &LoadedPlugin,
+        from: &wit::ReversePath,
+        to: &wit::Recipient,
+    ) -> Result<route::RouteDecision> {
+        let idx = plugin
+            .indices
+            .route
+            .as_ref()
+            .ok_or_else(|| missing("route"))?;
+        self.arm(plugin.engine.fuel)?;
+        let guest = idx.load(&mut self.store, &self.instance)?;
+        let result = bounded(&self.limits, guest.call_on_route(&mut self.store, from, to)).await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    pub async fn delivery(
+        &mut self,
+        plugin: &LoadedPlugin,
+        event: &delivery::DeliveryEvent,
+    ) -> Result<()> {
+        let idx = plugin
+            .indices
+            .delivery
+            .as_ref()
+            .ok_or_else(|| missing("delivery"))?;
+        self.arm(plugin.engine.fuel)?;
+        let guest = idx.load(&mut self.store, &self.instance)?;
+        let result = bounded(&self.limits, guest.call_on_delivery(&mut self.store, event)).await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+}
+
+fn missing(hook: &str) -> anyhow::Error {
+    anyhow!("the plugin does not export the `{hook}` hook")
+}
+
+/// Sets the deadline (and fuel) for the call about to start. The epoch deadline counts from
+/// now, so it is set before every call.
+fn arm(store: &mut Store<HostState>, limits: &Limits, fuel_engine: bool) -> Result<()> {
+    store.data_mut().deadline = Instant::now() + Duration::from_millis(limits.time_ms);
+    store.set_epoch_deadline(1);
+    if fuel_engine {
+        store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+    }
+    Ok(())
+}
+
+/// Cancels a call that outlives its deadline by more than the grace (stuck in a host import).
+async fn bounded<T>(
+    limits: &Limits,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let limit = Duration::from_millis(limits.time_ms) + CANCEL_GRACE;
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::msg(format!(
+            "time limit of {} ms exceeded (cancelled while waiting in a host call)",
+            limits.time_ms
+        ))),
+    }
+}
+
+/// A failure in words: which limit was hit, or the trap and whatever the plugin printed.
+fn describe(error: wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> anyhow::Error {
+    let error = anyhow::Error::from(error);
+    let what = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Some(format!("time limit of {} ms exceeded", limits.time_ms)),
+        Some(Trap::OutOfFuel) => Some("fuel limit exceeded".to_string()),
+        _ => None,
+    };
+    let chain = format!("{error:#}");
+    let what = what.unwrap_or_else(|| {
+        if chain.contains("forcing trap when growing memory") {
+            format!(
+                "memory limit of {} MiB exceeded",
+                store.data().ctx.memory_bytes >> 20
+            )
+        } else {
+            chain.clone()
+        }
+    });
+    let stderr = store.data().stderr_text();
+    if stderr.is_empty() {
+        anyhow!("{what}")
+    } else {
+        anyhow!(
+            "{what}; plugin stderr: {}",
+            super::imports::log::truncate(&stderr, 1024)
+        )
+    }
+}

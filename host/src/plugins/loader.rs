@@ -1,0 +1,356 @@
+//! Loading one plugin: read the component, compile it (or load the cached compilation), check its
+//! `mailwit:plugin` version, its imports against its grants and its exports, and pre-instantiate.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use sha2::Digest;
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::exports::mailwit::plugin as hooks;
+use super::engine::{MAX_MEMORY_MIB, WasmEngine};
+use super::state::HostState;
+use super::{Hook, WIT_PACKAGE, WIT_VERSION};
+use crate::config::plugins::{Grant, PluginConfig};
+
+/// A compiled, checked, pre-instantiated plugin, ready to instantiate per session.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub config: PluginConfig,
+    /// "builtin:NAME" or the component's path.
+    pub source: String,
+    pub engine: Arc<WasmEngine>,
+    pub pre: InstancePre<HostState>,
+    pub hooks: BTreeSet<Hook>,
+    pub indices: HookIndices,
+    /// The `mailwit:plugin` host imports it uses (e.g. "log", "kv").
+    pub imports: BTreeSet<String>,
+    /// Whether the compiled code came from the on-disk cache.
+    pub from_cache: bool,
+}
+
+/// Export lookups done once per plugin, so each call only type-checks and calls.
+#[derive(Default)]
+pub struct HookIndices {
+    pub connect: Option<hooks::connect::GuestIndices>,
+    pub ehlo: Option<hooks::ehlo::GuestIndices>,
+    pub auth: Option<hooks::auth::GuestIndices>,
+    pub mail: Option<hooks::mail::GuestIndices>,
+    pub rcpt: Option<hooks::rcpt::GuestIndices>,
+    pub data: Option<hooks::data::GuestIndices>,
+    pub route: Option<hooks::route::GuestIndices>,
+    pub delivery: Option<hooks::delivery::GuestIndices>,
+}
+
+/// Where plugin bytes and compiled code live.
+pub struct LoadContext<'a> {
+    /// Relative `path`s are resolved against this (the configuration file's directory).
+    pub base_dir: &'a Path,
+    /// `<state>/plugin-cache`; `None` compiles every time.
+    pub cache_dir: Option<&'a Path>,
+}
+
+pub fn load(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result<LoadedPlugin> {
+    load_inner(name, config, cx).with_context(|| format!("plugin `{name}`"))
+}
+
+fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result<LoadedPlugin> {
+    check_limits(config)?;
+    let (bytes, source) = read_component(config, cx.base_dir)?;
+    let engine = WasmEngine::shared(config.limits.fuel.is_some())?;
+    let (component, from_cache) = compile_cached(&engine, &bytes, cx.cache_dir)?;
+    let (hooks, imports) = inspect(&engine, &component, &config.grants)?;
+    let pre = engine
+        .linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .context("linking the component against the host imports")?;
+    let indices = hook_indices(&pre, &hooks)?;
+    Ok(LoadedPlugin {
+        name: name.to_string(),
+        config: config.clone(),
+        source,
+        engine,
+        pre,
+        hooks,
+        indices,
+        imports,
+        from_cache,
+    })
+}
+
+fn check_limits(config: &PluginConfig) -> Result<()> {
+    let limits = &config.limits;
+    if limits.memory_mib == 0 || limits.memory_mib > MAX_MEMORY_MIB {
+        bail!(
+            "limits.memory_mib must be 1..={MAX_MEMORY_MIB}, not {}",
+            limits.memory_mib
+        );
+    }
+    if limits.time_ms == 0 {
+        bail!("limits.time_ms must be at least 1");
+    }
+    if limits.fuel == Some(0) {
+        bail!("limits.fuel must be at least 1 (omit it for no fuel limit)");
+    }
+    if config.breaker.failures == 0 {
+        bail!("breaker.failures must be at least 1");
+    }
+    Ok(())
+}
+
+/// The component's bytes and a description of where they came from.
+fn read_component(config: &PluginConfig, base_dir: &Path) -> Result<(Vec<u8>, String)> {
+    match (&config.path, &config.builtin) {
+        (Some(_), Some(_)) => bail!("set either `path` or `builtin`, not both"),
+        (None, None) => bail!("set `path` (a .wasm component) or `builtin` (a first-party plugin)"),
+        (None, Some(short)) => {
+            let bytes = super::builtin::find(short).ok_or_else(|| {
+                let known: Vec<&str> = super::builtin::names().collect();
+                anyhow!(
+                    "no first-party plugin named {short:?} (built in: {})",
+                    known.join(", ")
+                )
+            })?;
+            Ok((bytes.to_vec(), format!("builtin:{short}")))
+        }
+        (Some(path), None) => {
+            let path = resolve(base_dir, path);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((bytes, path.display().to_string()))
+        }
+    }
+}
+
+pub fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    }
+}
+
+/// Compiles `bytes`, or loads the compilation cached under the content hash and engine key.
+pub fn compile_cached(
+    engine: &WasmEngine,
+    bytes: &[u8],
+    cache_dir: Option<&Path>,
+) -> Result<(Component, bool)> {
+    let Some(dir) = cache_dir else {
+        return Ok((compile(engine, bytes)?, false));
+    };
+    let digest = sha2::Sha256::digest(bytes);
+    let file = dir.join(format!("{:x}-{}.cwasm", digest, engine.compatibility_key()));
+    if file.exists() {
+        // SAFETY: the cache directory belongs to this server and is written only by
+        // `Component::serialize` below (atomically, via rename); wasmtime still checks the
+        // header and engine compatibility of what it loads.
+        match unsafe { Component::deserialize_file(&engine.engine, &file) } {
+            Ok(component) => return Ok((component, true)),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "ignoring unusable plugin cache entry: {e:#}")
+            }
+        }
+    }
+    let component = compile(engine, bytes)?;
+    if let Err(e) = store_cache(&component, dir, &file) {
+        tracing::warn!(dir = %dir.display(), "cannot cache compiled plugin: {e:#}");
+    }
+    Ok((component, false))
+}
+
+fn compile(engine: &WasmEngine, bytes: &[u8]) -> Result<Component> {
+    Component::new(&engine.engine, bytes)
+        .map_err(anyhow::Error::from)
+        .context("compiling the component (is it a wasm32-wasip2 component?)")
+}
+
+fn store_cache(component: &Component, dir: &Path, file: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let serialized = component.serialize()?;
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, serialized)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}
+
+/// Checks versions and grants; returns the hooks exported and the host imports used.
+pub fn inspect(
+    engine: &WasmEngine,
+    component: &Component,
+    grants: &[Grant],
+) -> Result<(BTreeSet<Hook>, BTreeSet<String>)> {
+    let ty = component.component_type();
+    let mut imports = BTreeSet::new();
+    for (name, _) in ty.imports(&engine.engine) {
+        if name.starts_with("wasi:") {
+            // Linked with a WASI context granting nothing but a captured stderr.
+            continue;
+        }
+        let Some((interface, version)) = mailwit_interface(name) else {
+            bail!("imports `{name}`, which this host does not provide");
+        };
+        check_version(name, version)?;
+        match interface {
+            "types" | "message" => {}
+            other => {
+                let Some(grant) = Grant::from_interface(other) else {
+                    bail!("imports `{name}`, which {WIT_PACKAGE}@{WIT_VERSION} does not define");
+                };
+                if !grants.contains(&grant) {
+                    bail!(
+                        "imports `{WIT_PACKAGE}/{other}` but `grants` does not include \"{other}\" \
+                         (add it to the plugin's grants if it should have that capability)"
+                    );
+                }
+                imports.insert(other.to_string());
+            }
+        }
+    }
+    let mut hooks = BTreeSet::new();
+    for (name, _) in ty.exports(&engine.engine) {
+        let Some((interface, version)) = mailwit_interface(name) else {
+            continue;
+        };
+        check_version(name, version)?;
+        if let Some(hook) = Hook::from_name(interface) {
+            hooks.insert(hook);
+        }
+    }
+    if hooks.is_empty() {
+        bail!(
+            "exports no {WIT_PACKAGE} hook (connect, ehlo, auth, mail, rcpt, data, route, delivery)"
+        );
+    }
+    Ok((hooks, imports))
+}
+
+/// ("kv", Some("0.1.0")) for "mailwit:plugin/kv@0.1.0".
+fn mailwit_interface(name: &str) -> Option<(&str, Option<&str>)> {
+    let rest = name.strip_prefix(WIT_PACKAGE)?.strip_prefix('/')?;
+    Some(match rest.split_once('@') {
+        Some((interface, version)) => (interface, Some(version)),
+        None => (rest, None),
+    })
+}
+
+fn check_version(name: &str, version: Option<&str>) -> Result<()> {
+    let Some(version) = version else {
+        bail!(
+            "was built against an unversioned {WIT_PACKAGE} (`{name}`); this host provides \
+             {WIT_PACKAGE}@{WIT_VERSION}"
+        );
+    };
+    if !compatible(version, WIT_VERSION) {
+        bail!(
+            "was built against {WIT_PACKAGE}@{version}, but this host provides \
+             {WIT_PACKAGE}@{WIT_VERSION}; rebuild the plugin with a compatible SDK"
+        );
+    }
+    Ok(())
+}
+
+/// Semver compatibility: same major, and for 0.x the same minor.
+pub fn compatible(plugin: &str, host: &str) -> bool {
+    fn parts(v: &str) -> Option<(u64, u64)> {
+        let core = v.split(['-', '+']).next()?;
+        let mut it = core.split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next()?.parse().ok()?;
+        Some((major, minor))
+    }
+    match (parts(plugin), parts(host)) {
+        (Some((0, a)), Some((0, b))) => a == b,
+        (Some((a, _)), Some((b, _))) => a == b,
+        _ => false,
+    }
+}
+
+fn hook_indices(pre: &InstancePre<HostState>, exported: &BTreeSet<Hook>) -> Result<HookIndices> {
+    let mut indices = HookIndices::default();
+    for hook in exported {
+        let context = || format!("export `{WIT_PACKAGE}/{hook}` does not match the contract");
+        match hook {
+            Hook::Connect => {
+                indices.connect = Some(
+                    hooks::connect::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
+            Hook::Ehlo => {
+                indices.ehlo = Some(
+                    hooks::ehlo::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
+            Hook::Auth => {
+                indices.auth = Some(
+                    hooks::auth::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
+            Hook::Mail => {
+                indices.mail = Some(
+                    hooks::mail::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
+            Hook::Rcpt => {
+                indices.rcpt = Some(
+                    hooks::rcpt::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
+            Hook::Data => {
+                indices.data = Some(
+                    hooks::data::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
+            Hook::Route => {
+                indices.route = Some(
+                    hooks::route::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
+            Hook::Delivery => {
+                indices.delivery = Some(
+                    hooks::delivery::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
+        }
+    }
+    Ok(indices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semver_rules_for_zero_versions() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.7", "0.1.0"));
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(compatible("1.4.0", "1.0.0"));
+        assert!(!compatible("2.0.0", "1.0.0"));
+        assert!(!compatible("garbage", "0.1.0"));
+        assert_eq!(
+            mailwit_interface("mailwit:plugin/kv@0.1.0"),
+            Some(("kv", Some("0.1.0")))
+        );
+        assert_eq!(mailwit_interface("wasi:cli/stderr@0.2.0"), None);
+    }
+}

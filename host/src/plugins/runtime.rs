@@ -1,0 +1,425 @@
+//! The running plugin platform: the current [`Generation`] behind an `ArcSwap`, and reload.
+//!
+//! A reload (file watch, SIGHUP, or `mailwit reload` through the admin socket via [`Reloader`])
+//! builds a whole new generation off the hot path (parse, compile or load from cache, validate,
+//! pre-instantiate) and swaps it in only if every part of it is good; otherwise the running
+//! generation stays and the error is logged and returned. Sessions pick the new generation up at
+//! their next MAIL; transactions in flight finish on the one they started with.
+//!
+//! Reload re-reads only `[plugins]` and `[pipelines]`; listener, TLS and queue settings need a restart.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+
+use super::breaker::{PluginStats, StatsSnapshot};
+use super::generation::{Generation, PluginSettings};
+use super::imports::dns::{Dns, DnsOptions};
+use super::imports::kv::{KvStore, MemoryKv};
+use super::pipeline::{PipelineHookFactory, PipelineQueueHooks};
+use crate::policy::{HookFactory, QueueHooks};
+
+/// Makes the kv store of a plugin (by plugin name).
+pub type KvFactory = Arc<dyn Fn(&str) -> Arc<dyn KvStore> + Send + Sync>;
+
+/// How the runtime is set up (from the engine's configuration).
+#[derive(Clone, Default)]
+pub struct RuntimeOptions {
+    /// `<state>/plugin-cache`: compiled components are kept here. `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    pub dns: DnsOptions,
+    /// Backend of the `kv` import; the in-memory store when `None`.
+    pub kv: Option<KvFactory>,
+    /// Listener name -> pipeline name. A listener not named here runs the pipeline of its own name
+    /// if there is one, else no plugins at all.
+    pub listener_pipelines: BTreeMap<String, String>,
+}
+
+impl RuntimeOptions {
+    /// What `mailwit serve` uses: the cache in `<state>/plugin-cache`, the system resolver, the
+    /// in-memory kv, and each listener's `pipeline`.
+    pub fn for_server(config: &crate::config::Config) -> Self {
+        RuntimeOptions {
+            cache_dir: Some(config.server.state_dir.join("plugin-cache")),
+            listener_pipelines: config
+                .listeners
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), l.pipeline.clone()?)))
+                .collect(),
+            ..RuntimeOptions::default()
+        }
+    }
+}
+
+/// Registries that outlive generations: each plugin's kv store and counters, the resolver.
+pub(crate) struct Shared {
+    pub options: RuntimeOptions,
+    pub dns: Arc<Dns>,
+    kv: Mutex<HashMap<String, Arc<dyn KvStore>>>,
+    stats: Mutex<HashMap<String, Arc<PluginStats>>>,
+}
+
+impl Shared {
+    pub fn kv_for(&self, plugin: &str) -> Arc<dyn KvStore> {
+        let mut stores = self.kv.lock().unwrap();
+        stores
+            .entry(plugin.to_string())
+            .or_insert_with(|| match &self.options.kv {
+                Some(factory) => factory(plugin),
+                None => Arc::new(MemoryKv::default()),
+            })
+            .clone()
+    }
+
+    pub fn stats_for(&self, plugin: &str) -> Arc<PluginStats> {
+        let mut stats = self.stats.lock().unwrap();
+        stats.entry(plugin.to_string()).or_default().clone()
+    }
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    pub generation: u64,
+    pub plugins: usize,
+    pub pipelines: usize,
+    /// Plugins whose compiled code came from the cache (the rest were compiled).
+    pub from_cache: usize,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generation {} live: {} plugins ({} from cache), {} pipelines, built in {} ms",
+            self.generation,
+            self.plugins,
+            self.from_cache,
+            self.pipelines,
+            self.elapsed.as_millis()
+        )
+    }
+}
+
+pub struct Plugins {
+    current: ArcSwap<Generation>,
+    /// The configuration file reload re-reads (none: reload only through `reload_with`).
+    config_path: Option<PathBuf>,
+    /// Relative plugin paths are resolved against this.
+    base_dir: PathBuf,
+    shared: Shared,
+    next_generation: AtomicU64,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+}
+
+impl Plugins {
+    /// Loads the plugin sections of a configuration file.
+    pub fn from_file(path: &Path, options: RuntimeOptions) -> Result<Arc<Plugins>> {
+        let settings = read_settings(path)?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::build(settings, base_dir, Some(path.to_path_buf()), options)
+    }
+
+    /// From an already parsed configuration; `config_path` (if any) is what reload re-reads and
+    /// what relative plugin paths are relative to.
+    pub fn from_config(
+        config: &crate::config::Config,
+        config_path: Option<&Path>,
+        options: RuntimeOptions,
+    ) -> Result<Arc<Plugins>> {
+        let base_dir = config_path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Self::build(
+            PluginSettings::from_config(config),
+            base_dir,
+            config_path.map(Path::to_path_buf),
+            options,
+        )
+    }
+
+    /// From plugin settings directly (tests, embedding).
+    pub fn from_settings(
+        settings: PluginSettings,
+        base_dir: &Path,
+        options: RuntimeOptions,
+    ) -> Result<Arc<Plugins>> {
+        Self::build(settings, base_dir.to_path_buf(), None, options)
+    }
+
+    fn build(
+        settings: PluginSettings,
+        base_dir: PathBuf,
+        config_path: Option<PathBuf>,
+        options: RuntimeOptions,
+    ) -> Result<Arc<Plugins>> {
+        let shared = Shared {
+            dns: Arc::new(Dns::new(options.dns.clone())),
+            options,
+            kv: Mutex::default(),
+            stats: Mutex::default(),
+        };
+        let generation = Generation::build(1, &settings, &base_dir, &shared)?;
+        Ok(Arc::new(Plugins {
+            current: ArcSwap::from_pointee(generation),
+            config_path,
+            base_dir,
+            shared,
+            next_generation: AtomicU64::new(2),
+            reloading: Mutex::new(()),
+        }))
+    }
+
+    /// The generation new transactions run on.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// The engine's per-connection hooks.
+    pub fn hook_factory(self: &Arc<Self>) -> Arc<dyn HookFactory> {
+        Arc::new(PipelineHookFactory {
+            plugins: self.clone(),
+        })
+    }
+
+    /// The queue manager's route and delivery hooks (the pipeline named "queue").
+    pub fn queue_hooks(self: &Arc<Self>) -> Arc<dyn QueueHooks> {
+        Arc::new(PipelineQueueHooks {
+            plugins: self.clone(),
+        })
+    }
+
+    /// A handle the admin socket keeps to trigger reloads.
+    pub fn reloader(self: &Arc<Self>) -> Reloader {
+        Reloader {
+            plugins: self.clone(),
+        }
+    }
+
+    /// The pipeline a listener's sessions run, if any.
+    pub fn pipeline_for_listener(&self, listener: &str) -> Option<String> {
+        if let Some(name) = self.shared.options.listener_pipelines.get(listener) {
+            return Some(name.clone());
+        }
+        self.current()
+            .pipelines
+            .contains_key(listener)
+            .then(|| listener.to_string())
+    }
+
+    /// Counters of a plugin (kept across reloads).
+    pub fn stats(&self, plugin: &str) -> Option<StatsSnapshot> {
+        let stats = self.shared.stats.lock().unwrap();
+        stats.get(plugin).map(|s| s.snapshot())
+    }
+
+    /// Re-reads the configuration file and swaps in the new generation if it is wholly good.
+    /// Blocking (compiles); from async code use [`Reloader::reload`].
+    pub fn reload(&self) -> Result<ReloadReport> {
+        let path = self
+            .config_path
+            .as_ref()
+            .context("this runtime was not loaded from a configuration file")?;
+        let settings = read_settings(path);
+        let result = settings.and_then(|s| self.reload_with(&s));
+        if let Err(e) = &result {
+            tracing::error!(
+                "reload failed, keeping generation {}: {e:#}",
+                self.current().number
+            );
+        }
+        result
+    }
+
+    /// Builds a generation from `settings` and swaps it in if it is wholly good.
+    pub fn reload_with(&self, settings: &PluginSettings) -> Result<ReloadReport> {
+        let _one_at_a_time = self.reloading.lock().unwrap();
+        let started = Instant::now();
+        let number = self.next_generation.load(Ordering::Relaxed);
+        let generation = Generation::build(number, settings, &self.base_dir, &self.shared)
+            .context("the new configuration was not applied")?;
+        self.next_generation.store(number + 1, Ordering::Relaxed);
+        let report = ReloadReport {
+            generation: number,
+            plugins: generation.plugins.len(),
+            pipelines: generation.pipelines.len(),
+            from_cache: generation.from_cache,
+            elapsed: started.elapsed(),
+        };
+        self.current.store(Arc::new(generation));
+        tracing::info!("{report}");
+        Ok(report)
+    }
+
+    /// Watches the configuration file and every plugin `.wasm` it names; a change (debounced)
+    /// triggers a reload. Watching stops when the handle is dropped.
+    pub fn watch(self: &Arc<Self>, debounce: Duration) -> Result<WatchHandle> {
+        use notify::Watcher;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    let _ = tx.send(event);
+                }
+            })
+            .context("starting the file watcher")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let plugins = self.clone();
+        let mut watched_dirs: HashSet<PathBuf> = HashSet::new();
+        let mut files = plugins.watched_files();
+        for dir in parent_dirs(&files) {
+            watcher
+                .watch(&dir, notify::RecursiveMode::NonRecursive)
+                .with_context(|| format!("watching {}", dir.display()))?;
+            watched_dirs.insert(dir);
+        }
+        let stop_flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("mailwit-plugin-watch".into())
+            .spawn(move || {
+                let mut due: Option<Instant> = None;
+                while !stop_flag.load(Ordering::Relaxed) {
+                    match rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(event) => {
+                            let relevant = !matches!(event.kind, notify::EventKind::Access(_))
+                                && event.paths.iter().any(|p| files.contains(p));
+                            if relevant {
+                                due = Some(Instant::now() + debounce);
+                            }
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                    if due.is_some_and(|at| Instant::now() >= at) {
+                        due = None;
+                        let _ = plugins.reload();
+                        // The new generation may name other plugin files.
+                        files = plugins.watched_files();
+                        for dir in parent_dirs(&files) {
+                            if !watched_dirs.contains(&dir)
+                                && watcher
+                                    .watch(&dir, notify::RecursiveMode::NonRecursive)
+                                    .is_ok()
+                            {
+                                watched_dirs.insert(dir);
+                            }
+                        }
+                    }
+                }
+            })
+            .context("spawning the watch thread")?;
+        Ok(WatchHandle {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// [`Plugins::watch`] with a 200 ms debounce; a watch that cannot start is logged, not fatal.
+    pub fn watch_default(self: &Arc<Self>) -> Option<WatchHandle> {
+        match self.watch(Duration::from_millis(200)) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(
+                    "plugin file watch not started (reload with SIGHUP or `mailwit reload`): {e:#}"
+                );
+                None
+            }
+        }
+    }
+
+    fn watched_files(&self) -> HashSet<PathBuf> {
+        let mut files: HashSet<PathBuf> = self
+            .current()
+            .plugin_files(&self.base_dir)
+            .into_iter()
+            .map(|p| absolute(&p))
+            .collect();
+        if let Some(path) = &self.config_path {
+            files.insert(absolute(path));
+        }
+        files
+    }
+
+    /// Reloads on SIGHUP for as long as the returned task runs (needs a tokio runtime).
+    pub fn reload_on_sighup(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let reloader = self.reloader();
+        Ok(tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading plugins");
+                let _ = reloader.reload().await;
+            }
+        }))
+    }
+}
+
+fn read_settings(path: &Path) -> Result<PluginSettings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    PluginSettings::from_toml(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn parent_dirs(files: &HashSet<PathBuf>) -> HashSet<PathBuf> {
+    files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// Keeps the file watch alive; dropping it stops watching.
+pub struct WatchHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the admin socket (`mailwit reload`) holds: reload from async code.
+#[derive(Clone)]
+pub struct Reloader {
+    plugins: Arc<Plugins>,
+}
+
+impl Reloader {
+    /// Re-reads the configuration file; builds the new generation on a blocking thread.
+    pub async fn reload(&self) -> Result<ReloadReport> {
+        let plugins = self.plugins.clone();
+        tokio::task::spawn_blocking(move || plugins.reload())
+            .await
+            .context("the reload task panicked")?
+    }
+
+    /// The callback the admin socket runs for `mailwit reload`.
+    pub fn admin_fn(&self) -> crate::admin::ReloadFn {
+        let reloader = self.clone();
+        Arc::new(move || {
+            let reloader = reloader.clone();
+            Box::pin(async move { reloader.reload().await.map(|report| report.to_string()) })
+        })
+    }
+
+    pub fn plugins(&self) -> &Arc<Plugins> {
+        &self.plugins
+    }
+}
