@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")"
 SECS=${1:-600}
 [ $# -gt 0 ] && shift
-TARGETS=${*:-session data_decoder command_line bdat_scanner reply_parser config_toml}
+TARGETS=${*:-session data_decoder command_line bdat_scanner reply_parser config_toml message_headers}
 WORK=${WORK:-/tmp/mailwit-fuzz}
 BIN=target/x86_64-unknown-linux-gnu/release
 for t in $TARGETS; do

@@ -16,6 +16,29 @@ pub mod smtp;
 #[path = "../../host/src/config/mod.rs"]
 pub mod config;
 
+/// The plugin host's message accessors without their wasmtime glue (see build.rs); the policy's
+/// `apply_modifications` uses `body_offset` from here, as in the host.
+pub mod plugins {
+    /// Only named by `config::plugins::PipelineConfig::chains` (not called by the loader).
+    #[derive(Debug, Clone, Copy)]
+    pub enum Hook {
+        Connect,
+        Ehlo,
+        Auth,
+        Mail,
+        Rcpt,
+        Data,
+        Route,
+        Delivery,
+    }
+
+    pub mod imports {
+        pub mod message {
+            include!(concat!(env!("OUT_DIR"), "/message_pure.rs"));
+        }
+    }
+}
+
 #[path = "../../host/src/delivery/smtp_client/reply.rs"]
 pub mod downstream_reply;
 
