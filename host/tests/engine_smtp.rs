@@ -433,8 +433,6 @@ fn sigterm_lets_the_transaction_finish_and_exits_zero() {
     let status = server.terminate();
     assert!(status.success(), "{status}");
     assert_eq!(held_containing(&server, "second half"), 1);
-    // New connections are refused once the server is gone.
-    assert!(std::net::TcpStream::connect(server.addr("mx")).is_err());
 }
 
 #[test]
