@@ -607,3 +607,28 @@ async fn a_changed_config_file_is_picked_up_by_the_watch() {
         Verdict::Reject(Reply::new(550, "5.7.1", "chaos after"))
     );
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailwit.toml");
+    std::fs::write(&path, gate_file("before", "reject")).unwrap();
+    let plugins = Plugins::from_file(&path, RuntimeOptions::default()).unwrap();
+    let _task = plugins.reload_on_sighup().unwrap();
+    std::fs::write(&path, gate_file("after", "reject")).unwrap();
+    // SAFETY: signalling our own process; the handler above is installed.
+    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while plugins.current().number < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP never reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut h = hooks(&plugins);
+    assert_eq!(
+        mail(&mut h, "a@example.test").await,
+        Verdict::Reject(Reply::new(550, "5.7.1", "chaos after"))
+    );
+}

@@ -167,3 +167,27 @@ impl Host for HostState {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resolver pointed at a loopback name server (normally nothing listens there) reports an
+    /// error within its timeout instead of hanging the plugin.
+    #[tokio::test]
+    async fn unreachable_nameserver_is_an_error_not_a_hang() {
+        let dns = Dns::new(DnsOptions {
+            nameservers: vec!["127.0.0.1".parse().unwrap()],
+            timeout: Duration::from_millis(300),
+        });
+        let resolver = dns.resolver().await.expect("resolver builds");
+        let result = dns
+            .lookup(resolver.ipv4_lookup("mailwit.example.test."), |d| match d {
+                RData::A(a) => Some(a.0.to_string()),
+                _ => None,
+            })
+            .await;
+        // Timeout or refused, or NXDOMAIN if something does answer there: never records.
+        assert!(result.is_err(), "{result:?}");
+    }
+}
