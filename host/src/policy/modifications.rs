@@ -25,9 +25,9 @@ pub fn apply_modifications(
     envelope: &mut Envelope,
     mods: &[Modification],
 ) -> Vec<u8> {
-    let split = crate::plugins::imports::message::body_offset(message);
+    let (blank_line, split) = crate::plugins::imports::message::header_boundary(message);
     let (header, body) = message.split_at(split);
-    let mut fields = split_fields(header);
+    let mut fields = split_fields(&header[..blank_line]);
     let mut header_changed = false;
     if mods.len() > MAX_MODIFICATIONS {
         tracing::warn!(
@@ -48,31 +48,19 @@ pub fn apply_modifications(
         out.extend_from_slice(field);
     }
     // The separator: the original blank line, or a new one when the message had no body.
-    let separator: &[u8] =
-        if split <= message.len() && header.ends_with(b"\n") && blank_line_len(header) > 0 {
-            &header[header.len() - blank_line_len(header)..]
-        } else {
-            b"\r\n"
-        };
+    let separator: &[u8] = if blank_line < split {
+        &header[blank_line..]
+    } else {
+        b"\r\n"
+    };
     out.extend_from_slice(separator);
     out.extend_from_slice(body);
     out
 }
 
-/// Length of the blank line ending a header section ("\r\n" or "\n"), 0 if there is none.
-fn blank_line_len(header: &[u8]) -> usize {
-    if header == b"\r\n" || header.ends_with(b"\r\n\r\n") {
-        2
-    } else if header == b"\n" || header.ends_with(b"\n\n") {
-        1
-    } else {
-        0
-    }
-}
-
-/// Raw fields (each with its continuation lines and line ending), without the blank line.
-fn split_fields(header: &[u8]) -> Vec<Vec<u8>> {
-    let content = &header[..header.len() - blank_line_len(header)];
+/// Raw fields (each with its continuation lines and line ending) of a header section given
+/// without its blank line.
+fn split_fields(content: &[u8]) -> Vec<Vec<u8>> {
     let mut fields: Vec<Vec<u8>> = Vec::new();
     let mut pos = 0;
     while pos < content.len() {
@@ -335,5 +323,38 @@ mod tests {
             }],
         );
         assert_eq!(out, b"Subject: x\r\nX-A: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn mixed_line_endings_keep_the_header_body_boundary() {
+        let add = [Modification::AddHeader {
+            name: "X-A".into(),
+            value: "1".into(),
+        }];
+        let cases: [(&[u8], &[u8]); 4] = [
+            (
+                b"Subject: x\n\r\nX-Body: 1\r\n",
+                b"Subject: x\nX-A: 1\r\n\r\nX-Body: 1\r\n",
+            ),
+            (
+                b"Subject: x\r\n\nX-Body: 1\n",
+                b"Subject: x\r\nX-A: 1\r\n\nX-Body: 1\n",
+            ),
+            (
+                b"Subject: x\n\nX-Body: 1\n",
+                b"Subject: x\nX-A: 1\r\n\nX-Body: 1\n",
+            ),
+            (b"\r\nX-Body: 1\r\n", b"X-A: 1\r\n\r\nX-Body: 1\r\n"),
+        ];
+        for (message, expected) in cases {
+            let out = apply_modifications(message, &mut env(), &add);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(expected)
+            );
+            let split = crate::plugins::imports::message::body_offset(&out);
+            let original = crate::plugins::imports::message::body_offset(message);
+            assert_eq!(&out[split..], &message[original..], "the body changed");
+        }
     }
 }

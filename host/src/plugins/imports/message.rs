@@ -33,9 +33,11 @@ impl MessageHandle {
             .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), unfold(value)))
     }
 
+    /// The first field named `name` (ASCII case-insensitive). Names are compared in the same lossy
+    /// UTF-8 form `headers` lists them in, so every listed name can be looked up.
     pub fn header(&self, name: &str) -> Option<String> {
         header_fields(&self.bytes[..self.body_offset])
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .find(|(n, _)| String::from_utf8_lossy(n).eq_ignore_ascii_case(name))
             .map(|(_, value)| unfold(value))
     }
 }
@@ -43,24 +45,29 @@ impl MessageHandle {
 /// Offset of the first body octet: just past the first empty line, or the whole message when
 /// there is no body.
 pub fn body_offset(bytes: &[u8]) -> usize {
-    if bytes.starts_with(b"\r\n") {
-        return 2;
-    }
-    if bytes.starts_with(b"\n") {
-        return 1;
-    }
-    let crlf = find(bytes, b"\r\n\r\n").map(|i| i + 4);
-    let lf = find(bytes, b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) => a,
-        (None, Some(b)) => b,
-        (None, None) => bytes.len(),
-    }
+    header_boundary(bytes).1
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Where the header section ends, as (start, end) of the blank line that ends it: an empty line is
+/// "\r\n" or "\n" whatever the previous line ended with, so CRLF CRLF, LF LF and the mixed
+/// "\n\r\n" and "\r\n\n" all end it. Without a blank line both are `bytes.len()` (no body).
+/// The one definition of the boundary: the accessors and `policy::apply_modifications` share it.
+pub fn header_boundary(bytes: &[u8]) -> (usize, usize) {
+    let mut line_start = 0;
+    while line_start < bytes.len() {
+        let rest = &bytes[line_start..];
+        if rest.starts_with(b"\n") {
+            return (line_start, line_start + 1);
+        }
+        if rest.starts_with(b"\r\n") {
+            return (line_start, line_start + 2);
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => line_start += i + 1,
+            None => break,
+        }
+    }
+    (bytes.len(), bytes.len())
 }
 
 /// Splits a header section into raw fields (name, value with its folding), continuation lines
@@ -177,5 +184,47 @@ mod tests {
         assert_eq!(&raw[m.body_offset..], b"body\r\n");
         assert_eq!(body_offset(b"\r\nonly body"), 2);
         assert_eq!(body_offset(b"No-Body: x\r\n"), 12);
+    }
+
+    #[test]
+    fn header_section_ends_at_the_first_blank_line_whatever_the_line_endings() {
+        // (message, header section length including the blank line)
+        let cases: [(&[u8], usize); 9] = [
+            (b"A: 1\r\nB: 2\r\n\r\nbody\r\n", 14),
+            (b"A: 1\nB: 2\n\nbody\n", 11),
+            (b"A: 1\nB: 2\n\r\nbody", 12),
+            (b"A: 1\r\nB: 2\r\n\nbody", 13),
+            (b"A: 1\r\nB: 2\n\r\nbody\r\n\r\nmore", 13),
+            (b"\r\nonly body", 2),
+            (b"\nonly body", 1),
+            (b"No-Body: x\r\n", 12),
+            (b"No-Body: x\r\n\r", 13),
+        ];
+        for (raw, header_len) in cases {
+            assert_eq!(
+                body_offset(raw),
+                header_len,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let m = MessageHandle::new(Arc::from(&b"A: 1\nSubject: s\n\r\nX-In-Body: no\r\n"[..]));
+        assert_eq!(m.header("subject").as_deref(), Some("s"));
+        assert_eq!(m.header("x-in-body"), None);
+        assert_eq!(m.headers().count(), 2);
+        assert_eq!(header_boundary(b"A: 1\n\r\nb"), (5, 7));
+        assert_eq!(header_boundary(b"A: 1"), (4, 4));
+    }
+
+    #[test]
+    fn a_listed_name_that_is_not_utf8_can_be_looked_up() {
+        let raw: &[u8] = b"X-\xffBad: v1\r\nX-Ok: v2\r\n\r\nbody";
+        let m = MessageHandle::new(Arc::from(raw));
+        let listed: Vec<(String, String)> = m.headers().collect();
+        assert_eq!(listed.len(), 2);
+        for (name, value) in &listed {
+            assert_eq!(m.header(name).as_ref(), Some(value), "{name:?}");
+        }
+        assert_eq!(m.header("x-\u{fffd}bad").as_deref(), Some("v1"));
     }
 }
