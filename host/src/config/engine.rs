@@ -112,6 +112,11 @@ pub struct LimitsConfig {
     pub max_bad_commands: u32,
     /// Failed AUTH attempts before the session is closed with 421.
     pub max_auth_failures: u32,
+    /// Recent failed AUTH attempts from one client IP (over all its connections) after which
+    /// AUTH from it is refused with 421 4.7.0.
+    pub max_auth_failures_per_ip: u32,
+    /// Seconds after which one remembered AUTH failure of an IP is forgotten.
+    pub auth_failure_decay: u64,
 }
 
 impl Default for LimitsConfig {
@@ -125,6 +130,8 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 50,
             max_bad_commands: 20,
             max_auth_failures: 3,
+            max_auth_failures_per_ip: 10,
+            auth_failure_decay: 60,
         }
     }
 }

@@ -7,8 +7,10 @@
 //! - [`relay`]: relay control, the safety net under any plugin.
 //! - [`received`]: the Received trace header.
 //! - [`limits`]: connection limits in total and per client IP.
+//! - [`auth_failures`]: AUTH failures remembered per client IP across connections.
 //! - [`tls`]: rustls acceptor and certificates.
 
+pub mod auth_failures;
 pub mod connection;
 pub mod limits;
 pub mod listener;
@@ -43,6 +45,7 @@ pub struct Shared {
     pub users: UserDb,
     pub tls: tokio_rustls::TlsAcceptor,
     pub limits: Arc<limits::ConnectionLimits>,
+    pub auth_failures: auth_failures::AuthFailures,
     /// Flips to true on shutdown: stop accepting, finish transactions, close idle sessions.
     pub shutdown: watch::Receiver<bool>,
     next_session: AtomicU64,
@@ -93,6 +96,10 @@ impl Server {
             users,
             tls,
             limits,
+            auth_failures: auth_failures::AuthFailures::new(
+                config.server.limits.max_auth_failures_per_ip,
+                std::time::Duration::from_secs(config.server.limits.auth_failure_decay),
+            ),
             shutdown: shutdown_rx,
             next_session: AtomicU64::new(1),
             boot,

@@ -80,6 +80,15 @@ impl Stage {
     }
 
     async fn auth(&mut self, session: &Session, credentials: Credentials) -> Answer {
+        let ip = self.info.client.ip();
+        if self.shared.auth_failures.blocked(ip) {
+            tracing::info!(%ip, "AUTH refused: too many recent failures from this address");
+            return Answer::Disconnect(Reply::new(
+                421,
+                "4.7.0",
+                "Too many authentication failures from your address, try again later",
+            ));
+        }
         let mut result = self.hooks.auth(&self.info, &credentials).await;
         if result == AuthResult::Unknown {
             result = self.shared.users.check(&credentials).await;
@@ -102,8 +111,11 @@ impl Stage {
             )),
             AuthResult::Invalid | AuthResult::Unknown => {
                 // Each failure costs the client more time before the reply (then the session
-                // closes after max_auth_failures): password guessing gets slow.
-                let failures = u64::from(session.auth_failures()) + 1;
+                // closes after max_auth_failures): password guessing gets slow. The count is
+                // the session's or the IP's recent one, whichever is larger, so reconnecting
+                // does not reset it.
+                let from_ip = self.shared.auth_failures.record(ip);
+                let failures = u64::from((session.auth_failures() + 1).max(from_ip));
                 tracing::info!(mechanism = %credentials.mechanism, user = %credentials.authcid, failures, "authentication failed");
                 tokio::time::sleep(Duration::from_millis(250 * failures.min(8))).await;
                 Answer::Refuse(Reply::new(
