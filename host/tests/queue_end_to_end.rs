@@ -3,74 +3,16 @@
 //! bounce in her Maildir; with the sink down, `mailwit queue summary` shows the deferred mail and
 //! `mailwit queue flush` sends it once the sink is back. Also `mailwit queue` against the socket.
 
+mod delivery_common;
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use delivery_common::Sink;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{Client, TestServer};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Sink {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Sink {
-    fn start(port: u16, args: &[&str]) -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
-        let mut cmd = Command::new("/usr/sbin/smtp-sink");
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.args(["-u", "nobody"]);
-        }
-        let mut child = cmd
-            .args(["-d", &format!("{}/msg.", dir.path().display())])
-            .args(args)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("64")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink (Debian package postfix) is installed");
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Sink { child, dir };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("smtp-sink did not start");
-    }
-
-    fn messages(&self) -> Vec<String> {
-        std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| {
-                String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).into_owned()
-            })
-            .filter(|m| m.ends_with('\n'))
-            .collect()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    delivery_common::free_port("127.0.0.1")
 }
 
 fn server(sink_port: u16) -> TestServer {
@@ -117,7 +59,7 @@ fn until(what: &str, mut cond: impl FnMut() -> bool) {
 #[test]
 fn alice_mail_for_a_remote_domain_reaches_the_smarthost() {
     let port = free_port();
-    let sink = Sink::start(port, &[]);
+    let sink = Sink::start_on("127.0.0.1", port, &[]);
     let server = server(port);
     submit_as_alice(&server, &["dave@remote.test"], "to the sink");
     until("relayed", || sink.messages().len() == 1);
@@ -133,7 +75,7 @@ fn alice_mail_for_a_remote_domain_reaches_the_smarthost() {
 #[test]
 fn rejected_rcpt_at_the_smarthost_bounces_to_alice() {
     let port = free_port();
-    let _sink = Sink::start(port, &["-f", "RCPT"]);
+    let _sink = Sink::start_on("127.0.0.1", port, &["-f", "RCPT"]);
     let server = server(port);
     submit_as_alice(&server, &["dave@remote.test"], "will bounce");
     let files = server.wait_maildir("alice@example.test", 1);
@@ -204,7 +146,7 @@ fn queue_commands_while_the_smarthost_is_down() {
     let (code, text) = queue_cli(&server, &["hold", "00000000000000FFFF"]);
     assert_eq!(code, 1, "{text}");
 
-    let sink = Sink::start(port, &[]);
+    let sink = Sink::start_on("127.0.0.1", port, &[]);
     let (code, text) = queue_cli(&server, &["flush", "remote.test"]);
     assert_eq!((code, text.trim()), (0, "1 messages flushed"));
     until("remote.test relayed", || sink.messages().len() == 1);

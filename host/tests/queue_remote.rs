@@ -2,12 +2,14 @@
 //! smarthost, a rejecting sink (bounce to a local sender), a sink that is down (deferred, shown by
 //! summary, delivered after flush), and a throughput figure.
 
+mod delivery_common;
+
+use delivery_common::Sink;
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
 use mailwit::queue::{LocalDomains, Queue, QueueOptions, RcptStatus};
 use mailwit::spool::{Incoming, Spool};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,68 +25,7 @@ impl LocalDomains for Local {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// smtp-sink dumping every transaction into a directory; killed on drop.
-struct Sink {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Sink {
-    fn start(port: u16, args: &[&str]) -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
-        let mut cmd = Command::new("/usr/sbin/smtp-sink");
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.args(["-u", "nobody"]);
-        }
-        let mut child = cmd
-            .args(["-d", &format!("{}/msg.", dir.path().display())])
-            .args(args)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("64")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink (Debian package postfix) is installed");
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Sink { child, dir };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("smtp-sink did not start");
-    }
-
-    fn messages(&self) -> Vec<String> {
-        std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| {
-                String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).into_owned()
-            })
-            .filter(|m| m.ends_with('\n'))
-            .collect()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    delivery_common::free_port("127.0.0.1")
 }
 
 fn mail(from: &str, to: &[&str], subject: &str) -> Incoming {
@@ -162,7 +103,7 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 async fn remote_mail_is_relayed_to_the_smarthost() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let sink = Sink::start(port, &[]);
+    let sink = Sink::start_on("127.0.0.1", port, &[]);
     let (spool, queue) = start(dir.path(), port, config()).await;
     for n in 0..10 {
         spool
@@ -195,7 +136,7 @@ async fn remote_mail_is_relayed_to_the_smarthost() {
 async fn rejected_recipient_bounces_to_the_local_sender() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _sink = Sink::start(port, &["-f", "RCPT"]);
+    let _sink = Sink::start_on("127.0.0.1", port, &["-f", "RCPT"]);
     let (spool, queue) = start(dir.path(), port, config()).await;
     spool
         .store(mail("alice@example.test", &["bob@remote.test"], "rejected"))
@@ -263,7 +204,7 @@ async fn mail_waits_while_the_smarthost_is_down_and_goes_after_flush() {
             .collect::<Vec<_>>(),
         vec![("remote.test", 2, 2), ("other.test", 1, 1)]
     );
-    let sink = Sink::start(port, &[]);
+    let sink = Sink::start_on("127.0.0.1", port, &[]);
     assert_eq!(queue.flush(None), 2);
     until("delivered after flush", || queue.is_empty()).await;
     assert_eq!(sink.messages().len(), 2);
@@ -293,7 +234,7 @@ async fn counting_proxy(target: u16) -> (u16, Arc<std::sync::atomic::AtomicUsize
 async fn consecutive_messages_reuse_one_relay_connection() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let sink = Sink::start(port, &[]);
+    let sink = Sink::start_on("127.0.0.1", port, &[]);
     let (proxy, connections) = counting_proxy(port).await;
     let config = QueueConfig {
         concurrency_per_destination: 1,
@@ -327,7 +268,7 @@ async fn consecutive_messages_reuse_one_relay_connection() {
 async fn listed_domain_goes_over_lmtp() {
     let dir = tempfile::tempdir().unwrap();
     let lmtp_port = free_port();
-    let lmtp = Sink::start(lmtp_port, &["-L"]);
+    let lmtp = Sink::start_on("127.0.0.1", lmtp_port, &["-L"]);
     let routes: RoutesConfig = toml::from_str(&format!(
         "[domains.\"store.test\"]\nlmtp = \"127.0.0.1:{lmtp_port}\"\n"
     ))
@@ -374,7 +315,7 @@ async fn listed_domain_goes_over_lmtp() {
 async fn throughput_to_smtp_sink() {
     let dir = tempfile::tempdir_in(".").unwrap();
     let port = free_port();
-    let sink = Sink::start(port, &[]);
+    let sink = Sink::start_on("127.0.0.1", port, &[]);
     let n = 1000;
     let (spool, queue) = start(dir.path(), port, config()).await;
     let start = Instant::now();
