@@ -21,6 +21,10 @@ fn main() {
         "cargo:rerun-if-changed={}",
         plugins.join("Cargo.lock").display()
     );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join(".cargo").join("config.toml").display()
+    );
     for crate_dir in plugin_crates(&plugins) {
         println!("cargo:rerun-if-changed={}", crate_dir.display());
     }

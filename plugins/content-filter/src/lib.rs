@@ -36,7 +36,7 @@ impl DataHook for ContentFilter {
         };
         let headers = message.headers();
         let body = message.body(filter.max_scan_bytes());
-        let outcome = filter.scan(&headers, &String::from_utf8_lossy(&body));
+        let outcome = filter.scan(&headers, &body);
         if !outcome.hits.is_empty() {
             log::info(&format!(
                 "content-filter: score {:.1}, tests {}",

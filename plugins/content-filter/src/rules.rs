@@ -1,6 +1,9 @@
 //! The rules and the scan: pure logic, tested natively.
 
+use std::borrow::Cow;
+
 use mailwit_plugin::types::{Modification, Verdict};
+use memchr::memmem::Finder;
 use regex_lite::Regex;
 use serde::Deserialize;
 
@@ -79,7 +82,9 @@ impl Default for Settings {
 }
 
 enum Pattern {
-    Contains(String),
+    /// Lowercase needle, and a searcher for it built once (SIMD-accelerated where the plugin is
+    /// built with simd128).
+    Contains(String, Box<Finder<'static>>),
     Regex(Regex),
 }
 
@@ -98,7 +103,12 @@ struct Rule {
 pub struct Filter {
     settings: Settings,
     rules: Vec<Rule>,
-    words: Vec<String>,
+    /// Reject words, lowercase, each with its searcher.
+    words: Vec<(String, Finder<'static>)>,
+    gtube: Finder<'static>,
+    /// Whether any rule or word needs the lowercased body / the body as text.
+    needs_lower_body: bool,
+    needs_body_text: bool,
 }
 
 /// What the scan found.
@@ -127,7 +137,11 @@ impl Filter {
                 _ => return Err(format!("{label}: set exactly one of `header` and `body`")),
             };
             let pattern = match (&config.contains, &config.regex) {
-                (Some(text), None) if !text.is_empty() => Pattern::Contains(text.to_lowercase()),
+                (Some(text), None) if !text.is_empty() => {
+                    let needle = text.to_lowercase();
+                    let finder = Box::new(Finder::new(needle.as_bytes()).into_owned());
+                    Pattern::Contains(needle, finder)
+                }
                 (None, Some(expr)) => Pattern::Regex(
                     Regex::new(expr).map_err(|e| format!("{label}: bad regex {expr:?}: {e}"))?,
                 ),
@@ -145,16 +159,27 @@ impl Filter {
                 pattern,
             });
         }
-        let words = settings
+        let words: Vec<_> = settings
             .reject_words
             .iter()
             .map(|w| w.trim().to_lowercase())
             .filter(|w| !w.is_empty())
+            .map(|w| {
+                let finder = Finder::new(w.as_bytes()).into_owned();
+                (w, finder)
+            })
             .collect();
+        let body_rules = || rules.iter().filter(|r| matches!(r.target, Target::Body));
+        let needs_lower_body =
+            !words.is_empty() || body_rules().any(|r| matches!(r.pattern, Pattern::Contains(..)));
+        let needs_body_text = body_rules().any(|r| matches!(r.pattern, Pattern::Regex(_)));
         Ok(Filter {
             settings,
             rules,
             words,
+            gtube: Finder::new(GTUBE.as_bytes()).into_owned(),
+            needs_lower_body,
+            needs_body_text,
         })
     }
 
@@ -162,29 +187,43 @@ impl Filter {
         self.settings.max_scan_bytes
     }
 
-    pub fn scan(&self, headers: &[(String, String)], body: &str) -> Outcome {
+    /// Scans the header fields and the body octets (any charset; compared as UTF-8 text, invalid
+    /// sequences standing for U+FFFD).
+    pub fn scan(&self, headers: &[(String, String)], body: impl AsRef<[u8]>) -> Outcome {
+        let body = body.as_ref();
         let mut outcome = Outcome {
             verdict: Verdict::Continue,
             score: 0.0,
             hits: Vec::new(),
         };
-        if self.settings.gtube && body.contains(GTUBE) {
+        if self.settings.gtube && self.gtube.find(body).is_some() {
             outcome.hits.push("GTUBE".into());
             outcome.verdict =
                 Verdict::reject(554, "5.7.1", "message refused: GTUBE test string found");
             return outcome;
         }
-        // Lowercased once for the words and every `contains` rule on the body.
-        let body_lower = body.to_lowercase();
+        // Lowercased once for the words and every `contains` rule on the body; mail bodies are
+        // nearly always ASCII (MIME encodes the rest), which lowercases without decoding.
+        let body_lower: Cow<[u8]> = if !self.needs_lower_body {
+            Cow::Borrowed(&[])
+        } else if body.is_ascii() {
+            Cow::Owned(body.to_ascii_lowercase())
+        } else {
+            Cow::Owned(String::from_utf8_lossy(body).to_lowercase().into_bytes())
+        };
+        let body_text: Cow<str> = if self.needs_body_text {
+            String::from_utf8_lossy(body)
+        } else {
+            Cow::Borrowed("")
+        };
         if !self.words.is_empty() {
             let subject = mailwit_plugin::headers::find(headers, "Subject")
                 .unwrap_or("")
                 .to_lowercase();
-            if let Some(word) = self
-                .words
-                .iter()
-                .find(|w| contains_word(&subject, w) || contains_word(&body_lower, w))
-            {
+            if let Some((word, _)) = self.words.iter().find(|(word, finder)| {
+                contains_word(subject.as_bytes(), word.len(), finder)
+                    || contains_word(&body_lower, word.len(), finder)
+            }) {
                 outcome.hits.push("REJECT_WORD".into());
                 outcome.verdict = Verdict::reject(
                     554,
@@ -195,7 +234,7 @@ impl Filter {
             }
         }
         for rule in &self.rules {
-            if !rule.matches(headers, body, &body_lower) {
+            if !rule.matches(headers, &body_text, &body_lower) {
                 continue;
             }
             outcome.hits.push(rule.config.name.clone());
@@ -266,11 +305,11 @@ impl Filter {
 }
 
 impl Rule {
-    fn matches(&self, headers: &[(String, String)], body: &str, body_lower: &str) -> bool {
+    fn matches(&self, headers: &[(String, String)], body_text: &str, body_lower: &[u8]) -> bool {
         match &self.target {
             Target::Body => match &self.pattern {
-                Pattern::Contains(needle) => body_lower.contains(needle.as_str()),
-                Pattern::Regex(regex) => regex.is_match(body),
+                Pattern::Contains(_, finder) => finder.find(body_lower).is_some(),
+                Pattern::Regex(regex) => regex.is_match(body_text),
             },
             Target::AllHeaders => headers.iter().any(|(_, value)| self.pattern.matches(value)),
             Target::Header(name) => headers
@@ -284,20 +323,45 @@ impl Rule {
 impl Pattern {
     fn matches(&self, text: &str) -> bool {
         match self {
-            Pattern::Contains(needle) => text.to_lowercase().contains(needle.as_str()),
+            Pattern::Contains(needle, _) => text.to_lowercase().contains(needle.as_str()),
             Pattern::Regex(regex) => regex.is_match(text),
         }
     }
 }
 
-/// Whether `word` occurs in `text` with no letter or digit right before or after it.
-/// Both are already lowercase.
-fn contains_word(text: &str, word: &str) -> bool {
-    text.match_indices(word).any(|(start, _)| {
-        let before = text[..start].chars().next_back();
-        let after = text[start + word.len()..].chars().next();
+/// Whether the word `finder` looks for (`len` octets) occurs in `text` with no letter or digit
+/// right before or after it. Both are already lowercase UTF-8.
+fn contains_word(text: &[u8], len: usize, finder: &Finder) -> bool {
+    finder.find_iter(text).any(|start| {
+        let before = char_before(&text[..start]);
+        let after = char_after(&text[start + len..]);
         !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
     })
+}
+
+/// The last character of `text` (U+FFFD for a broken sequence), if any.
+fn char_before(text: &[u8]) -> Option<char> {
+    let tail = &text[text.len().saturating_sub(4)..];
+    if tail.is_empty() {
+        return None;
+    }
+    (0..tail.len())
+        .find_map(|i| std::str::from_utf8(&tail[i..]).ok())
+        .and_then(|s| s.chars().next_back())
+        .or(Some(char::REPLACEMENT_CHARACTER))
+}
+
+/// The first character of `text` (U+FFFD for a broken sequence), if any.
+fn char_after(text: &[u8]) -> Option<char> {
+    let head = &text[..text.len().min(4)];
+    if head.is_empty() {
+        return None;
+    }
+    let valid = match std::str::from_utf8(head) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""),
+    };
+    valid.chars().next().or(Some(char::REPLACEMENT_CHARACTER))
 }
 
 #[cfg(test)]
@@ -322,12 +386,32 @@ mod tests {
     #[test]
     fn gtube_is_refused_with_554_5_7_1() {
         let f = filter("");
-        let out = f.scan(&headers("test"), &format!("Hello\r\n{GTUBE}\r\n"));
+        let out = f.scan(&headers("test"), format!("Hello\r\n{GTUBE}\r\n"));
         assert!(rejected_with(&out, 554, "5.7.1"), "{out:?}");
         assert_eq!(out.hits, ["GTUBE"]);
         assert!(f.modifications(&out).is_empty());
         let off = filter("gtube = false");
         assert_eq!(off.scan(&headers("test"), GTUBE).verdict, Verdict::Continue);
+    }
+
+    #[test]
+    fn body_octets_in_any_charset_are_compared_as_text() {
+        let f = filter("reject_words = [\"Überweisung\", \"casino\"]");
+        // Non-ASCII body: lowercased as Unicode text.
+        let upper = "Bitte die ÜBERWEISUNG heute".as_bytes();
+        assert!(rejected_with(&f.scan(&headers("x"), upper), 554, "5.7.1"));
+        // A letter right after the word (even a non-ASCII one) makes it part of a longer word.
+        let longer = "Überweisungen und Casinoé".as_bytes();
+        assert_eq!(f.scan(&headers("x"), longer).verdict, Verdict::Continue);
+        // Broken UTF-8 around the word stands for U+FFFD: not a letter, so a word boundary.
+        let broken: &[u8] = b"\xff\xfecasino\xc3";
+        assert!(rejected_with(&f.scan(&headers("x"), broken), 554, "5.7.1"));
+        // ASCII body, mixed case.
+        assert!(rejected_with(
+            &f.scan(&headers("x"), "CaSiNo."),
+            554,
+            "5.7.1"
+        ));
     }
 
     #[test]

@@ -56,7 +56,11 @@ fn integer(key: &str) -> Option<i64> {
 }
 
 fn reply(code: u16, enhanced: &str, text: String) -> Reply {
-    Reply { code, enhanced: enhanced.into(), text }
+    Reply {
+        code,
+        enhanced: enhanced.into(),
+        text,
+    }
 }
 
 /// Runs the mode configured for `hook`; returns the verdict for the verdict modes.
@@ -125,7 +129,9 @@ impl ehlo::Guest for Chaos {
 impl auth::Guest for Chaos {
     fn check(_session: SessionInfo, credentials: auth::Credentials) -> auth::AuthResult {
         match text("auth").as_deref() {
-            Some("ok") if credentials.secret == "secret" => auth::AuthResult::Ok(credentials.authcid),
+            Some("ok") if credentials.secret == "secret" => {
+                auth::AuthResult::Ok(credentials.authcid)
+            }
             Some("ok") => auth::AuthResult::Invalid,
             Some("unknown") | None => auth::AuthResult::Unknown,
             _ => match act("auth") {
@@ -143,7 +149,11 @@ impl mail::Guest for Chaos {
 }
 
 impl rcpt::Guest for Chaos {
-    fn on_rcpt(_session: SessionInfo, _from: ReversePath, recipient: Recipient) -> rcpt::RcptResult {
+    fn on_rcpt(
+        _session: SessionInfo,
+        _from: ReversePath,
+        recipient: Recipient,
+    ) -> rcpt::RcptResult {
         if text("rcpt").as_deref() == Some("probe") {
             // Only probe@ recipients are refused, with the tag: shows which config is live.
             let verdict = if recipient.address.starts_with("probe@") {
@@ -152,27 +162,42 @@ impl rcpt::Guest for Chaos {
             } else {
                 Verdict::Continue
             };
-            return rcpt::RcptResult { verdict, rewrite: None };
+            return rcpt::RcptResult {
+                verdict,
+                rewrite: None,
+            };
         }
         if text("rcpt").as_deref() == Some("rewrite") {
             CALLS.fetch_add(1, Ordering::Relaxed);
-            return rcpt::RcptResult { verdict: Verdict::Continue, rewrite: text("rewrite_to") };
+            return rcpt::RcptResult {
+                verdict: Verdict::Continue,
+                rewrite: text("rewrite_to"),
+            };
         }
-        rcpt::RcptResult { verdict: act("rcpt"), rewrite: None }
+        rcpt::RcptResult {
+            verdict: act("rcpt"),
+            rewrite: None,
+        }
     }
 }
 
 impl data::Guest for Chaos {
-    fn on_data(_session: SessionInfo, _envelope: Envelope, message: &data::Message) -> data::DataResult {
+    fn on_data(
+        _session: SessionInfo,
+        _envelope: Envelope,
+        message: &data::Message,
+    ) -> data::DataResult {
         let tag = text("tag").unwrap_or_default();
         match text("data").as_deref() {
             Some("huge-mods") => data::DataResult {
                 verdict: Verdict::Continue,
                 modifications: (0..10_000)
-                    .map(|i| data::Modification::AddHeader(data::HeaderField {
-                        name: format!("X-Flood-{i}"),
-                        value: "x".repeat(64),
-                    }))
+                    .map(|i| {
+                        data::Modification::AddHeader(data::HeaderField {
+                            name: format!("X-Flood-{i}"),
+                            value: "x".repeat(64),
+                        })
+                    })
                     .collect(),
             },
             Some("mods") => data::DataResult {
@@ -197,7 +222,10 @@ impl data::Guest for Chaos {
                     modifications: vec![],
                 }
             }
-            _ => data::DataResult { verdict: act("data"), modifications: vec![] },
+            _ => data::DataResult {
+                verdict: act("data"),
+                modifications: vec![],
+            },
         }
     }
 }

@@ -21,7 +21,11 @@ impl Guest for Echo {
     fn on_mail(_session: SessionInfo, reverse_path: ReversePath) -> Verdict {
         if reverse_path.address.starts_with("reject@") {
             mailwit::plugin::log::log(mailwit::plugin::log::Level::Info, "rejecting");
-            Verdict::Reject(Reply { code: 550, enhanced: "5.7.1".into(), text: "echo says no".into() })
+            Verdict::Reject(Reply {
+                code: 550,
+                enhanced: "5.7.1".into(),
+                text: "echo says no".into(),
+            })
         } else {
             Verdict::Continue
         }
