@@ -316,6 +316,11 @@ async fn instance_state_lives_for_one_session_and_kv_is_shared() {
         calls(1),
         "fresh instance per session"
     );
+    // An idle session gives its instances back; the next call gets a fresh one.
+    assert!(a.holds_idle_resources());
+    a.release_idle();
+    assert!(!a.holds_idle_resources());
+    assert_eq!(mail(&mut a, "x@example.test").await, calls(1));
     let r = a
         .rcpt(
             &session("a"),
@@ -471,7 +476,14 @@ async fn queue_pipeline_routes_and_hears_deliveries() {
             attempts: 1,
         })
         .await;
-    assert_eq!(plugins.stats("router").unwrap().calls, 1);
+    // Queue-side instances are kept warm between calls, not made per recipient.
+    for _ in 0..5 {
+        queue
+            .route(&from("a@example.test"), &rcpt("c@example.test"))
+            .await;
+    }
+    let stats = plugins.stats("router").unwrap();
+    assert_eq!((stats.calls, stats.instantiations), (6, 1));
 }
 
 #[test]

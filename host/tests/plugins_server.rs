@@ -219,3 +219,37 @@ data = ["hog"]
     assert!(log.contains("chaos panic in rcpt"), "{log}");
     assert!(log.contains("memory limit of 16 MiB exceeded"), "{log}");
 }
+
+#[test]
+fn an_idle_session_gives_its_instances_back_and_gets_fresh_ones() {
+    let server = TestServer::with_config(&config(
+        "\n[server.limits]\nplugin_idle_release_ms = 100\n",
+        &format!(
+            r#"
+[plugins.stateful]
+path = "{chaos}"
+grants = ["config", "log", "kv", "clock"]
+config = {{ mail = "state" }}
+
+[pipelines.mx]
+mail = ["stateful"]
+"#,
+            chaos = chaos()
+        ),
+    ));
+    let mut client = Client::connect(server.addr("mx"));
+    client.expect("EHLO idle.example.test", 250);
+    // The plugin refuses MAIL naming how many calls its instance has served.
+    let calls = |client: &mut Client| {
+        let reply = client.cmd("MAIL FROM:<alice@example.test>");
+        assert_eq!(reply.code, 550, "{reply:?}");
+        reply.text()
+    };
+    assert!(calls(&mut client).contains("calls=1"));
+    // Back to back: the same warm instance.
+    assert!(calls(&mut client).contains("calls=2"));
+    // Idle past plugin_idle_release_ms between transactions: the instance was given back.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(calls(&mut client).contains("calls=1"));
+    assert!(calls(&mut client).contains("calls=2"));
+}

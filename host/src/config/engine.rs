@@ -117,6 +117,10 @@ pub struct LimitsConfig {
     pub max_auth_failures_per_ip: u32,
     /// Seconds after which one remembered AUTH failure of an IP is forgotten.
     pub auth_failure_decay: u64,
+    /// Milliseconds a session may wait for the client between transactions before its plugin
+    /// instances are given back (the next hook call makes new ones). Idle connections then cost
+    /// no Wasm memory; 0 gives them back as soon as the session waits.
+    pub plugin_idle_release_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -132,6 +136,7 @@ impl Default for LimitsConfig {
             max_auth_failures: 3,
             max_auth_failures_per_ip: 10,
             auth_failure_decay: 60,
+            plugin_idle_release_ms: 250,
         }
     }
 }

@@ -18,8 +18,9 @@ use super::state::HostState;
 /// How often the epoch advances: the resolution of `limits.time_ms` and of async yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Concurrent instances the pool holds (one per live session per plugin). Past it, instantiation
-/// fails and the plugin's `on_error` policy applies.
+/// Concurrent instances the pool holds (one per plugin per session in a transaction or recently
+/// active; idle sessions give theirs back). Past it, instantiation waits for a free slot for up to
+/// the plugin's `time_ms`, then the plugin's `on_error` policy applies.
 pub const POOL_INSTANCES: u32 = 1000;
 
 /// Largest linear memory any plugin may be configured with.
@@ -30,6 +31,9 @@ pub struct WasmEngine {
     pub linker: Linker<HostState>,
     /// Whether stores of this engine meter fuel.
     pub fuel: bool,
+    /// One permit per pool slot: instantiation waits here instead of failing when the pool is
+    /// full (a burst of connections), and a permit lives as long as its instance.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 static PLAIN: OnceLock<Arc<WasmEngine>> = OnceLock::new();
@@ -65,6 +69,11 @@ impl WasmEngine {
             .epoch_interruption(true)
             .consume_fuel(fuel)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `MAILWIT_WASM_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` names plugin
+        // functions (for profiling).
+        if std::env::var_os("MAILWIT_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
@@ -82,6 +91,7 @@ impl WasmEngine {
             engine,
             linker,
             fuel,
+            slots: Arc::new(tokio::sync::Semaphore::new(POOL_INSTANCES as usize)),
         })
     }
 

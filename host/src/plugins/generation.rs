@@ -106,6 +106,7 @@ impl Generation {
                     let ctx = PluginContext {
                         plugin: Arc::from(name.as_str()),
                         config: Arc::new(config.config.clone()),
+                        config_text: Arc::from(toml::to_string(&config.config).unwrap_or_default()),
                         kv: shared.kv_for(name),
                         dns: shared.dns.clone(),
                         memory_bytes: config.limits.memory_mib as usize * 1024 * 1024,

@@ -25,11 +25,38 @@ pub struct LiveInstance {
     store: Store<HostState>,
     instance: Instance,
     limits: Limits,
+    /// The pool slot; declared last so it is released after the store has given the slot back.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
+
+/// Every slot of the instance pool stayed taken for as long as the plugin may run: the server is
+/// at capacity, which is not the plugin's fault (its circuit breaker is not told).
+#[derive(Debug)]
+pub struct PoolExhausted {
+    pub waited: Duration,
+}
+
+impl std::fmt::Display for PoolExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "all {} plugin instance slots stayed in use for {} ms",
+            super::engine::POOL_INSTANCES,
+            self.waited.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for PoolExhausted {}
 
 impl LiveInstance {
     pub async fn new(plugin: &LoadedPlugin, ctx: PluginContext, session: Arc<str>) -> Result<Self> {
         let limits = plugin.config.limits;
+        let waited = Duration::from_millis(limits.time_ms);
+        let slot = tokio::time::timeout(waited, plugin.engine.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| PoolExhausted { waited })?
+            .map_err(|_| anyhow!("the instance pool is closed"))?;
         let mut store = Store::new(&plugin.engine.engine, HostState::new(ctx, session));
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|cx| {
@@ -47,6 +74,7 @@ impl LiveInstance {
             store,
             instance,
             limits,
+            _slot: slot,
         })
     }
 

@@ -192,9 +192,7 @@ impl Plugins {
 
     /// The queue manager's route and delivery hooks (the pipeline named "queue").
     pub fn queue_hooks(self: &Arc<Self>) -> Arc<dyn QueueHooks> {
-        Arc::new(PipelineQueueHooks {
-            plugins: self.clone(),
-        })
+        Arc::new(PipelineQueueHooks::new(self.clone()))
     }
 
     /// A handle the admin socket keeps to trigger reloads.

@@ -20,6 +20,9 @@ const STDERR_CAPACITY: usize = 8 * 1024;
 pub struct PluginContext {
     pub plugin: Arc<str>,
     pub config: Arc<toml::Table>,
+    /// `config` as TOML text, rendered once per generation: `config.all()` is what the SDK's
+    /// `config::load` calls in every new instance.
+    pub config_text: Arc<str>,
     pub kv: Arc<dyn KvStore>,
     pub dns: Arc<Dns>,
     pub memory_bytes: usize,

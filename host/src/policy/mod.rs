@@ -240,6 +240,16 @@ pub trait SessionHooks: Send {
     /// newest configuration generation between transactions (never inside one).
     async fn begin_transaction(&mut self) {}
 
+    /// Whether the session holds something (plugin instances) it could give back while it waits
+    /// for the client between transactions.
+    fn holds_idle_resources(&self) -> bool {
+        false
+    }
+
+    /// The session has waited for the client between transactions for a while: give back what
+    /// the next hook call can rebuild (an idle connection should cost a socket and a buffer).
+    fn release_idle(&mut self) {}
+
     async fn connect(&mut self, _session: &SessionInfo) -> Verdict {
         Verdict::Continue
     }

@@ -284,28 +284,51 @@ impl Connection {
                 return Ok(());
             }
             let idle = self.session.envelope().is_none();
-            let limit = self.timeout();
-            tokio::select! {
-                read = tokio::time::timeout(limit, self.stream.read(&mut self.buf)) => match read {
-                    Ok(Ok(0)) => return Ok(()),
-                    Ok(Ok(n)) => self.session.receive(&self.buf[..n]),
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => {
-                        tracing::info!(timeout = ?self.session.timeout(), "client timed out");
-                        self.session.timed_out();
+            let deadline = tokio::time::Instant::now() + self.timeout();
+            // A session waiting between transactions gives its plugin instances back after a
+            // short while, so idle connections cost a socket and a buffer, not a Wasm instance.
+            let mut release_at = (idle && self.stage.holds_idle_resources())
+                .then(|| tokio::time::Instant::now() + self.idle_release());
+            loop {
+                let waited = tokio::select! {
+                    read = tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)) => match read {
+                        Ok(Ok(0)) => return Ok(()),
+                        Ok(Ok(n)) => {
+                            self.session.receive(&self.buf[..n]);
+                            true
+                        }
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => {
+                            tracing::info!(timeout = ?self.session.timeout(), "client timed out");
+                            self.session.timed_out();
+                            true
+                        }
+                    },
+                    _ = tokio::time::sleep_until(release_at.unwrap_or(deadline)), if release_at.is_some() => {
+                        self.stage.release_idle();
+                        release_at = None;
+                        false
                     }
-                },
-                // Shutdown closes idle sessions at once; a transaction in flight finishes
-                // first (this branch is re-armed after its reply, when the session is idle).
-                _ = super::listener::stopped(&mut shutdown), if idle => {
-                    self.session.refuse(Reply::new(
-                        421,
-                        "4.3.2",
-                        format!("{} Service shutting down, try again later", self.shared.config.server.hostname),
-                    ));
+                    // Shutdown closes idle sessions at once; a transaction in flight finishes
+                    // first (this branch is re-armed after its reply, when the session is idle).
+                    _ = super::listener::stopped(&mut shutdown), if idle => {
+                        self.session.refuse(Reply::new(
+                            421,
+                            "4.3.2",
+                            format!("{} Service shutting down, try again later", self.shared.config.server.hostname),
+                        ));
+                        true
+                    }
+                };
+                if waited {
+                    break;
                 }
             }
         }
+    }
+
+    fn idle_release(&self) -> Duration {
+        Duration::from_millis(self.shared.config.server.limits.plugin_idle_release_ms)
     }
 
     fn timeout(&self) -> Duration {

@@ -35,6 +35,16 @@ impl Stage {
         }
     }
 
+    /// See [`SessionHooks::holds_idle_resources`].
+    pub fn holds_idle_resources(&self) -> bool {
+        self.hooks.holds_idle_resources()
+    }
+
+    /// See [`SessionHooks::release_idle`].
+    pub fn release_idle(&mut self) {
+        self.hooks.release_idle();
+    }
+
     pub async fn connect(&mut self) -> Verdict {
         self.hooks.connect(&self.info).await
     }

@@ -10,9 +10,10 @@
 //! let settings: Settings = mailwit_plugin::config::load()?;
 //! ```
 //!
-//! A plugin instance lives for one SMTP session, so loading once per instance (a `OnceLock`) costs
-//! one parse per session; the host hands over the table as it is in the generation the session runs
-//! on, so a reloaded configuration applies from the next transaction on.
+//! A plugin instance serves one SMTP session (or, queue-side, many route calls), so loading once
+//! per instance (a `OnceLock`) costs one parse per instance; the host hands over the table as it is
+//! in the generation the session runs on, so a reloaded configuration applies from the next
+//! transaction on.
 
 use serde::de::DeserializeOwned;
 

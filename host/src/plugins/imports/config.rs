@@ -9,7 +9,7 @@ impl Host for HostState {
     }
 
     async fn all(&mut self) -> String {
-        toml::to_string(&*self.ctx.config).unwrap_or_default()
+        self.ctx.config_text.to_string()
     }
 }
 
