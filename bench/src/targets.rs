@@ -80,8 +80,20 @@ impl Target {
                 label: "mailwit-noplugins".into(),
                 config: "mailwit-noplugins.toml".into(),
             },
+            // Any mailwit config: `mailwit:my.toml` (relative to bench/configs) or an absolute path.
+            other if other.starts_with("mailwit:") => {
+                let config = &other["mailwit:".len()..];
+                let stem = std::path::Path::new(config)
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or(config);
+                Target::Mailwit {
+                    label: stem.to_string(),
+                    config: config.to_string(),
+                }
+            }
             other => bail!(
-                "unknown target {other:?} (smtp-sink, postfix, haraka, mailwit, mailwit-discard, mailwit-noplugins)"
+                "unknown target {other:?} (smtp-sink, postfix, haraka, mailwit, mailwit-discard, mailwit-noplugins, mailwit:CONFIG.toml)"
             ),
         })
     }
@@ -361,7 +373,12 @@ fn start_mailwit(
         .replace("@PORT@", &addr.port().to_string())
         .replace("@STATE@", &state.display().to_string())
         .replace("@CONFIGS@", &configs.display().to_string());
-    let config_path = work.join(config);
+    // The filled copy goes in the work directory under the template's file name (the template
+    // may be given as an absolute path, which `join` would return unchanged).
+    let file_name = Path::new(config)
+        .file_name()
+        .context("config has no file name")?;
+    let config_path = work.join(file_name);
     write(&config_path, &filled)?;
     let check = Command::new(&paths.mailwit_bin)
         .args(["check-config", "--config"])
