@@ -10,6 +10,7 @@ use anyhow::{Result, anyhow};
 use wasmtime::component::Instance;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::bindings::exports::mailwit::plugin as hooks;
 use super::bindings::exports::mailwit::plugin::{auth, data, delivery, rcpt, route};
 use super::bindings::mailwit::plugin::types as wit;
 use super::imports::message::MessageHandle;
@@ -25,8 +26,39 @@ pub struct LiveInstance {
     store: Store<HostState>,
     instance: Instance,
     limits: Limits,
+    /// Each hook's typed export, looked up and type-checked at its first call.
+    guests: Guests,
     /// The pool slot; declared last so it is released after the store has given the slot back.
     _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The typed exports of one instance, per hook.
+#[derive(Default)]
+struct Guests {
+    connect: Option<hooks::connect::Guest>,
+    ehlo: Option<hooks::ehlo::Guest>,
+    auth: Option<hooks::auth::Guest>,
+    mail: Option<hooks::mail::Guest>,
+    rcpt: Option<hooks::rcpt::Guest>,
+    data: Option<hooks::data::Guest>,
+    route: Option<hooks::route::Guest>,
+    delivery: Option<hooks::delivery::Guest>,
+}
+
+/// The instance's typed export for `$hook`, loaded on first use (a lookup plus a type check that
+/// would otherwise be paid on every call).
+macro_rules! guest {
+    ($self:ident, $plugin:ident, $hook:ident) => {{
+        if $self.guests.$hook.is_none() {
+            let idx = $plugin
+                .indices
+                .$hook
+                .as_ref()
+                .ok_or_else(|| missing(stringify!($hook)))?;
+            $self.guests.$hook = Some(idx.load(&mut $self.store, &$self.instance)?);
+        }
+        $self.guests.$hook.as_ref().expect("loaded above")
+    }};
 }
 
 /// Every slot of the instance pool stayed taken for as long as the plugin may run: the server is
@@ -74,6 +106,7 @@ impl LiveInstance {
             store,
             instance,
             limits,
+            guests: Guests::default(),
             _slot: slot,
         })
     }
@@ -87,13 +120,8 @@ impl LiveInstance {
         plugin: &LoadedPlugin,
         s: &wit::SessionInfo,
     ) -> Result<wit::Verdict> {
-        let idx = plugin
-            .indices
-            .connect
-            .as_ref()
-            .ok_or_else(|| missing("connect"))?;
         self.arm(plugin.engine.fuel)?;
-        let guest = idx.load(&mut self.store, &self.instance)?;
+        let guest = guest!(self, plugin, connect);
         let result = bounded(&self.limits, guest.call_on_connect(&mut self.store, s)).await;
         result.map_err(|e| describe(e, &self.store, &self.limits))
     }
@@ -104,13 +132,8 @@ impl LiveInstance {
         s: &wit::SessionInfo,
         name: &str,
     ) -> Result<wit::Verdict> {
-        let idx = plugin
-            .indices
-            .ehlo
-            .as_ref()
-            .ok_or_else(|| missing("ehlo"))?;
         self.arm(plugin.engine.fuel)?;
-        let guest = idx.load(&mut self.store, &self.instance)?;
+        let guest = guest!(self, plugin, ehlo);
         let result = bounded(&self.limits, guest.call_on_ehlo(&mut self.store, s, name)).await;
         result.map_err(|e| describe(e, &self.store, &self.limits))
     }
@@ -121,13 +144,8 @@ impl LiveInstance {
         s: &wit::SessionInfo,
         credentials: &auth::Credentials,
     ) -> Result<auth::AuthResult> {
-        let idx = plugin
-            .indices
-            .auth
-            .as_ref()
-            .ok_or_else(|| missing("auth"))?;
         self.arm(plugin.engine.fuel)?;
-        let guest = idx.load(&mut self.store, &self.instance)?;
+        let guest = guest!(self, plugin, auth);
         let result = bounded(
             &self.limits,
             guest.call_check(&mut self.store, s, credentials),
@@ -142,13 +160,8 @@ impl LiveInstance {
         s: &wit::SessionInfo,
         from: &wit::ReversePath,
     ) -> Result<wit::Verdict> {
-        let idx = plugin
-            .indices
-            .mail
-            .as_ref()
-            .ok_or_else(|| missing("mail"))?;
         self.arm(plugin.engine.fuel)?;
-        let guest = idx.load(&mut self.store, &self.instance)?;
+        let guest = guest!(self, plugin, mail);
         let result = bounded(&self.limits, guest.call_on_mail(&mut self.store, s, from)).await;
         result.map_err(|e| describe(e, &self.store, &self.limits))
     }
@@ -160,13 +173,8 @@ impl LiveInstance {
         from: &wit::ReversePath,
         to: &wit::Recipient,
     ) -> Result<rcpt::RcptResult> {
-        let idx = plugin
-            .indices
-            .rcpt
-            .as_ref()
-            .ok_or_else(|| missing("rcpt"))?;
         self.arm(plugin.engine.fuel)?;
-        let guest = idx.load(&mut self.store, &self.instance)?;
+        let guest = guest!(self, plugin, rcpt);
         let result = bounded(
             &self.limits,
             guest.call_on_rcpt(&mut self.store, s, from, to),
@@ -182,13 +190,8 @@ impl LiveInstance {
         envelope: &wit::Envelope,
         message: Arc<[u8]>,
     ) -> Result<data::DataResult> {
-        let idx = plugin
-            .indices
-            .data
-            .as_ref()
-            .ok_or_else(|| missing("data"))?;
         self.arm(plugin.engine.fuel)?;
-        let guest = idx.load(&mut self.store, &self.instance)?;
+        let guest = guest!(self, plugin, data);
         let handle = self
             .store
             .data_mut()
@@ -210,13 +213,8 @@ impl LiveInstance {
         from: &wit::ReversePath,
         to: &wit::Recipient,
     ) -> Result<route::RouteDecision> {
-        let idx = plugin
-            .indices
-            .route
-            .as_ref()
-            .ok_or_else(|| missing("route"))?;
         self.arm(plugin.engine.fuel)?;
-        let guest = idx.load(&mut self.store, &self.instance)?;
+        let guest = guest!(self, plugin, route);
         let result = bounded(&self.limits, guest.call_on_route(&mut self.store, from, to)).await;
         result.map_err(|e| describe(e, &self.store, &self.limits))
     }
@@ -226,13 +224,8 @@ impl LiveInstance {
         plugin: &LoadedPlugin,
         event: &delivery::DeliveryEvent,
     ) -> Result<()> {
-        let idx = plugin
-            .indices
-            .delivery
-            .as_ref()
-            .ok_or_else(|| missing("delivery"))?;
         self.arm(plugin.engine.fuel)?;
-        let guest = idx.load(&mut self.store, &self.instance)?;
+        let guest = guest!(self, plugin, delivery);
         let result = bounded(&self.limits, guest.call_on_delivery(&mut self.store, event)).await;
         result.map_err(|e| describe(e, &self.store, &self.limits))
     }
