@@ -2,14 +2,18 @@
 //!
 //! Per message: write `tmp/NAME` (with `Return-Path:` and `Delivered-To:` prepended, RFC 5321
 //! §4.4), fsync it, rename it to `new/NAME`, fsync `new/`. Only then is the recipient reported
-//! delivered, so the queue drops its copy only once the mailbox copy is durable. Names follow the
+//! delivered, so the queue drops its copy only once the mailbox copy is durable. Concurrent
+//! deliveries into one mailbox share the `new/` fsync (group commit, [`GroupSync`]): a delivery
+//! whose rename an fsync started after has already covered skips its own. Names follow the
 //! Maildir convention `SECS.M<usec>P<pid>Q<counter>R<random>.<host>`, unique per host.
 
 use super::{Attempt, Outbound, RecipientOutcome};
 use crate::policy::Reply;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -113,8 +117,44 @@ pub fn write_maildir(dir: &Path, hostname: &str, bytes: &[u8]) -> std::io::Resul
     }
     drop(file);
     std::fs::rename(&tmp, &new)?;
-    std::fs::File::open(dir.join("new"))?.sync_all()?;
+    let new_dir = dir.join("new");
+    group_sync(&new_dir).after_change(|| std::fs::File::open(&new_dir)?.sync_all())?;
     Ok(name)
+}
+
+/// Group commit for one directory: changes (renames into it) take a ticket once done; an fsync
+/// covers every ticket taken before it started, so concurrent changes share one fsync.
+#[derive(Default)]
+pub struct GroupSync {
+    /// Changes made so far.
+    changed: AtomicU64,
+    /// The highest ticket a completed sync covers.
+    synced: Mutex<u64>,
+}
+
+impl GroupSync {
+    /// Call after the change is made: returns once a sync started after it has succeeded (this
+    /// call's `sync`, or one another thread ran meanwhile).
+    pub fn after_change(&self, sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        let ticket = self.changed.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        if *synced >= ticket {
+            return Ok(());
+        }
+        // Every change with a ticket up to `covering` was complete before this load, so before
+        // the sync starts.
+        let covering = self.changed.load(Ordering::SeqCst);
+        sync()?;
+        *synced = covering;
+        Ok(())
+    }
+}
+
+/// The [`GroupSync`] of a Maildir's `new/` (one per mailbox delivered to since start).
+fn group_sync(dir: &Path) -> Arc<GroupSync> {
+    static SYNCS: LazyLock<Mutex<HashMap<PathBuf, Arc<GroupSync>>>> = LazyLock::new(Mutex::default);
+    let mut syncs = SYNCS.lock().unwrap_or_else(PoisonError::into_inner);
+    syncs.entry(dir.to_path_buf()).or_default().clone()
 }
 
 /// Creates `dir/{tmp,new,cur}` if missing, fsyncing each parent whose entries changed.
@@ -196,6 +236,89 @@ mod tests {
             0
         );
         assert!(root.path().join("example.test/bob/cur").is_dir());
+    }
+
+    #[test]
+    fn group_sync_shares_one_sync_among_concurrent_changes_and_never_skips_a_lone_one() {
+        let group = Arc::new(GroupSync::default());
+        let syncs = Arc::new(AtomicU64::new(0));
+        // One after another: every change needs its own sync.
+        for _ in 0..3 {
+            group
+                .after_change(|| {
+                    syncs.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(syncs.load(Ordering::SeqCst), 3);
+        // Eight changes at once while a slow sync runs: they share syncs.
+        syncs.store(0, Ordering::SeqCst);
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (group, syncs, barrier) = (group.clone(), syncs.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    group.after_change(|| {
+                        syncs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let n = syncs.load(Ordering::SeqCst);
+        assert!((1..8).contains(&n), "{n} syncs for 8 concurrent changes");
+        // A failed sync is reported, and the next change syncs again.
+        let err = group.after_change(|| Err(std::io::Error::other("disk gone")));
+        assert!(err.is_err());
+        syncs.store(0, Ordering::SeqCst);
+        group
+            .after_change(|| {
+                syncs.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_deliveries_into_one_mailbox_all_land() {
+        let root = tempfile::tempdir().unwrap();
+        let maildir = Maildir::new(root.path().to_path_buf(), "h");
+        let from = ReversePath::default();
+        let rcpts = [Recipient {
+            address: "bob@example.test".into(),
+            ..Default::default()
+        }];
+        let deliveries = (0..40).map(|i| {
+            let maildir = maildir.clone();
+            let rcpts = rcpts.clone();
+            let from = from.clone();
+            tokio::spawn(async move {
+                let body = format!("Subject: {i}\r\n\r\nbody {i}\r\n");
+                let out = Outbound {
+                    queue_id: "Q",
+                    reverse_path: &from,
+                    recipients: &rcpts,
+                    message: body.as_bytes(),
+                };
+                maildir.deliver("bob@example.test", &out).await
+            })
+        });
+        for delivery in deliveries.collect::<Vec<_>>() {
+            let attempt = delivery.await.unwrap();
+            assert!(matches!(
+                attempt.outcomes[..],
+                [RecipientOutcome::Delivered(_)]
+            ));
+        }
+        let new = root.path().join("example.test/bob/new");
+        assert_eq!(std::fs::read_dir(new).unwrap().count(), 40);
     }
 
     #[tokio::test]
