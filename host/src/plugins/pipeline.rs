@@ -88,19 +88,15 @@ async fn call_plugin(
                 PluginStats::bump(&entry.stats.instantiations);
                 *slot = Some(instance);
             }
-            Err(e) if e.is::<PoolExhausted>() => {
-                // Capacity, not misbehaviour: on_error applies, the breaker is not told.
-                PluginStats::bump(&entry.stats.failures);
-                let policy = entry.loaded.config.on_error;
-                tracing::warn!(plugin = entry.name(), session = &**session, %hook, ?policy, "plugin not run: {e:#}");
-                return None;
-            }
             Err(e) => {
+                // A full pool is capacity, not misbehaviour: the breaker is not told.
+                let fault = !e.is::<PoolExhausted>();
                 failed(
                     entry,
                     session,
                     hook,
                     &format!("instantiation failed: {e:#}"),
+                    fault,
                 );
                 return None;
             }
@@ -145,7 +141,7 @@ async fn call_plugin(
         }
         Err(e) => {
             *slot = None;
-            failed(entry, session, hook, &format!("{e:#}"));
+            failed(entry, session, hook, &format!("{e:#}"), true);
             None
         }
     }
@@ -202,12 +198,14 @@ fn modification_size(m: &data::Modification) -> usize {
     }
 }
 
-fn failed(entry: &PluginEntry, session: &str, hook: Hook, why: &str) {
+/// Counts and logs a call that did not run to an answer; `plugin_fault` says whether the plugin
+/// is to blame (and its circuit breaker hears of it).
+fn failed(entry: &PluginEntry, session: &str, hook: Hook, why: &str, plugin_fault: bool) {
     PluginStats::bump(&entry.stats.failures);
     let plugin = entry.name();
     let policy = entry.loaded.config.on_error;
     tracing::warn!(plugin, session, %hook, ?policy, "plugin failed: {why}");
-    if entry.breaker.failure() {
+    if plugin_fault && entry.breaker.failure() {
         PluginStats::bump(&entry.stats.breaker_opened);
         tracing::error!(
             plugin,
