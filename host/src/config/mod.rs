@@ -4,6 +4,7 @@
 //! (`examples/quickstart.toml:12:1: listeners[0].role: unknown variant ...`).
 //! Each section lives in its own file, owned by the concern that reads it.
 
+pub mod dns;
 pub mod engine;
 pub mod plugins;
 pub mod queue;
@@ -44,6 +45,9 @@ pub struct Config {
     /// The route table used when no route hook decides.
     #[serde(default)]
     pub routes: queue::RoutesConfig,
+    /// `[dns]`: the resolver every lookup of the server goes through.
+    #[serde(default)]
+    pub dns: dns::DnsConfig,
     /// The file this configuration came from (None for the embedded quickstart).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -146,6 +150,9 @@ impl Config {
             resolve(p);
         }
         if let Some(p) = self.auth.users_file.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.dns.trust_anchors.as_mut() {
             resolve(p);
         }
     }
