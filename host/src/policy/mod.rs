@@ -51,6 +51,8 @@ pub enum ListenerRole {
     Mx,
     Submission,
     Submissions,
+    /// On-Demand Mail Relay (RFC 2645): AUTH, then ATRN to collect held mail.
+    Odmr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,11 +126,14 @@ pub struct Envelope {
 /// Credentials offered with AUTH.
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    /// "PLAIN" or "LOGIN"
+    /// "PLAIN", "LOGIN" or "CRAM-MD5"
     pub mechanism: String,
     pub authzid: String,
     pub authcid: String,
+    /// The password; for CRAM-MD5 the client's hex digest of `challenge`.
     pub secret: String,
+    /// The challenge of a challenge-response mechanism (CRAM-MD5), as sent.
+    pub challenge: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,11 +9,13 @@
 //! - [`limits`]: connection limits in total and per client IP.
 //! - [`auth_failures`]: AUTH failures remembered per client IP across connections.
 //! - [`tls`]: rustls acceptor and certificates.
+//! - [`odmr`]: the client side of an ATRN session after the line turned (RFC 2645).
 
 pub mod auth_failures;
 pub mod connection;
 pub mod limits;
 pub mod listener;
+pub mod odmr;
 pub mod received;
 pub mod relay;
 pub mod stages;
@@ -271,6 +273,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections; finishing transactions in flight");
     server.shutdown().await;
     queue.shutdown();
+    // Deliveries in flight get the same bounded grace as the sessions had.
+    let left = queue.drain(config.server.shutdown_grace()).await;
+    if left > 0 {
+        tracing::warn!(
+            in_flight = left,
+            "shutdown grace expired with deliveries in flight; they are retried after a restart"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }
