@@ -4,8 +4,6 @@
 //! what fetchmail cannot show (refusals inside the turned session, the DSN, one session per
 //! domain).
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -15,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use delivery_common::Sink;
 use mailwit::auth::CramSecret;
+use support::sink::Sink;
 use support::{ALICE, ALICE_PASSWORD, Client, TestServer};
 
 fn b64(bytes: &[u8]) -> String {

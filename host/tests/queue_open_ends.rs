@@ -3,15 +3,14 @@
 //! bounded shutdown grace for deliveries in flight (smtp-sink slow to answer DATA). The 8BITMIME
 //! downgrade is in delivery_agents.rs (smtp-sink -8), held-mail expiry in odmr.rs.
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
 
 use std::time::Duration;
 
-use delivery_common::{Sink, client, rcpt, sender};
 use mailwit::delivery::smtp_client::Connection;
 use mailwit::delivery::{Outbound, RecipientOutcome};
+use support::outbound::{client, rcpt, sender};
+use support::sink::Sink;
 use support::{ALICE, Client, TestServer};
 
 #[test]
@@ -71,7 +70,7 @@ async fn recipients_refused_with_452_go_again_in_a_new_transaction() {
         .unwrap();
     let rp = sender("carol@origin.test");
     let rcpts = [rcpt(ALICE), rcpt("bob@example.test")];
-    let msg = delivery_common::message("two", "for two\r\n");
+    let msg = support::outbound::message("two", "for two\r\n");
     let report = conn
         .send(&Outbound {
             queue_id: "Q452",
