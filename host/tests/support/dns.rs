@@ -107,3 +107,4 @@ fn answer(
     }
     reply
 }
+

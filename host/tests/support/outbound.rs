@@ -43,3 +43,4 @@ pub fn message(subject: &str, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
