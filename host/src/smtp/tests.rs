@@ -55,6 +55,8 @@ fn auto_answer(session: &mut Session, event: &Event, out: &mut Outcome) -> Optio
         Event::Message { .. } => "message".into(),
         Event::StartTls => "starttls".into(),
         Event::Etrn { domain } => format!("etrn {domain}"),
+        Event::Atrn { domains } => format!("atrn {}", domains.join(",")),
+        Event::Turn { .. } => "turn".into(),
         Event::Close => "close".into(),
     });
     match event {
@@ -80,7 +82,7 @@ fn auto_answer(session: &mut Session, event: &Event, out: &mut Outcome) -> Optio
             session.tls_started(tls_info());
             None
         }
-        Event::Close => {
+        Event::Close | Event::Turn { .. } => {
             out.closed = true;
             None
         }
