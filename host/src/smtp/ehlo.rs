@@ -58,6 +58,10 @@ impl Session {
         if self.auth_offered() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
+        // RFC 8689 §4: only over TLS (the queue enforces it on the way out).
+        if self.tls.is_some() {
+            lines.push("REQUIRETLS".into());
+        }
         for ext in [
             "ENHANCEDSTATUSCODES",
             "8BITMIME",
