@@ -125,6 +125,11 @@ async fn dane_ee_match_delivers_over_authenticated_tls() {
     submit(&server, "bob@dane.test");
     let m = wait_delivered(&peer, &server);
     assert!(m.tls);
+    assert!(
+        server
+            .log()
+            .contains("DANE: TLS authenticated by TLSA records")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,6 +150,11 @@ async fn dane_ta_match_delivers_over_authenticated_tls() {
     submit(&server, "bob@ta.test");
     let m = wait_delivered(&peer, &server);
     assert!(m.tls);
+    assert!(
+        server
+            .log()
+            .contains("DANE: TLS authenticated by TLSA records")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,6 +226,7 @@ async fn dane_insecure_zone_falls_back_to_opportunistic_tls() {
     submit(&server, "bob@insecure.test");
     let m = wait_delivered(&peer, &server);
     assert!(m.tls, "opportunistic TLS is still used");
+    assert!(!server.log().contains("DANE: TLS authenticated"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -236,6 +247,7 @@ async fn dane_unusable_tlsa_falls_back_to_opportunistic_tls() {
     submit(&server, "bob@pkix.test");
     let m = wait_delivered(&peer, &server);
     assert!(m.tls);
+    assert!(!server.log().contains("DANE: TLS authenticated"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

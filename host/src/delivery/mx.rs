@@ -399,6 +399,7 @@ impl MxResolver {
         let records: Vec<Tlsa> = answer.records.iter().map(Tlsa::from_record).collect();
         match dane::client_config(&records, super::smtp_client::tls::provider()) {
             Some(tls) => {
+                tracing::info!(host = %host.name, tlsa = %name, "DANE: TLS authenticated by TLSA records");
                 let mut c = config.clone();
                 c.tls = TlsPolicy::Required;
                 c.tls_verify = TlsVerify::Dane(tls);
