@@ -2,9 +2,7 @@
 //! a restart, the server's cipher-suite order winning over the client's, and a generated
 //! certificate with a realistic lifetime.
 
-#[path = "support/mod.rs"]
 mod support;
-mod tls_common;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
 use support::TestServer;
-use tls_common::{Leaf, Pki, Validity};
+use support::tls::{Leaf, Pki, Validity};
 
 fn write_pair(dir: &Path, name: &str, leaf: &Leaf) -> (String, String) {
     let cert = dir.join(format!("{name}.pem"));

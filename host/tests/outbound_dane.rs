@@ -12,25 +12,22 @@
 //! | TLSA unusable | signed | only PKIX-EE (1 1 1) | delivered (opportunistic TLS) |
 //! | dane = required, insecure | unsigned child zone | | deferred 4.7.5 |
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
-mod tls_common;
 
 use std::time::Duration;
 
-use delivery_common::{ServerOptions, TestCa, TestServer as Peer};
+use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
+use support::tls::{Leaf, Pki, SignedZone, Validity, Zones, hex, self_signed, sha256};
 use support::{ALICE, Client, TestServer};
-use tls_common::{Leaf, Pki, SignedZone, Validity, Zones, hex, self_signed, sha256};
 
 async fn peer(leaf: &Leaf) -> Peer {
-    Peer::start(ServerOptions {
+    Peer::start(PeerOptions {
         extensions: vec!["PIPELINING".into()],
         tls: Some(TestCa {
             ca_der: leaf.der.clone(),
             server: leaf.server_config(),
         }),
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await
 }
@@ -72,7 +69,7 @@ fn wait_log(server: &TestServer, text: &str) -> String {
     }
 }
 
-fn wait_delivered(peer: &Peer, server: &TestServer) -> delivery_common::Received {
+fn wait_delivered(peer: &Peer, server: &TestServer) -> support::peer::Received {
     let deadline = std::time::Instant::now() + support::PATIENCE;
     loop {
         if let Some(m) = peer.transcript().messages.first() {
@@ -101,7 +98,7 @@ fn tlsa(domain: &str, port: u16, rdata: &str) -> String {
 
 macro_rules! need_bind {
     () => {
-        if !tls_common::have_bind() {
+        if !support::tls::have_bind() {
             eprintln!("skipped: BIND (Debian bind9, bind9-utils) is not installed");
             return;
         }

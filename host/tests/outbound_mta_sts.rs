@@ -11,25 +11,22 @@
 //! | testing | testing | wrong name | delivered, refusal logged |
 //! | cached while the HTTPS server is down | enforce, cached on disk | valid | delivered, no fetch |
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
-mod tls_common;
 
 use std::time::Duration;
 
-use delivery_common::{ServerOptions, TestCa, TestServer as Peer};
+use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
+use support::tls::{HttpsServer, Leaf, Pki, SignedZone, Validity, Zones};
 use support::{ALICE, Client, TestServer};
-use tls_common::{HttpsServer, Leaf, Pki, SignedZone, Validity, Zones};
 
 async fn peer(leaf: &Leaf) -> Peer {
-    Peer::start(ServerOptions {
+    Peer::start(PeerOptions {
         extensions: vec!["PIPELINING".into()],
         tls: Some(TestCa {
             ca_der: leaf.der.clone(),
             server: leaf.server_config(),
         }),
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await
 }
@@ -117,7 +114,7 @@ fn wait_log(server: &TestServer, text: &str) -> String {
     }
 }
 
-fn wait_delivered(peer: &Peer, server: &TestServer, count: usize) -> delivery_common::Received {
+fn wait_delivered(peer: &Peer, server: &TestServer, count: usize) -> support::peer::Received {
     let deadline = std::time::Instant::now() + support::PATIENCE;
     loop {
         let messages = peer.transcript().messages;
@@ -135,7 +132,7 @@ fn wait_delivered(peer: &Peer, server: &TestServer, count: usize) -> delivery_co
 
 macro_rules! need_bind {
     () => {
-        if !tls_common::have_bind() {
+        if !support::tls::have_bind() {
             eprintln!("skipped: BIND (Debian bind9, bind9-utils) is not installed");
             return;
         }

@@ -10,29 +10,26 @@
 //! | no authenticated TLS | insecure zone, peer offers REQUIRETLS | bounced 5.7.30 |
 //! | TLS-Required: No | DANE mismatch | delivered |
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
-mod tls_common;
 
 use std::time::Duration;
 
-use delivery_common::{ServerOptions, TestCa, TestServer as Peer};
+use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
+use support::tls::{Leaf, SignedZone, Zones, hex, self_signed, sha256};
 use support::{ALICE, Client, TestServer};
-use tls_common::{Leaf, SignedZone, Zones, hex, self_signed, sha256};
 
 async fn peer(leaf: &Leaf, requiretls: bool) -> Peer {
     let mut extensions = vec!["PIPELINING".to_string()];
     if requiretls {
         extensions.push("REQUIRETLS".into());
     }
-    Peer::start(ServerOptions {
+    Peer::start(PeerOptions {
         extensions,
         tls: Some(TestCa {
             ca_der: leaf.der.clone(),
             server: leaf.server_config(),
         }),
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await
 }
@@ -84,7 +81,7 @@ fn submit(server: &TestServer, to: &str, requiretls: bool, extra_header: &str) {
     c.expect("QUIT", 221);
 }
 
-fn wait_delivered(peer: &Peer, server: &TestServer) -> delivery_common::Received {
+fn wait_delivered(peer: &Peer, server: &TestServer) -> support::peer::Received {
     let deadline = std::time::Instant::now() + support::PATIENCE;
     loop {
         if let Some(m) = peer.transcript().messages.first() {
@@ -106,7 +103,7 @@ fn bounce(server: &TestServer) -> String {
 
 macro_rules! need_bind {
     () => {
-        if !tls_common::have_bind() {
+        if !support::tls::have_bind() {
             eprintln!("skipped: BIND (Debian bind9, bind9-utils) is not installed");
             return;
         }

@@ -3,27 +3,24 @@
 //! refused (deferred 4.7.5, nothing sent); `verify = false` turns the check off; credentials go
 //! only over a verified connection unless `verify = false` says otherwise.
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
-mod tls_common;
 
 use std::time::Duration;
 
-use delivery_common::{ServerOptions, TestCa, TestServer as Peer};
+use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
+use support::tls::{Leaf, Pki, Validity, self_signed};
 use support::{ALICE, Client, TestServer};
-use tls_common::{Leaf, Pki, Validity, self_signed};
 
 /// An SMTP peer on 127.0.0.1 offering STARTTLS with `leaf`, and AUTH when `auth`.
 async fn peer(leaf: &Leaf, auth: bool) -> Peer {
-    Peer::start(ServerOptions {
+    Peer::start(PeerOptions {
         extensions: vec!["PIPELINING".into()],
         tls: Some(TestCa {
             ca_der: leaf.der.clone(),
             server: leaf.server_config(),
         }),
         auth: auth.then(|| ("relayuser".to_string(), "relay-secret".to_string())),
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await
 }
@@ -70,7 +67,7 @@ fn wait_log(server: &TestServer, text: &str) -> String {
     }
 }
 
-fn wait_delivered(peer: &Peer, server: &TestServer) -> delivery_common::Received {
+fn wait_delivered(peer: &Peer, server: &TestServer) -> support::peer::Received {
     let deadline = std::time::Instant::now() + support::PATIENCE;
     loop {
         if let Some(m) = peer.transcript().messages.first() {

@@ -2,7 +2,6 @@
 //! wrong-name certificates (rcgen), self-signed certificates, and an authoritative BIND `named`
 //! serving a zone the test signs with its own keys (`dnssec-keygen`, `dnssec-signzone`), whose
 //! key is handed to mailwit as `[dns] trust_anchors`.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
