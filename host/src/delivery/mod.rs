@@ -7,7 +7,6 @@
 //! agents plug in without the queue knowing their internals.
 
 pub mod dane;
-pub mod dsn;
 pub mod lmtp;
 pub mod maildir;
 pub mod mta_sts;

@@ -118,23 +118,9 @@ impl Default for RelayTls {
 
 /// Whether the message's header has `TLS-Required: No` (RFC 8689 §5).
 pub fn tls_required_no(message: &[u8]) -> bool {
-    let header = String::from_utf8_lossy(smtp_client::header_of(message));
-    let mut fields = header.split("\r\n").peekable();
-    while let Some(line) = fields.next() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if !name.trim().eq_ignore_ascii_case("TLS-Required") {
-            continue;
-        }
-        // Folded continuation lines belong to the value.
-        let mut value = value.to_string();
-        while let Some(next) = fields.next_if(|l| l.starts_with([' ', '\t'])) {
-            value.push_str(next);
-        }
-        return value.trim().eq_ignore_ascii_case("no");
-    }
-    false
+    let header = crate::mail::header::section(message);
+    crate::mail::header::find(header, "TLS-Required")
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("no"))
 }
 
 pub struct RemoteAgents {
