@@ -59,12 +59,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{}: cannot open spool", spool_dir.display()))?,
     );
+    // The one resolver of [dns]: MX lookups, DANE, MTA-STS and the plugins' `dns` import.
+    let resolver = crate::dns::Resolver::for_server(&config)
+        .map_err(|e| anyhow::anyhow!("cannot set up the resolver: {e}"))?;
     // The plugin platform: pipelines per listener, the "queue" pipeline for route/delivery, and
     // reload by file watch, SIGHUP and the admin socket.
     let plugins = crate::plugins::Plugins::from_config(
         &config,
         config.source.as_deref(),
-        crate::plugins::RuntimeOptions::for_server(&config),
+        crate::plugins::RuntimeOptions {
+            resolver: Some(resolver.clone()),
+            ..crate::plugins::RuntimeOptions::for_server(&config)
+        },
     )
     .context("cannot load plugins")?;
     let hooks: Arc<dyn HookFactory> = plugins.hook_factory();
@@ -76,13 +82,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .flatten();
     let _sighup = plugins.reload_on_sighup()?;
     let reload = admin_reload(plugins.reloader());
-    // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes].
+    // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes]; MX
+    // lookups share the [dns] resolver with the plugins.
     let agents: Arc<dyn Agents> = Arc::new(
-        crate::delivery::from_config(
+        crate::delivery::with_resolver(
             &state_dir,
             &config.server.hostname,
             &config.queue,
             &config.routes,
+            resolver.clone(),
+            &config.mta_sts,
         )
         .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
     );

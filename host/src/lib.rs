@@ -10,6 +10,7 @@
 //! - [`spool`]: the durable message store with group commit and recovery.
 //! - [`queue`]: the scheduler, retries and bounces.
 //! - [`delivery`]: the delivery agents (Maildir, LMTP, SMTP relay, MX).
+//! - [`dns`]: the one resolver built from `[dns]` (MX, TLSA, the plugins' `dns` import), with DNSSEC status.
 //! - [`admin`]: the local admin socket (`mailwit reload`, `mailwit queue …`).
 //! - [`app`]: the composition root that wires them together for `mailwit serve`.
 
@@ -18,6 +19,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod dns;
 pub mod mail;
 pub mod plugins;
 pub mod policy;

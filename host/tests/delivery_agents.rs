@@ -514,13 +514,13 @@ async fn starttls_opportunistic_and_required() {
     assert!(t.messages.iter().all(|m| m.tls && m.data == msg));
     assert_eq!(t.commands.iter().filter(|c| *c == "STARTTLS").count(), 2);
 
-    // Required, but verification fails (an unrelated CA): deferred 4.7.x, no message sent.
+    // Required, but verification fails (an unrelated CA): deferred 4.7.5 (cryptographic failure), no message sent.
     let other = TestCa::new();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(other.ca_der.clone()).unwrap();
     config.tls_verify = TlsVerify::with_roots(roots).unwrap();
     let report = deliver_with(server.addr, &config, &outbound(&rp, &rcpts, &msg)).await;
-    assert_eq!(summary(&report), [("deferred", 421, "4.7.10".into())]);
+    assert_eq!(summary(&report), [("deferred", 421, "4.7.5".into())]);
     // Opportunistic with a failing handshake falls back to plain text.
     config.tls = TlsPolicy::Opportunistic;
     let report = deliver_with(server.addr, &config, &outbound(&rp, &rcpts, &msg)).await;

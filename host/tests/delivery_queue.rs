@@ -50,10 +50,8 @@ async fn start(state: &Path, smarthost_port: u16) -> (Arc<Spool>, Queue) {
     let spool = Arc::new(Spool::open(state.join("queue")).await.unwrap());
     let routes = RoutesConfig {
         smarthost: Some(RelayConfig {
-            host: "127.0.0.1".into(),
-            port: smarthost_port,
             tls: TlsPolicy::Opportunistic,
-            credentials: None,
+            ..RelayConfig::new("127.0.0.1", smarthost_port)
         }),
         ..RoutesConfig::default()
     };

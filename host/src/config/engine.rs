@@ -12,6 +12,8 @@
 //! [server.tls]
 //! cert = "cert.pem"                 # both optional: without them a self-signed cert is generated
 //! key = "key.pem"
+//! certificates = [{ cert = "other.pem", key = "other.key" }]   # more, chosen by SNI
+//! reload_interval = 10              # seconds between checks for changed files (0: never)
 //!
 //! [[listeners]]
 //! name = "mx"
@@ -170,13 +172,44 @@ impl Default for TimeoutsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain. Relative paths are relative to the configuration file.
     pub cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Option<PathBuf>,
+    /// More certificates, chosen by the name the client asks for (SNI) among each certificate's
+    /// DNS names; `cert`/`key` serve clients asking for no name or an unknown one.
+    #[serde(default)]
+    pub certificates: Vec<CertificateFiles>,
+    /// Seconds between checks of the certificate files; a changed file is loaded without a
+    /// restart (a broken one is logged and the previous certificate kept). 0: never.
+    #[serde(default = "default_tls_reload")]
+    pub reload_interval: u64,
+}
+
+fn default_tls_reload() -> u64 {
+    10
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            certificates: Vec::new(),
+            reload_interval: default_tls_reload(),
+        }
+    }
+}
+
+/// One certificate chain and its key (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod engine;
+pub mod mta_sts;
 pub mod plugins;
 pub mod queue;
 
@@ -51,6 +52,9 @@ pub struct Config {
     /// `[odmr]`: who may collect which held domains with ATRN (RFC 2645).
     #[serde(default)]
     pub odmr: queue::OdmrConfig,
+    /// `[mta_sts]`: MTA-STS (RFC 8461) for outbound delivery.
+    #[serde(default)]
+    pub mta_sts: mta_sts::MtaStsConfig,
     /// The file this configuration came from (None for the embedded quickstart).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -152,11 +156,28 @@ impl Config {
         if let Some(p) = self.server.tls.key.as_mut() {
             resolve(p);
         }
+        for files in self.server.tls.certificates.iter_mut() {
+            resolve(&mut files.cert);
+            resolve(&mut files.key);
+        }
         if let Some(p) = self.auth.users_file.as_mut() {
             resolve(p);
         }
         if let Some(p) = self.dns.trust_anchors.as_mut() {
             resolve(p);
+        }
+        if let Some(p) = self.mta_sts.ca_file.as_mut() {
+            resolve(p);
+        }
+        let relays = self
+            .routes
+            .smarthost
+            .iter_mut()
+            .chain((self.routes.domains.values_mut()).filter_map(|d| d.relay.as_mut()));
+        for relay in relays {
+            if let Some(p) = relay.ca_file.as_mut() {
+                resolve(p);
+            }
         }
     }
 

@@ -19,10 +19,13 @@
 //! lmtp = "127.0.0.1:24"       # or "/run/dovecot/lmtp"
 //! [routes.domains."partner.test"]
 //! relay = { host = "mx.partner.test", port = 25, tls = "required", credentials = "partner" }
+//! # verify = true (default): chain and name checked when TLS is required or AUTH is sent;
+//! # ca_file = "partner-ca.pem": trusted besides the system roots; verify = false: no check
 //! [routes.domains."direct.test"]
 //! mx = true                   # MX even when a smarthost is set
 //! [routes.domains."odmr.test"]
 //! odmr = true                 # hold in the queue until collected with ATRN (RFC 2645)
+//! dane = "required"           # off | opportunistic | required; default: [routes] dane
 //! [routes.credentials.partner]
 //! username = "me"
 //! password = "secret"
@@ -119,10 +122,27 @@ fn ip_in_net(ip: std::net::IpAddr, net: &str) -> bool {
     }
 }
 
+/// Use of DANE (RFC 7672) for MX delivery: `dane = "off" | "opportunistic" | "required"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaneMode {
+    /// Never look up TLSA records.
+    Off,
+    /// DANE where the MX host publishes DNSSEC-secure, usable TLSA records; elsewhere
+    /// opportunistic TLS. Needs `[dns] dnssec = true` to have any effect.
+    #[default]
+    Opportunistic,
+    /// Deliver only over DANE-authenticated TLS; other hosts defer (4.7.5).
+    Required,
+}
+
 /// The route table: where a recipient goes when no route hook decided.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutesConfig {
+    /// DANE for MX delivery, unless a domain's entry says otherwise.
+    #[serde(default)]
+    pub dane: DaneMode,
     /// Relay every non-local domain without its own entry here; without it, deliver by MX.
     #[serde(default)]
     pub smarthost: Option<RelayConfig>,
@@ -144,6 +164,33 @@ pub struct RelayConfig {
     pub tls: TlsPolicy,
     #[serde(default)]
     pub credentials: Option<String>,
+    /// Check the relay's certificate (chain to a trusted root, name = `host`) whenever TLS is
+    /// required or credentials are sent. `false` turns the check off, explicitly: the session
+    /// is then encrypted but not authenticated, and AUTH is sent over it anyway.
+    #[serde(default = "default_verify")]
+    pub verify: bool,
+    /// PEM file of CA certificates trusted for this relay besides the system's roots
+    /// (relative to the configuration file).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+fn default_verify() -> bool {
+    true
+}
+
+impl RelayConfig {
+    /// A relay with the defaults: port 25, opportunistic TLS, certificates verified.
+    pub fn new(host: impl Into<String>, port: u16) -> RelayConfig {
+        RelayConfig {
+            host: host.into(),
+            port,
+            tls: default_tls(),
+            credentials: None,
+            verify: true,
+            ca_file: None,
+        }
+    }
 }
 
 impl RelayConfig {
@@ -177,6 +224,9 @@ pub struct DomainRoute {
     /// Deliver by MX lookup (overrides the smarthost).
     #[serde(default)]
     pub mx: bool,
+    /// DANE for this domain's MX delivery (with `mx = true`); default: `[routes] dane`.
+    #[serde(default)]
+    pub dane: Option<DaneMode>,
     /// Accept and drop.
     #[serde(default)]
     pub discard: bool,
@@ -203,8 +253,19 @@ impl RoutesConfig {
             )),
             _ => Ok(()),
         };
+        let check_tls = |key: &str, relay: &RelayConfig| match &relay.ca_file {
+            Some(_) if !relay.verify => Err(format!(
+                "{key}.ca_file: has no effect with verify = false (remove one of them)"
+            )),
+            Some(path) if !path.is_file() => Err(format!(
+                "{key}.ca_file: {} is not a readable file",
+                path.display()
+            )),
+            _ => Ok(()),
+        };
         if let Some(relay) = &self.smarthost {
             check_creds("routes.smarthost", relay)?;
+            check_tls("routes.smarthost", relay)?;
         }
         for (domain, route) in &self.domains {
             let chosen = route.lmtp.is_some() as u8
@@ -217,8 +278,14 @@ impl RoutesConfig {
                     "routes.domains.\"{domain}\": set exactly one of lmtp, relay, mx = true, discard = true, odmr = true"
                 ));
             }
+            if route.dane.is_some() && !route.mx {
+                return Err(format!(
+                    "routes.domains.\"{domain}\".dane: only applies with mx = true"
+                ));
+            }
             if let Some(relay) = &route.relay {
                 check_creds(&format!("routes.domains.\"{domain}\".relay"), relay)?;
+                check_tls(&format!("routes.domains.\"{domain}\".relay"), relay)?;
             }
         }
         Ok(())
@@ -229,6 +296,13 @@ impl RoutesConfig {
     pub fn is_odmr(&self, domain: &str) -> bool {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         self.domains.get(&domain).is_some_and(|r| r.odmr)
+    }
+
+    /// The DANE mode for MX delivery to `domain`.
+    pub fn dane_for(&self, domain: &str) -> DaneMode {
+        self.lookup(domain)
+            .and_then(|route| route.dane)
+            .unwrap_or(self.dane)
     }
 
     /// The entry for `domain`: exact match first, then the nearest parent domain.

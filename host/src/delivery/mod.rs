@@ -6,8 +6,10 @@
 //! agents through the [`Agents`] trait so it can be tested without a network and so the remote
 //! agents plug in without the queue knowing their internals.
 
+pub mod dane;
 pub mod lmtp;
 pub mod maildir;
+pub mod mta_sts;
 pub mod mx;
 pub mod remote;
 pub mod smtp_client;
@@ -133,18 +135,40 @@ impl Agents for LocalOnly {
 }
 
 /// The production agents ([`remote::RemoteAgents`]: Maildir, LMTP, relays with session reuse,
-/// MX), set up from the `[queue]` and `[routes]` configuration.
+/// MX), set up from the `[queue]` and `[routes]` configuration, with a resolver of their own
+/// asking the deprecated `[queue] nameservers` (or the system's). The server uses
+/// [`with_resolver`] and its shared `[dns]` resolver.
 pub fn from_config(
     state_dir: &std::path::Path,
     hostname: &str,
     queue: &crate::config::queue::QueueConfig,
     routes: &crate::config::queue::RoutesConfig,
 ) -> Result<remote::RemoteAgents, String> {
+    let dns = crate::config::dns::DnsConfig {
+        nameservers: queue.nameservers.clone(),
+        ..Default::default()
+    };
+    let resolver = crate::dns::Resolver::from_config(&dns)?;
+    let mta_sts = crate::config::mta_sts::MtaStsConfig::default();
+    with_resolver(state_dir, hostname, queue, routes, resolver, &mta_sts)
+}
+
+/// [`from_config`] with MX lookups through the server's shared `resolver`.
+pub fn with_resolver(
+    state_dir: &std::path::Path,
+    hostname: &str,
+    queue: &crate::config::queue::QueueConfig,
+    routes: &crate::config::queue::RoutesConfig,
+    resolver: std::sync::Arc<crate::dns::Resolver>,
+    mta_sts: &crate::config::mta_sts::MtaStsConfig,
+) -> Result<remote::RemoteAgents, String> {
     let mut settings = remote::RemoteSettings::new(hostname).with_routes(routes);
     if let Some(t) = queue.client_timeout {
         settings.timeouts = smtp_client::Timeouts::all(t);
     }
-    settings.mx.nameservers = queue.nameservers.clone();
+    settings.resolver = Some(resolver);
+    settings.mta_sts = mta_sts.clone();
+    settings.mta_sts_cache = Some(state_dir.join("mta-sts"));
     settings.mx.smtp_port = queue.mx_port;
     settings.idle_time = queue.connection_reuse;
     remote::RemoteAgents::new(

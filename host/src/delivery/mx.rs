@@ -8,19 +8,21 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::NetError;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
+use std::sync::Arc;
+
 use rand::seq::SliceRandom;
 
-use super::smtp_client::{ClientConfig, Connection, Failure, send_and_quit};
+use super::dane::{self, DaneMode, Tlsa};
+use super::mta_sts::Mode as StsMode;
+use super::smtp_client::{ClientConfig, Connection, Failure, TlsVerify, send_and_quit};
 use super::{Attempt, Outbound, RecipientOutcome};
-use crate::policy::{Recipient, Reply};
+use crate::dns::{LookupError, Resolver};
+use crate::policy::{Recipient, Reply, TlsPolicy};
 
 /// How MX hosts are found and reached. Deserializable for a configuration table, e.g.
-/// `nameservers = ["127.0.0.1:5353"]`, `dns_timeout = 5` (seconds).
+/// `nameservers = ["127.0.0.1:5353"]`, `dns_timeout = 5` (seconds). `nameservers` and
+/// `dns_timeout` only matter to [`MxResolver::new`]; the server builds its [`MxResolver`] with
+/// [`MxResolver::with_resolver`] from the shared `[dns]` resolver.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MxConfig {
@@ -54,89 +56,74 @@ pub struct MxHost {
     pub preference: u16,
     /// True when the domain has no MX record and is its own exchanger.
     pub implicit: bool,
+    /// The MX RRset (or, for an implicit MX, nothing yet) was DNSSEC-secure: a precondition of
+    /// DANE (RFC 7672 §2.2.1).
+    pub secure: bool,
 }
 
 pub struct MxResolver {
-    resolver: TokioResolver,
+    resolver: Arc<Resolver>,
     config: MxConfig,
 }
 
 impl MxResolver {
+    /// A resolver of its own, from `config.nameservers` and `config.dns_timeout` (tests, tools).
     pub fn new(config: MxConfig) -> Result<MxResolver, String> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = if config.nameservers.is_empty() {
-            match TokioResolver::builder(provider.clone()) {
-                Ok(builder) => builder,
-                // No usable /etc/resolv.conf: start anyway; MX lookups defer (4.4.3) until
-                // nameservers are configured, local and relayed mail is unaffected.
-                Err(e) => {
-                    tracing::warn!(error = %e, "no system DNS configuration; MX delivery will defer");
-                    TokioResolver::builder_with_config(
-                        ResolverConfig::from_name_servers(Vec::new()),
-                        provider,
-                    )
-                }
-            }
-        } else {
-            let servers = config
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
+        let dns = crate::config::dns::DnsConfig {
+            nameservers: config.nameservers.clone(),
+            timeout: config.dns_timeout,
+            ..Default::default()
         };
-        let options: &mut ResolverOpts = builder.options_mut();
-        options.timeout = config.dns_timeout;
-        // Names are absolute; never try search domains.
-        options.ndots = 0;
-        let resolver = builder.build().map_err(|e| format!("resolver: {e}"))?;
-        Ok(MxResolver { resolver, config })
+        Ok(MxResolver::with_resolver(
+            Resolver::from_config(&dns)?,
+            config,
+        ))
+    }
+
+    /// Lookups through the server's shared resolver.
+    pub fn with_resolver(resolver: Arc<Resolver>, config: MxConfig) -> MxResolver {
+        MxResolver { resolver, config }
+    }
+
+    /// The shared resolver (DANE asks it for TLSA records).
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
     }
 
     /// The ordered list of mail exchangers for `domain`.
     pub async fn hosts(&self, domain: &str) -> Result<Vec<MxHost>, Failure> {
-        let fqdn = absolute(domain);
-        let lookup = match self.resolver.mx_lookup(fqdn.as_str()).await {
-            Ok(lookup) => lookup,
-            Err(e) if e.is_nx_domain() => {
+        let secure;
+        let records: Vec<(u16, String, bool)> = match self.resolver.mx(domain).await {
+            Ok(answer) => {
+                secure = answer.security.is_secure();
+                answer
+                    .records
+                    .into_iter()
+                    .map(|(preference, exchange)| {
+                        let root = exchange.is_empty();
+                        (preference, exchange, root)
+                    })
+                    .collect()
+            }
+            Err(LookupError::NxDomain(_)) => {
                 return Err(Failure::Permanent(Reply::new(
                     550,
                     "5.1.2",
                     format!("domain {domain} does not exist"),
                 )));
             }
-            Err(e) if e.is_no_records_found() => {
-                return Ok(vec![MxHost {
-                    name: domain.trim_end_matches('.').to_string(),
-                    preference: 0,
-                    implicit: true,
-                }]);
+            Err(LookupError::NoRecords(denial)) => {
+                secure = denial.is_secure();
+                Vec::new()
             }
             Err(e) => return Err(dns_failure(domain, "MX", &e)),
         };
-        let records: Vec<(u16, String, bool)> = lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::MX(mx) => Some((
-                    mx.preference,
-                    mx.exchange.to_ascii().trim_end_matches('.').to_string(),
-                    mx.exchange.is_root(),
-                )),
-                _ => None,
-            })
-            .collect();
         if records.is_empty() {
             return Ok(vec![MxHost {
                 name: domain.trim_end_matches('.').to_string(),
                 preference: 0,
                 implicit: true,
+                secure,
             }]);
         }
         // RFC 7505 §3: one record, exchange "." -> the domain takes no mail. A "." among other
@@ -155,6 +142,7 @@ impl MxResolver {
                 name,
                 preference,
                 implicit: false,
+                secure,
             })
             .collect();
         hosts.shuffle(&mut rand::rng());
@@ -164,13 +152,18 @@ impl MxResolver {
 
     /// The addresses of one host, IPv4 first.
     pub async fn addresses(&self, host: &MxHost) -> Result<Vec<IpAddr>, Failure> {
+        self.addresses_secure(host).await.map(|(ips, _)| ips)
+    }
+
+    /// The addresses of one host, IPv4 first, and whether they were DNSSEC-secure.
+    async fn addresses_secure(&self, host: &MxHost) -> Result<(Vec<IpAddr>, bool), Failure> {
         if let Some(ip) = literal(&host.name) {
-            return Ok(vec![ip]);
+            return Ok((vec![ip], false));
         }
-        match self.resolver.lookup_ip(absolute(&host.name).as_str()).await {
-            Ok(ips) => Ok(ips.iter().collect()),
+        match self.resolver.ips(&host.name).await {
+            Ok(answer) => Ok((answer.records, answer.security.is_secure())),
             // A domain without MX and without address takes no mail.
-            Err(e) if host.implicit && (e.is_nx_domain() || e.is_no_records_found()) => {
+            Err(LookupError::NxDomain(_) | LookupError::NoRecords(_)) if host.implicit => {
                 Err(Failure::Permanent(Reply::new(
                     550,
                     "5.1.2",
@@ -189,11 +182,25 @@ impl MxResolver {
         config: &ClientConfig,
         out: &Outbound<'_>,
     ) -> Attempt {
+        self.deliver_with_policy(domain, config, out, None).await
+    }
+
+    /// [`MxResolver::deliver`] under the domain's MTA-STS policy, if it has one: `enforce`
+    /// skips hosts the policy does not list and requires a verified certificate; `testing`
+    /// checks and logs. DANE, where it applies, wins over the policy.
+    pub async fn deliver_with_policy(
+        &self,
+        domain: &str,
+        config: &ClientConfig,
+        out: &Outbound<'_>,
+        mta_sts: Option<&super::mta_sts::MtaSts>,
+    ) -> Attempt {
         let hosts = match literal(domain) {
             Some(_) => vec![MxHost {
                 name: domain.to_string(),
                 preference: 0,
                 implicit: true,
+                secure: false,
             }],
             None => match self.hosts(domain).await {
                 Ok(hosts) => hosts,
@@ -218,6 +225,33 @@ impl MxResolver {
             );
             return Attempt::all(out, RecipientOutcome::Failed(reply));
         }
+        // The policy is looked up once the domain is known to have mail exchangers.
+        let sts = match mta_sts {
+            Some(m) => m.applied(domain).await,
+            None => None,
+        };
+        let sts = sts.as_ref();
+        let enforce = sts.filter(|s| s.policy.mode == StsMode::Enforce);
+        let hosts: Vec<MxHost> = match enforce {
+            Some(sts) => {
+                let (allowed, refused): (Vec<MxHost>, Vec<MxHost>) = hosts
+                    .into_iter()
+                    .partition(|h| sts.policy.allows_mx(&h.name));
+                for h in &refused {
+                    tracing::info!(%domain, host = %h.name, "MTA-STS: MX host not in the policy, skipped");
+                }
+                allowed
+            }
+            None => hosts,
+        };
+        if hosts.is_empty() {
+            let reply = Reply::new(
+                451,
+                "4.7.5",
+                format!("no MX host of {domain} matches its MTA-STS policy (sts-policy-invalid)"),
+            );
+            return Attempt::all(out, RecipientOutcome::Deferred(reply));
+        }
         let mut outcomes: Vec<Option<RecipientOutcome>> = vec![None; out.recipients.len()];
         let mut report = Attempt {
             outcomes: Vec::new(),
@@ -230,13 +264,40 @@ impl MxResolver {
             format!("no mail exchanger of {domain} could be tried"),
         ));
         'hosts: for host in hosts.iter().take(self.config.max_hosts.max(1)) {
-            let addrs = match self.addresses(host).await {
-                Ok(addrs) => addrs,
+            let (addrs, addrs_secure) = match self.addresses_secure(host).await {
+                Ok(found) => found,
                 Err(failure) => {
                     last_failure = failure;
                     continue;
                 }
             };
+            // DANE: TLS authenticated by TLSA records where the host publishes them securely.
+            let dane_config = match self.dane(host, host.secure && addrs_secure, config).await {
+                Ok(dane) => dane,
+                Err(failure) => {
+                    tracing::info!(host = %host.name, reply = ?failure.reply(), "DANE: host skipped");
+                    last_failure = failure;
+                    continue;
+                }
+            };
+            // Without DANE, an MTA-STS policy decides how the certificate is checked.
+            let sts_config = match (&dane_config, sts) {
+                (None, Some(sts)) if sts.policy.mode != StsMode::None => {
+                    let mut c = config.clone();
+                    if sts.policy.mode == StsMode::Enforce {
+                        c.tls = TlsPolicy::Required;
+                        c.tls_verify = TlsVerify::Verify(sts.enforce_tls.clone());
+                    } else {
+                        c.tls_verify = TlsVerify::Testing(sts.testing_tls.clone());
+                    }
+                    Some(c)
+                }
+                _ => None,
+            };
+            let config = dane_config
+                .as_ref()
+                .or(sts_config.as_ref())
+                .unwrap_or(config);
             for ip in addrs {
                 let addr = SocketAddr::new(ip, self.config.smtp_port);
                 let conn = match Connection::connect(addr, &host.name, config).await {
@@ -278,6 +339,86 @@ impl MxResolver {
     }
 }
 
+impl MxResolver {
+    /// The client configuration for `host` under DANE (RFC 7672 §2.2): `Some` (TLS required,
+    /// authenticated by the host's TLSA records) when the MX and address lookups were secure
+    /// and `_PORT._tcp.HOST` has secure, usable TLSA records; `None` (opportunistic TLS) when
+    /// DANE does not apply; an error (skip the host) when the TLSA answer is bogus or cannot be
+    /// had, or when `dane = "required"` and DANE does not apply.
+    async fn dane(
+        &self,
+        host: &MxHost,
+        chain_secure: bool,
+        config: &ClientConfig,
+    ) -> Result<Option<ClientConfig>, Failure> {
+        let required = config.dane == DaneMode::Required;
+        let not_applicable = |why: String| {
+            if required {
+                Err(Failure::Transient(Reply::new(
+                    451,
+                    "4.7.5",
+                    format!("DANE is required for {}, but {why}", host.name),
+                )))
+            } else {
+                Ok(None)
+            }
+        };
+        if config.dane == DaneMode::Off {
+            return Ok(None);
+        }
+        if !self.resolver.is_validating() {
+            return not_applicable("DNSSEC validation is off ([dns] dnssec = false)".into());
+        }
+        if !chain_secure {
+            return not_applicable("its MX or address records are not DNSSEC-signed".into());
+        }
+        let name = format!("_{}._tcp.{}", self.config.smtp_port, host.name);
+        let answer = match self.resolver.tlsa(&name).await {
+            Ok(answer) => answer,
+            Err(LookupError::NxDomain(_) | LookupError::NoRecords(_)) => {
+                return not_applicable(format!("{name} has no TLSA records"));
+            }
+            Err(LookupError::Bogus(e)) => {
+                return Err(Failure::Transient(Reply::new(
+                    451,
+                    "4.7.5",
+                    format!("TLSA records {name} failed DNSSEC validation: {e}"),
+                )));
+            }
+            Err(e) => {
+                return Err(Failure::Transient(Reply::new(
+                    451,
+                    "4.7.5",
+                    format!("TLSA lookup of {name} failed: {e}"),
+                )));
+            }
+        };
+        if !answer.security.is_secure() {
+            return not_applicable(format!("the TLSA records {name} are not DNSSEC-secure"));
+        }
+        let records: Vec<Tlsa> = answer.records.iter().map(Tlsa::from_record).collect();
+        match dane::client_config(&records, super::smtp_client::tls::provider()) {
+            Some(tls) => {
+                tracing::info!(host = %host.name, tlsa = %name, "DANE: TLS authenticated by TLSA records");
+                let mut c = config.clone();
+                c.tls = TlsPolicy::Required;
+                c.tls_verify = TlsVerify::Dane(tls);
+                Ok(Some(c))
+            }
+            None => not_applicable(format!("{name} has no usable TLSA record")),
+        }
+    }
+}
+
+/// A domain's MTA-STS policy with the client configurations that apply it.
+pub struct StsApplied {
+    pub policy: super::mta_sts::Policy,
+    /// Verifies chain and name (for `enforce`).
+    pub enforce_tls: std::sync::Arc<rustls::ClientConfig>,
+    /// Verifies and logs, never refuses (for `testing`).
+    pub testing_tls: std::sync::Arc<rustls::ClientConfig>,
+}
+
 fn is_final(outcome: Option<&RecipientOutcome>) -> bool {
     matches!(
         outcome,
@@ -285,20 +426,17 @@ fn is_final(outcome: Option<&RecipientOutcome>) -> bool {
     )
 }
 
-fn dns_failure(name: &str, kind: &str, error: &NetError) -> Failure {
+fn dns_failure(name: &str, kind: &str, error: &LookupError) -> Failure {
+    // A bogus answer may be an attack (RFC 7672 §2.2.1): a security failure, not a DNS outage.
+    let status = match error {
+        LookupError::Bogus(_) => "4.7.5",
+        _ => "4.4.3",
+    };
     Failure::Transient(Reply::new(
         451,
-        "4.4.3",
+        status,
         format!("DNS {kind} lookup of {name} failed: {error}"),
     ))
-}
-
-fn absolute(name: &str) -> String {
-    if name.ends_with('.') {
-        name.to_string()
-    } else {
-        format!("{name}.")
-    }
 }
 
 /// An address literal "[192.0.2.1]" or "[IPv6:2001:db8::1]" (RFC 5321 §4.1.3).
@@ -320,7 +458,6 @@ mod tests {
         assert_eq!(literal("[127.0.0.1]"), Some("127.0.0.1".parse().unwrap()));
         assert_eq!(literal("[IPv6:::1]"), Some("::1".parse().unwrap()));
         assert_eq!(literal("example.test"), None);
-        assert_eq!(absolute("a.test"), "a.test.");
     }
 
     #[test]

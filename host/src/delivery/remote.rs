@@ -7,18 +7,21 @@
 //! cached (each domain's hosts differ; the queue groups a domain's recipients into one attempt).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::dane::DaneMode;
 use super::lmtp::{self, LmtpTarget};
 use super::maildir::Maildir;
+use super::mta_sts::MtaSts;
 use super::mx::{MxConfig, MxResolver};
 use super::smtp_client::{
     self, ClientConfig, Connection, Failure, RelayCredentials, Timeouts, TlsVerify,
 };
 use super::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use crate::config::queue::RoutesConfig;
-use crate::policy::{RelayTarget, Reply};
+use crate::policy::{RelayTarget, Reply, TlsPolicy};
 
 /// What [`RemoteAgents`] needs besides the Maildir.
 #[derive(Debug, Clone)]
@@ -26,11 +29,19 @@ pub struct RemoteSettings {
     /// Our name in EHLO/LHLO.
     pub hostname: String,
     pub timeouts: Timeouts,
-    /// Certificate checks towards configured relays (MX hosts: never, see `smtp_client::tls`).
-    pub relay_tls_verify: TlsVerify,
+    /// Certificate settings of configured relays by (host, port); a relay not listed (e.g. one a
+    /// route hook chose) gets the defaults: verified against the system roots.
+    pub relay_tls: HashMap<(String, u16), RelayTls>,
+    /// MTA-STS (`[mta_sts]`) and where its policies are cached (`<state>/mta-sts`).
+    pub mta_sts: crate::config::mta_sts::MtaStsConfig,
+    pub mta_sts_cache: Option<PathBuf>,
+    /// DANE for MX delivery per domain (`[routes] dane`, `[routes.domains.X] dane`).
+    pub routes: RoutesConfig,
     /// `[routes.credentials.NAME]` by name.
     pub credentials: BTreeMap<String, RelayCredentials>,
     pub mx: MxConfig,
+    /// The server's shared resolver for MX lookups; `None`: one of its own from `mx`.
+    pub resolver: Option<std::sync::Arc<crate::dns::Resolver>>,
     /// Use BDAT when offered.
     pub chunking: bool,
     /// How long an idle session stays cached (0: no reuse).
@@ -45,9 +56,13 @@ impl RemoteSettings {
         RemoteSettings {
             hostname: hostname.into(),
             timeouts: Timeouts::default(),
-            relay_tls_verify: TlsVerify::AcceptAny,
+            relay_tls: HashMap::new(),
+            routes: RoutesConfig::default(),
+            mta_sts: crate::config::mta_sts::MtaStsConfig::default(),
+            mta_sts_cache: None,
             credentials: BTreeMap::new(),
             mx: MxConfig::default(),
+            resolver: None,
             chunking: true,
             idle_time: Duration::from_secs(5),
             idle_per_destination: 8,
@@ -55,8 +70,20 @@ impl RemoteSettings {
         }
     }
 
-    /// Takes the named credentials of the route table.
+    /// Takes the named credentials and the relays' certificate settings of the route table.
     pub fn with_routes(mut self, routes: &RoutesConfig) -> RemoteSettings {
+        self.routes = routes.clone();
+        let relays = routes
+            .smarthost
+            .iter()
+            .chain(routes.domains.values().filter_map(|d| d.relay.as_ref()));
+        for relay in relays {
+            let tls = RelayTls {
+                verify: relay.verify,
+                ca_file: relay.ca_file.clone(),
+            };
+            self.relay_tls.insert((relay.host.clone(), relay.port), tls);
+        }
         self.credentials = routes
             .credentials
             .iter()
@@ -73,21 +100,57 @@ impl RemoteSettings {
     }
 }
 
+/// How a relay's certificate is checked (`verify`, `ca_file` of its `[routes]` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelayTls {
+    pub verify: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for RelayTls {
+    fn default() -> Self {
+        RelayTls {
+            verify: true,
+            ca_file: None,
+        }
+    }
+}
+
+/// Whether the message's header has `TLS-Required: No` (RFC 8689 §5).
+pub fn tls_required_no(message: &[u8]) -> bool {
+    let header = crate::mail::header::section(message);
+    crate::mail::header::find(header, "TLS-Required")
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("no"))
+}
+
 pub struct RemoteAgents {
     maildir: Maildir,
     settings: RemoteSettings,
     mx: MxResolver,
+    mta_sts: MtaSts,
     idle: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
+    /// Verifying client configurations by CA file (the system roots are loaded once).
+    verifiers: Mutex<HashMap<Option<PathBuf>, TlsVerify>>,
 }
 
 impl RemoteAgents {
     pub fn new(maildir: Maildir, settings: RemoteSettings) -> Result<RemoteAgents, String> {
-        let mx = MxResolver::new(settings.mx.clone())?;
+        let mx = match &settings.resolver {
+            Some(resolver) => MxResolver::with_resolver(resolver.clone(), settings.mx.clone()),
+            None => MxResolver::new(settings.mx.clone())?,
+        };
+        let mta_sts = MtaSts::new(
+            mx.resolver().clone(),
+            settings.mta_sts.clone(),
+            settings.mta_sts_cache.clone(),
+        )?;
         Ok(RemoteAgents {
             maildir,
             settings,
             mx,
+            mta_sts,
             idle: Mutex::new(HashMap::new()),
+            verifiers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -100,8 +163,38 @@ impl RemoteAgents {
         c
     }
 
+    /// The certificate check for a relay: verified (system roots plus its `ca_file`) when TLS is
+    /// required or credentials will be sent, unless the operator set `verify = false`;
+    /// otherwise opportunistic encryption without authentication (RFC 7435).
+    fn relay_verify(&self, target: &RelayTarget) -> Result<TlsVerify, String> {
+        let tls = self
+            .settings
+            .relay_tls
+            .get(&(target.host.clone(), target.port))
+            .cloned()
+            .unwrap_or_default();
+        let must_verify = target.tls == TlsPolicy::Required || target.credentials.is_some();
+        if !tls.verify || !must_verify {
+            return Ok(TlsVerify::AcceptAny);
+        }
+        let mut verifiers = self.verifiers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = verifiers.get(&tls.ca_file) {
+            return Ok(v.clone());
+        }
+        let verify = TlsVerify::from_settings(true, tls.ca_file.as_deref())?;
+        verifiers.insert(tls.ca_file, verify.clone());
+        Ok(verify)
+    }
+
     async fn relay(&self, target: &RelayTarget, out: &Outbound<'_>) -> Attempt {
-        let mut config = self.client(self.settings.relay_tls_verify.clone());
+        let verify = match self.relay_verify(target) {
+            Ok(verify) => verify,
+            Err(e) => {
+                let reply = Reply::new(451, "4.7.5", format!("relay CA file: {e}"));
+                return Attempt::all(out, RecipientOutcome::Deferred(reply));
+            }
+        };
+        let mut config = self.client(verify);
         config.tls = target.tls;
         if let Some(name) = &target.credentials {
             match self.settings.credentials.get(name) {
@@ -230,8 +323,17 @@ impl Agents for RemoteAgents {
             Destination::Lmtp(target) => self.lmtp(target, outbound).await,
             Destination::Relay(target) => self.relay(target, outbound).await,
             Destination::Mx(domain) => {
-                let config = self.client(TlsVerify::AcceptAny);
-                self.mx.deliver(domain, &config, outbound).await
+                let mut config = self.client(TlsVerify::AcceptAny);
+                config.dane = self.settings.routes.dane_for(domain);
+                // RFC 8689 §5: "TLS-Required: No" asks that the recipient domain's TLS
+                // policies (DANE, MTA-STS) be ignored; the REQUIRETLS parameter overrides it.
+                if !outbound.reverse_path.requiretls && tls_required_no(outbound.message) {
+                    config.dane = DaneMode::Off;
+                    return self.mx.deliver(domain, &config, outbound).await;
+                }
+                (self.mx)
+                    .deliver_with_policy(domain, &config, outbound, Some(&self.mta_sts))
+                    .await
             }
         }
     }

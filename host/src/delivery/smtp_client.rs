@@ -153,6 +153,8 @@ pub struct ClientConfig {
     pub tls: TlsPolicy,
     pub tls_verify: TlsVerify,
     pub credentials: Option<RelayCredentials>,
+    /// DANE towards MX hosts (RFC 7672); relays and LMTP ignore it.
+    pub dane: super::dane::DaneMode,
     /// AUTH over a connection without TLS. Off by default: credentials never travel in clear.
     pub allow_plaintext_auth: bool,
     /// Use BDAT (RFC 3030) when the peer offers CHUNKING.
@@ -172,6 +174,7 @@ impl ClientConfig {
             tls: TlsPolicy::Opportunistic,
             tls_verify: TlsVerify::AcceptAny,
             credentials: None,
+            dane: super::dane::DaneMode::Off,
             allow_plaintext_auth: false,
             chunking: true,
             chunk_size: 1 << 20,
@@ -231,6 +234,8 @@ pub struct Connection {
     protocol: Protocol,
     remote: String,
     tls: bool,
+    /// TLS whose certificate was checked (chain and name, or DANE), not merely encryption.
+    tls_authenticated: bool,
     /// False after 421, a lost connection or a garbled reply.
     usable: bool,
     /// The last transaction ended mid-way: RSET before the next MAIL.
@@ -245,6 +250,7 @@ impl std::fmt::Debug for Connection {
             .field("remote", &self.remote)
             .field("protocol", &self.protocol)
             .field("tls", &self.tls)
+            .field("tls_authenticated", &self.tls_authenticated)
             .field("usable", &self.usable)
             .finish_non_exhaustive()
     }
@@ -261,6 +267,11 @@ impl Connection {
 
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// TLS with the peer's certificate authenticated (verified chain and name, or DANE).
+    pub fn is_tls_authenticated(&self) -> bool {
+        self.tls_authenticated
     }
 
     /// Whether another transaction may be sent.

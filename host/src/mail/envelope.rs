@@ -33,6 +33,10 @@ pub struct ReversePath {
     pub smtputf8: bool,
     pub ret: Option<DsnRet>,
     pub envid: Option<String>,
+    /// REQUIRETLS (RFC 8689): the message may only leave over authenticated TLS to a peer that
+    /// supports REQUIRETLS. Absent from spool files written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requiretls: bool,
 }
 
 /// RCPT TO with its parameters.

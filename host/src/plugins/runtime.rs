@@ -33,6 +33,9 @@ pub struct RuntimeOptions {
     /// `<state>/plugin-cache`: compiled components are kept here. `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
     pub dns: DnsOptions,
+    /// The server's shared resolver (`[dns]`); when set, the `dns` import uses it and `dns` is
+    /// ignored.
+    pub resolver: Option<Arc<crate::dns::Resolver>>,
     /// Backend of the `kv` import; the in-memory store when `None`.
     pub kv: Option<KvFactory>,
     /// Listener name -> pipeline name. A listener not named here runs the pipeline of its own name
@@ -162,7 +165,10 @@ impl Plugins {
         options: RuntimeOptions,
     ) -> Result<Arc<Plugins>> {
         let shared = Shared {
-            dns: Arc::new(Dns::new(options.dns.clone())),
+            dns: Arc::new(match &options.resolver {
+                Some(resolver) => Dns::shared(resolver.clone()),
+                None => Dns::new(options.dns.clone()),
+            }),
             options,
             kv: Mutex::default(),
             stats: Mutex::default(),

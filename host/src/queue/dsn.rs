@@ -118,7 +118,10 @@ pub fn build(report: &Report<'_>) -> Option<Dsn> {
     };
 
     // RET decides what comes back; without RET: everything for failures, the header otherwise.
+    // A REQUIRETLS message's content never travels in a report (the report itself may go over
+    // unprotected links): only its header comes back (RFC 8689 §5.2, as RET=HDRS).
     let full = match report.reverse_path.ret {
+        _ if report.reverse_path.requiretls => false,
         Some(DsnRet::Full) => true,
         Some(DsnRet::Hdrs) => false,
         None => worst == Action::Failed,

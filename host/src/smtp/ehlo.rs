@@ -79,6 +79,10 @@ impl Session {
         if self.config.atrn {
             lines.push("ATRN".into());
         }
+        // RFC 8689 §4: only over TLS (the queue enforces it on the way out).
+        if self.tls.is_some() {
+            lines.push("REQUIRETLS".into());
+        }
         for ext in [
             "ENHANCEDSTATUSCODES",
             "8BITMIME",

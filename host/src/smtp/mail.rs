@@ -1,5 +1,5 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531),
-//! RET/ENVID (RFC 3461) and AUTH= (RFC 4954). Starts a transaction once the engine accepts.
+//! RET/ENVID (RFC 3461), AUTH= (RFC 4954) and REQUIRETLS (RFC 8689). Starts a transaction once the engine accepts.
 
 use super::address::{self, PathError};
 use super::params;
@@ -41,6 +41,11 @@ impl Session {
                 return None;
             }
         };
+        // RFC 8689 §4: REQUIRETLS is offered only on a TLS session.
+        if params.requiretls && self.tls.is_none() {
+            self.fail(reply::PARAM_NOT_OFFERED);
+            return None;
+        }
         if path.utf8 && !params.smtputf8 {
             self.fail(reply::UTF8_NOT_PERMITTED);
             return None;
@@ -59,6 +64,7 @@ impl Session {
             smtputf8: params.smtputf8,
             ret: params.ret,
             envid: params.envid,
+            requiretls: params.requiretls,
         };
         self.phase = Phase::Pending(Pending::Mail(from.clone()));
         Some(Event::Mail(from))

@@ -1,4 +1,5 @@
-//! ESMTP parameters of MAIL (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH) and RCPT (NOTIFY, ORCPT).
+//! ESMTP parameters of MAIL (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH, REQUIRETLS) and RCPT
+//! (NOTIFY, ORCPT).
 //!
 //! A parameter we do not advertise gets 555 5.5.4; a duplicate or malformed one 501 5.5.4.
 
@@ -12,6 +13,8 @@ pub struct MailParams {
     pub smtputf8: bool,
     pub ret: Option<DsnRet>,
     pub envid: Option<String>,
+    /// RFC 8689; the caller refuses it where it is not offered (before STARTTLS).
+    pub requiretls: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,6 +83,11 @@ pub fn parse_mail(rest: &str, auth_param: bool) -> Result<MailParams, Static> {
                 return Err(reply::SYNTAX);
             }
             set_once(&mut params.envid, xtext::decode(v).ok_or(reply::SYNTAX)?)?;
+        } else if key.eq_ignore_ascii_case("REQUIRETLS") {
+            if value.is_some() || params.requiretls {
+                return Err(reply::SYNTAX);
+            }
+            params.requiretls = true;
         } else if key.eq_ignore_ascii_case("AUTH") && auth_param {
             let v = value.ok_or(reply::SYNTAX)?;
             if seen_auth || v.is_empty() || (v != "<>" && xtext::decode(v).is_none()) {

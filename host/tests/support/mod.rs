@@ -5,6 +5,8 @@
 //!   what smtp-sink cannot do; [`dns`]: an in-test DNS server.
 //! - [`helper_dir`]: the one place that makes directories for helpers running as another user.
 //! - [`outbound`]: fixtures for the delivery tests (client config, envelopes, messages).
+//! - [`tls`]: test CAs and certificates (good, expired, wrong-name, self-signed), a DNSSEC-signed
+//!   zone served by BIND, an HTTPS server (MTA-STS policy host).
 #![allow(dead_code)]
 
 pub mod dns;
@@ -13,6 +15,7 @@ pub mod mailwit;
 pub mod outbound;
 pub mod peer;
 pub mod sink;
+pub mod tls;
 
 #[allow(unused_imports)]
 pub use mailwit::*;

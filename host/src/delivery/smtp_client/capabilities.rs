@@ -14,6 +14,8 @@ pub struct Capabilities {
     pub dsn: bool,
     pub enhanced_status_codes: bool,
     pub starttls: bool,
+    /// RFC 8689.
+    pub requiretls: bool,
     /// `SIZE n` with n > 0: the largest message the peer takes. `SIZE` or `SIZE 0`: no limit
     /// stated, but the SIZE parameter is understood.
     pub size: Option<Option<u64>>,
@@ -43,6 +45,7 @@ impl Capabilities {
                 "DSN" => caps.dsn = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
                 "STARTTLS" => caps.starttls = true,
+                "REQUIRETLS" => caps.requiretls = true,
                 "SIZE" => {
                     caps.size = match words.next().map(str::parse::<u64>) {
                         None | Some(Ok(0)) => Some(None),

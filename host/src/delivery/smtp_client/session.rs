@@ -7,6 +7,7 @@ use base64::Engine as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::tls::HandshakeFailure;
 use super::{
     AuthMechanism, Capabilities, ClientConfig, Connection, Failure, Protocol, ServerReply, Stream,
 };
@@ -81,6 +82,7 @@ impl Connection {
             protocol,
             remote: remote.to_string(),
             tls: false,
+            tls_authenticated: false,
             usable: true,
             needs_reset: false,
             failed_before_transaction: false,
@@ -130,10 +132,10 @@ impl Connection {
                 } else {
                     match self.start_tls(server_name).await {
                         Ok(()) => self.hello().await.map_err(Retry::No)?,
-                        Err(why) if policy == TlsPolicy::Required => {
-                            return Err(self.tls_required(&format!("TLS handshake failed: {why}")));
+                        Err((failure, why)) if policy == TlsPolicy::Required => {
+                            return Err(self.tls_failed(failure, &why));
                         }
-                        Err(why) => {
+                        Err((_, why)) => {
                             tracing::info!(remote = %self.remote, %why, "STARTTLS failed, retrying without TLS");
                             return Err(Retry::WithoutTls);
                         }
@@ -155,6 +157,30 @@ impl Connection {
             "4.7.10",
             format!("TLS is required, but {} {why}", self.remote),
         )))
+    }
+
+    /// A required TLS session could not be set up: a refused certificate is a cryptographic
+    /// failure (4.7.5, RFC 3463); any other handshake failure means no encryption (4.7.10).
+    fn tls_failed(&mut self, failure: Option<HandshakeFailure>, why: &str) -> Retry {
+        self.usable = false;
+        let (code, text) = match failure {
+            Some(f) if f.is_certificate() => (
+                "4.7.5",
+                format!(
+                    "certificate of {} refused ({}): {why}",
+                    self.remote,
+                    f.result_type()
+                ),
+            ),
+            _ => (
+                "4.7.10",
+                format!(
+                    "TLS is required, but {} TLS handshake failed: {why}",
+                    self.remote
+                ),
+            ),
+        };
+        Retry::No(Failure::Transient(Reply::new(421, code, text)))
     }
 
     /// EHLO with HELO fallback, or LHLO. Sets the capabilities.
@@ -185,10 +211,13 @@ impl Connection {
         Ok(())
     }
 
-    async fn start_tls(&mut self, server_name: &str) -> Result<(), String> {
+    async fn start_tls(
+        &mut self,
+        server_name: &str,
+    ) -> Result<(), (Option<HandshakeFailure>, String)> {
         // Bytes after the 220 would be a plaintext injection (CVE-2011-0411 class): refuse.
         if !self.buffer.is_empty() {
-            return Err("data pipelined after the STARTTLS reply".into());
+            return Err((None, "data pipelined after the STARTTLS reply".into()));
         }
         let name = ServerNameOrIp::parse(server_name);
         let connector = tokio_rustls::TlsConnector::from(self.config.tls_verify.client_config());
@@ -202,15 +231,16 @@ impl Connection {
             Ok(Ok(tls)) => {
                 self.stream = Box::new(tls);
                 self.tls = true;
+                self.tls_authenticated = self.config.tls_verify.authenticates();
                 Ok(())
             }
             Ok(Err(e)) => {
                 self.usable = false;
-                Err(e.to_string())
+                Err((Some(HandshakeFailure::of(&e)), e.to_string()))
             }
             Err(_) => {
                 self.usable = false;
-                Err("timed out".into())
+                Err((None, "timed out".into()))
             }
         }
     }

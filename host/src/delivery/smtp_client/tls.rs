@@ -7,6 +7,7 @@
 //!   certificate the peer presented; this protects against passive eavesdropping only.
 //! - [`TlsVerify::Verify`] (a configured smarthost): the chain must lead to a trusted root and
 //!   name the host we connected to, as for HTTPS.
+//! - [`TlsVerify::Dane`] (an MX host with secure TLSA records): see `delivery::dane`.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -21,6 +22,10 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 pub enum TlsVerify {
     AcceptAny,
     Verify(Arc<rustls::ClientConfig>),
+    /// Authenticated by DNSSEC-signed TLSA records (see `delivery::dane`).
+    Dane(Arc<rustls::ClientConfig>),
+    /// An MTA-STS `testing` policy: checked and logged, not enforced (see `delivery::mta_sts`).
+    Testing(Arc<rustls::ClientConfig>),
 }
 
 impl std::fmt::Debug for TlsVerify {
@@ -28,6 +33,8 @@ impl std::fmt::Debug for TlsVerify {
         f.write_str(match self {
             TlsVerify::AcceptAny => "AcceptAny",
             TlsVerify::Verify(_) => "Verify",
+            TlsVerify::Dane(_) => "Dane",
+            TlsVerify::Testing(_) => "Testing",
         })
     }
 }
@@ -66,15 +73,23 @@ impl TlsVerify {
         Ok(TlsVerify::Verify(Arc::new(config)))
     }
 
+    /// Whether a handshake with this configuration authenticates the peer.
+    pub fn authenticates(&self) -> bool {
+        matches!(self, TlsVerify::Verify(_) | TlsVerify::Dane(_))
+    }
+
     pub(crate) fn client_config(&self) -> Arc<rustls::ClientConfig> {
         match self {
-            TlsVerify::Verify(config) => config.clone(),
+            TlsVerify::Verify(config) | TlsVerify::Dane(config) | TlsVerify::Testing(config) => {
+                config.clone()
+            }
             TlsVerify::AcceptAny => accept_any_config(),
         }
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The ring provider every client configuration uses.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
@@ -135,5 +150,66 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// Why a TLS handshake failed, in RFC 8460 §4.3 terms (the TLS-RPT result types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The peer's certificate is outside its validity period.
+    CertificateExpired,
+    /// The certificate does not name the host.
+    CertificateHostMismatch,
+    /// The chain does not lead to a trusted root (self-signed, unknown CA).
+    CertificateNotTrusted,
+    /// The certificate matched no usable TLSA record (DANE).
+    TlsaMismatch,
+    /// Anything else (protocol error, no common cipher, timeout, bad signature).
+    ValidationFailure,
+}
+
+impl HandshakeFailure {
+    /// From the I/O error tokio-rustls returns for a failed handshake.
+    pub fn of(error: &std::io::Error) -> HandshakeFailure {
+        use rustls::CertificateError as C;
+        let Some(tls) = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        else {
+            return HandshakeFailure::ValidationFailure;
+        };
+        match tls {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => HandshakeFailure::CertificateExpired,
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    HandshakeFailure::CertificateHostMismatch
+                }
+                C::UnknownIssuer | C::BadSignature | C::Revoked => {
+                    HandshakeFailure::CertificateNotTrusted
+                }
+                C::ApplicationVerificationFailure => HandshakeFailure::TlsaMismatch,
+                _ => HandshakeFailure::CertificateNotTrusted,
+            },
+            _ => HandshakeFailure::ValidationFailure,
+        }
+    }
+
+    /// The RFC 8460 result type.
+    pub fn result_type(self) -> &'static str {
+        match self {
+            HandshakeFailure::CertificateExpired => "certificate-expired",
+            HandshakeFailure::CertificateHostMismatch => "certificate-host-mismatch",
+            HandshakeFailure::CertificateNotTrusted => "certificate-not-trusted",
+            HandshakeFailure::TlsaMismatch => "tlsa-invalid",
+            HandshakeFailure::ValidationFailure => "validation-failure",
+        }
+    }
+
+    /// Whether the peer's certificate was refused (as opposed to the handshake breaking down).
+    pub fn is_certificate(self) -> bool {
+        self != HandshakeFailure::ValidationFailure
     }
 }

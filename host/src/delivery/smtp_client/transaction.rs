@@ -131,6 +131,27 @@ impl Connection {
     fn check_fit(&self, out: &Outbound<'_>) -> Result<(), Failure> {
         let caps = &self.capabilities;
         let remote = &self.remote;
+        // RFC 8689 §4.1: a REQUIRETLS message goes only over TLS whose certificate was
+        // authenticated (DANE, an enforced MTA-STS policy, a verified relay) to a peer that
+        // offers REQUIRETLS; anything else is a permanent failure with 5.7.30.
+        if out.reverse_path.requiretls && self.protocol == super::Protocol::Smtp {
+            if !self.tls_authenticated {
+                return Err(Failure::Permanent(Reply::new(
+                    550,
+                    "5.7.30",
+                    format!(
+                        "REQUIRETLS: no authenticated TLS to {remote} (needs DANE, an enforced MTA-STS policy or a verified relay)"
+                    ),
+                )));
+            }
+            if !caps.requiretls {
+                return Err(Failure::Permanent(Reply::new(
+                    550,
+                    "5.7.30",
+                    format!("REQUIRETLS: {remote} does not support REQUIRETLS"),
+                )));
+            }
+        }
         if needs_smtputf8(out) && !caps.smtputf8 {
             return Err(Failure::Permanent(Reply::new(
                 553,
@@ -371,6 +392,9 @@ impl Connection {
         }
         if caps.smtputf8 && needs_smtputf8(out) {
             cmd.push_str(" SMTPUTF8");
+        }
+        if rp.requiretls && caps.requiretls {
+            cmd.push_str(" REQUIRETLS");
         }
         if caps.dsn {
             match rp.ret {

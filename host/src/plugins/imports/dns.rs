@@ -1,12 +1,12 @@
-//! `dns`: A, AAAA, MX, TXT and PTR lookups through the host's resolver, each bounded by a timeout.
+//! `dns`: A, AAAA, MX, TXT and PTR lookups through the host's resolver (the server's shared
+//! `[dns]` resolver, see [`crate::dns`]), each bounded by a timeout.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::{Resolver, TokioResolver};
 
 use crate::plugins::bindings::mailwit::plugin::dns::{DnsError, Host, MxRecord};
 use crate::plugins::state::HostState;
@@ -32,11 +32,12 @@ impl Default for DnsOptions {
     }
 }
 
-/// The shared resolver. It is built lazily on the first lookup, so plugins that never use DNS
-/// (and hosts without a resolv.conf) pay nothing.
+/// The plugins' view of the resolver: the server's shared one, or (tests, `check-config`) one of
+/// its own built lazily on the first lookup, so plugins that never use DNS (and hosts without a
+/// resolv.conf) pay nothing.
 pub struct Dns {
     options: DnsOptions,
-    resolver: tokio::sync::OnceCell<Result<TokioResolver, String>>,
+    resolver: tokio::sync::OnceCell<Result<Arc<crate::dns::Resolver>, String>>,
 }
 
 impl Dns {
@@ -47,33 +48,31 @@ impl Dns {
         }
     }
 
+    /// Lookups through the server's shared resolver.
+    pub fn shared(resolver: Arc<crate::dns::Resolver>) -> Self {
+        Dns {
+            options: DnsOptions::default(),
+            resolver: tokio::sync::OnceCell::new_with(Some(Ok(resolver))),
+        }
+    }
+
     async fn resolver(&self) -> Result<&TokioResolver, DnsError> {
-        let built = self
-            .resolver
-            .get_or_init(|| async { self.build().map_err(|e| e.to_string()) })
-            .await;
+        let built = self.resolver.get_or_init(|| async { self.build() }).await;
         built
             .as_ref()
+            .map(|r| r.hickory())
             .map_err(|e| DnsError::Other(format!("no resolver: {e}")))
     }
 
-    fn build(&self) -> anyhow::Result<TokioResolver> {
-        let mut builder = if self.options.nameservers.is_empty() {
-            TokioResolver::builder_tokio()?
-        } else {
-            let servers = self
-                .options
-                .nameservers
-                .iter()
-                .map(|ip| NameServerConfig::udp_and_tcp(*ip))
-                .collect();
-            Resolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
+    fn build(&self) -> Result<Arc<crate::dns::Resolver>, String> {
+        let config = crate::config::dns::DnsConfig {
+            nameservers: (self.options.nameservers.iter())
+                .map(|ip| SocketAddr::new(*ip, 53))
+                .collect(),
+            timeout: self.options.timeout,
+            ..Default::default()
         };
-        builder.options_mut().timeout = self.options.timeout;
-        Ok(builder.build()?)
+        crate::dns::Resolver::from_config(&config)
     }
 
     /// Runs a lookup with the timeout and maps its records with `pick`.
