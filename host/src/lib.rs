@@ -10,11 +10,13 @@
 //! - [`queue`]: the scheduler, retries and bounces.
 //! - [`delivery`]: the delivery agents (Maildir, LMTP, SMTP relay, MX).
 //! - [`admin`]: the local admin socket (`mailwit reload`, `mailwit queue …`).
+//! - [`mailauth`]: DKIM signing; SPF, DKIM, DMARC and ARC verification (Authentication-Results).
 
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod mailauth;
 pub mod plugins;
 pub mod policy;
 pub mod queue;
