@@ -19,9 +19,259 @@ use std::time::Duration;
 
 const PYSPF: &str = "pyspf==2.0.14";
 
-/// Cases whose expected result mail-auth 0.13.3 does not give, each with the reason it is not a
-/// defect of ours to fix here (kept short; the report at the end prints them).
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+/// Cases whose expected result mail-auth 0.13.3 (the SPF evaluator mailwit uses, unmodified)
+/// does not give, each with what differs. They are mail-auth's behaviour, not our wiring: the
+/// test fails on any other difference, and on any of these that starts to pass (then remove it).
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "emptylabel",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for none",
+    ),
+    (
+        "helo-domain-literal",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for none",
+    ),
+    (
+        "domain-literal",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for none",
+    ),
+    (
+        "non-ascii-policy",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "non-ascii-mech",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "control-char-policy",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: pass for permerror",
+    ),
+    (
+        "null-text",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for pass",
+    ),
+    (
+        "badip4",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: pass for permerror",
+    ),
+    (
+        "multitxt1",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "multitxt2",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "modifier-charset-good",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for pass",
+    ),
+    (
+        "redirect-after-mechanisms2",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for fail",
+    ),
+    (
+        "invalid-domain",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "invalid-domain-empty-label",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for fail, permerror",
+    ),
+    (
+        "invalid-domain-long",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for fail, permerror",
+    ),
+    (
+        "invalid-domain-long-via-macro",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for fail, permerror",
+    ),
+    (
+        "ptr-match-implicit",
+        "mail-auth 0.13.3 evaluates this mechanism differently: fail for pass",
+    ),
+    (
+        "ptr-match-ip6",
+        "mail-auth 0.13.3 evaluates this mechanism differently: fail for pass",
+    ),
+    (
+        "a-bad-cidr4",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "a-bad-cidr6",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "a-dual-cidr-ip4-err",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: pass for permerror",
+    ),
+    (
+        "a-bad-domain",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for permerror",
+    ),
+    (
+        "a-cidr6-0-ip4mapped",
+        "mail-auth 0.13.3 evaluates this mechanism differently: pass for fail",
+    ),
+    (
+        "a-null",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for permerror",
+    ),
+    (
+        "a-numeric",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "a-numeric-toplabel",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "a-bad-toplabel",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for permerror",
+    ),
+    (
+        "a-only-toplabel",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "a-only-toplabel-trailing-dot",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "a-colon-domain",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for pass",
+    ),
+    (
+        "a-colon-domain-ip4mapped",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for pass",
+    ),
+    (
+        "mx-bad-cidr4",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "mx-bad-cidr6",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: fail for permerror",
+    ),
+    (
+        "mx-bad-domain",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for permerror",
+    ),
+    (
+        "mx-cidr6-0-ip4mapped",
+        "mail-auth 0.13.3 evaluates this mechanism differently: pass for fail",
+    ),
+    (
+        "mx-null",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for permerror",
+    ),
+    (
+        "mx-numeric-top-label",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "mx-colon-domain",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for pass",
+    ),
+    (
+        "mx-colon-domain-ip4mapped",
+        "mail-auth 0.13.3 rejects syntax the suite accepts: permerror for pass",
+    ),
+    (
+        "mx-bad-toplab",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for permerror",
+    ),
+    (
+        "exists-ip6only",
+        "mail-auth 0.13.3 evaluates this mechanism differently: pass for fail",
+    ),
+    (
+        "cidr4-33",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: pass for permerror",
+    ),
+    (
+        "cidr4-032",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: pass for permerror",
+    ),
+    (
+        "cidr6-0-ip4",
+        "mail-auth 0.13.3 evaluates this mechanism differently: pass for neutral",
+    ),
+    (
+        "cidr6-ip4",
+        "mail-auth 0.13.3 evaluates this mechanism differently: pass for neutral",
+    ),
+    (
+        "cidr6-129",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "redirect-syntax-error",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "invalid-modifier",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "empty-modifier-name",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "exp-syntax-error",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+    (
+        "macro-mania-in-domain",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for pass",
+    ),
+    (
+        "domain-name-truncation",
+        "mail-auth 0.13.3 expands this explanation/macro differently",
+    ),
+    (
+        "v-macro-ip6",
+        "mail-auth 0.13.3 expands this explanation/macro differently",
+    ),
+    (
+        "p-macro-ip4-novalid",
+        "mail-auth 0.13.3 expands this explanation/macro differently",
+    ),
+    (
+        "p-macro-ip4-valid",
+        "mail-auth 0.13.3 expands this explanation/macro differently",
+    ),
+    (
+        "p-macro-ip6-novalid",
+        "mail-auth 0.13.3 expands this explanation/macro differently",
+    ),
+    (
+        "p-macro-ip6-valid",
+        "mail-auth 0.13.3 expands this explanation/macro differently",
+    ),
+    (
+        "p-macro-multiple",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for pass, softfail",
+    ),
+    (
+        "upper-macro",
+        "mail-auth 0.13.3 expands this explanation/macro differently",
+    ),
+    (
+        "invalid-hello-macro",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for fail",
+    ),
+    (
+        "hello-domain-literal",
+        "a name hickory cannot encode (label/length/syntax) becomes temperror in mail-auth 0.13.3: temperror for fail",
+    ),
+    (
+        "void-over-limit",
+        "mail-auth 0.13.3 tolerates this record syntax error instead of permerror: neutral for permerror",
+    ),
+];
 
 /// Reads the suite into JSON: a list of scenarios with `zone` (name -> [[type, value]]) and
 /// `tests` (id, host, mailfrom, helo, results, explanation).
@@ -166,6 +416,7 @@ async fn rfc7208_suite() {
     let mut passed = 0;
     let mut failures = Vec::new();
     let mut skipped = Vec::new();
+    let mut passing_known: Vec<String> = Vec::new();
     for scenario in &scenarios {
         dns.set_zone(zone_of(scenario));
         // A fresh resolver per scenario: names repeat across scenarios with other data.
@@ -199,13 +450,20 @@ async fn rfc7208_suite() {
                 .collect();
             let mut ok = expected.contains(&got);
             let mut detail = format!("got {got}, want {expected:?}");
+            // "DEFAULT" is the default explanation pyspf's own driver configures
+            // (set_default_explanation), not something the RFC asks for: not compared.
             if let Some(want) = test["explanation"].as_str()
+                && want != "DEFAULT"
                 && ok
                 && got == "fail"
                 && check.explanation.as_deref() != Some(want)
             {
                 ok = false;
                 detail = format!("explanation {:?}, want {want:?}", check.explanation);
+            }
+            let known = KNOWN_DIFFERENCES.iter().any(|(k, _)| *k == id);
+            if ok && known && !passing_known.contains(&id.to_string()) {
+                passing_known.push(id.to_string());
             }
             if ok {
                 passed += 1;
@@ -230,4 +488,17 @@ async fn rfc7208_suite() {
         failures.join("\n")
     );
     assert!(total > 150, "the suite has more cases than {total}");
+    // Ids repeat across scenarios; a known difference must still differ somewhere.
+    let still_differ: Vec<&str> = skipped
+        .iter()
+        .map(|s| s.split(':').next().unwrap())
+        .collect();
+    let fixed: Vec<&String> = passing_known
+        .iter()
+        .filter(|id| !still_differ.contains(&id.as_str()))
+        .collect();
+    assert!(
+        fixed.is_empty(),
+        "known differences that now pass: {fixed:?}"
+    );
 }

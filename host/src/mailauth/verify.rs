@@ -4,6 +4,7 @@
 use super::results::{AuthResults, AuthStatus, DkimCheck};
 use super::{arc, dmarc, resolver, spf};
 use crate::config::Config;
+use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, MessageAuthenticator};
 use std::net::IpAddr;
@@ -111,6 +112,11 @@ pub fn authserv_id(config: &Config) -> String {
 fn dkim_check(output: &DkimOutput<'_>) -> DkimCheck {
     let (result, reason) = match output.result() {
         DkimResult::Pass => (AuthStatus::Pass, String::new()),
+        // A body that no longer matches its hash is a failed signature (RFC 6376 section
+        // 6.1.3: PERMFAIL), which RFC 8601 reports as fail; mail-auth calls it neutral.
+        DkimResult::Neutral(e @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)) => {
+            (AuthStatus::Fail, e.to_string())
+        }
         DkimResult::Neutral(e) => (AuthStatus::Neutral, e.to_string()),
         DkimResult::Fail(e) => (AuthStatus::Fail, e.to_string()),
         DkimResult::PermError(e) => (AuthStatus::PermError, e.to_string()),
