@@ -12,6 +12,7 @@
 //! - [`delivery`]: the delivery agents (Maildir, LMTP, SMTP relay, MX).
 //! - [`dns`]: the one resolver built from `[dns]` (MX, TLSA, the plugins' `dns` import), with DNSSEC status.
 //! - [`admin`]: the local admin socket (`mailwit reload`, `mailwit queue …`).
+//! - [`mailauth`]: DKIM signing; SPF, DKIM, DMARC and ARC verification (Authentication-Results).
 //! - [`app`]: the composition root that wires them together for `mailwit serve`.
 
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod delivery;
 pub mod dns;
 pub mod mail;
+pub mod mailauth;
 pub mod plugins;
 pub mod policy;
 pub mod queue;

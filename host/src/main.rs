@@ -41,6 +41,9 @@ enum Command {
     Queue(mailwit::admin::cli::QueueArgs),
     /// Reload plugins and pipelines of the running server.
     Reload(mailwit::admin::cli::ReloadArgs),
+    /// DKIM keys: `dkim generate …` makes one; `dkim` alone prints the configured selectors and
+    /// the TXT records to publish.
+    Dkim(mailwit::mailauth::cli::DkimArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::HashPassword { cram_md5 } => hash_password(cram_md5),
         Command::Queue(args) => return admin(mailwit::admin::cli::run_queue(&args)),
         Command::Reload(args) => return admin(mailwit::admin::cli::run_reload(&args)),
+        Command::Dkim(args) => mailwit::mailauth::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@
 pub mod dns;
 pub mod engine;
 pub mod mta_sts;
+pub mod mailauth;
 pub mod plugins;
 pub mod queue;
 
@@ -55,6 +56,12 @@ pub struct Config {
     /// `[mta_sts]`: MTA-STS (RFC 8461) for outbound delivery.
     #[serde(default)]
     pub mta_sts: mta_sts::MtaStsConfig,
+    /// `[[dkim.sign]]`: DKIM keys outgoing mail is signed with.
+    #[serde(default)]
+    pub dkim: mailauth::DkimConfig,
+    /// `[authentication]`: SPF, DKIM, DMARC and ARC verification of inbound mail.
+    #[serde(default)]
+    pub authentication: mailauth::AuthenticationConfig,
     /// The file this configuration came from (None for the embedded quickstart).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -179,6 +186,11 @@ impl Config {
                 resolve(p);
             }
         }
+        for entry in &mut self.dkim.sign {
+            if let Some(p) = entry.key.as_mut() {
+                resolve(p);
+            }
+        }
     }
 
     /// Semantic checks; the error names the key at fault.
@@ -255,6 +267,47 @@ impl Config {
                     format!("no [pipelines.{pipeline}] is defined"),
                 ));
             }
+        }
+        let mut selectors = std::collections::HashSet::new();
+        for (i, entry) in self.dkim.sign.iter().enumerate() {
+            let label_ok = |s: &str| {
+                !s.is_empty()
+                    && !s.starts_with('.')
+                    && !s.ends_with('.')
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+            };
+            if !label_ok(&entry.domain) {
+                return Err((
+                    format!("dkim.sign[{i}].domain"),
+                    format!("{:?} is not a domain name", entry.domain),
+                ));
+            }
+            if !label_ok(&entry.selector) {
+                return Err((
+                    format!("dkim.sign[{i}].selector"),
+                    format!(
+                        "{:?} is not a selector (letters, digits, '-', '.')",
+                        entry.selector
+                    ),
+                ));
+            }
+            let pair = (
+                entry.domain.to_ascii_lowercase(),
+                entry.selector.to_ascii_lowercase(),
+            );
+            if !selectors.insert(pair) {
+                return Err((
+                    format!("dkim.sign[{i}].selector"),
+                    "this domain already has a key with this selector".into(),
+                ));
+            }
+        }
+        if self.authentication.max_signatures == 0 {
+            return Err((
+                "authentication.max_signatures".into(),
+                "must be at least 1".into(),
+            ));
         }
         if let Err(e) = self.routes.validate() {
             let (key, message) = e.split_once(": ").unwrap_or(("routes", &e));

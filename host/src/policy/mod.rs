@@ -252,6 +252,11 @@ pub trait SessionHooks: Send {
         }
     }
 
+    /// The authentication results (SPF, DKIM, DMARC, ARC) of the message that the next `data`
+    /// call carries; called on mx listeners with `[authentication] verify` on, right before
+    /// `data`. An implementation keeps them for that call.
+    fn authentication_results(&mut self, _results: &crate::mailauth::AuthResults) {}
+
     async fn data(
         &mut self,
         _session: &SessionInfo,

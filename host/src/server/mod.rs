@@ -46,6 +46,8 @@ pub struct Shared {
     pub tls: tokio_rustls::TlsAcceptor,
     pub limits: Arc<limits::ConnectionLimits>,
     pub auth_failures: auth_failures::AuthFailures,
+    /// DKIM signers and the inbound verifier (SPF, DKIM, DMARC, ARC).
+    pub mailauth: Arc<crate::mailauth::MailAuth>,
     /// Flips to true on shutdown: stop accepting, finish transactions, close idle sessions.
     pub shutdown: watch::Receiver<bool>,
     next_session: AtomicU64,
@@ -88,6 +90,9 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
         let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
+        let mailauth = Arc::new(
+            crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?,
+        );
         let limits = limits::ConnectionLimits::new(
             config.server.limits.max_connections,
             config.server.limits.max_connections_per_ip,
@@ -106,6 +111,7 @@ impl Server {
                 config.server.limits.max_auth_failures_per_ip,
                 std::time::Duration::from_secs(config.server.limits.auth_failure_decay),
             ),
+            mailauth,
             shutdown: shutdown_rx,
             next_session: AtomicU64::new(1),
             boot,

@@ -5,9 +5,10 @@
 use super::Shared;
 use super::received::Trace;
 use super::relay::{self, Destination};
+use crate::mailauth::Origin;
 use crate::policy::{
-    AuthResult, Credentials, Envelope, Message, Recipient, Reply, ReversePath, SessionHooks,
-    SessionInfo, TlsInfo, Verdict,
+    AuthResult, Credentials, Envelope, ListenerRole, Message, Recipient, Reply, ReversePath,
+    SessionHooks, SessionInfo, TlsInfo, Verdict,
 };
 use crate::smtp::{Answer, Event, Session};
 use crate::spool::Incoming;
@@ -281,6 +282,30 @@ impl Stage {
         self.transactions += 1;
         let transaction = format!("{}.{}", self.info.id, self.transactions);
         let from = envelope.reverse_path.address.clone();
+        // Inbound mail (mx listener, no AUTH) is verified before the data hook, so plugins can
+        // decide on the results; forged Authentication-Results claiming our id go away here.
+        let (auth_results, data) =
+            if self.info.role == ListenerRole::Mx && self.info.authenticated.is_none() {
+                let origin = Origin {
+                    client_ip: self.info.client.ip(),
+                    helo: self.info.helo.as_deref().unwrap_or(""),
+                    mail_from: &from,
+                };
+                self.shared.mailauth.verify_inbound(&origin, data).await
+            } else {
+                (None, data)
+            };
+        if let Some(results) = &auth_results {
+            tracing::info!(
+                %transaction,
+                spf = results.spf_mail_from.result.as_str(),
+                dkim = ?results.dkim.iter().map(|d| d.result.as_str()).collect::<Vec<_>>(),
+                dmarc = results.dmarc.as_ref().map_or("none", |d| d.result.as_str()),
+                arc = results.arc.result.as_str(),
+                "authentication results"
+            );
+            self.hooks.authentication_results(results);
+        }
         let result = self
             .hooks
             .data(&self.info, &envelope, Message { bytes: &data })
@@ -325,9 +350,24 @@ impl Stage {
             date: chrono::Local::now().fixed_offset(),
         };
         let header = trace.header();
-        let mut message = Vec::with_capacity(header.len() + data.len());
+        let results_header = auth_results
+            .as_ref()
+            .map(|r| r.header())
+            .unwrap_or_default();
+        let mut message = Vec::with_capacity(header.len() + results_header.len() + data.len());
         message.extend_from_slice(header.as_bytes());
+        message.extend_from_slice(results_header.as_bytes());
         message.extend_from_slice(&data);
+        // DKIM signing comes last, after every change to the message (plugin modifications,
+        // Received): mail of authenticated senders whose From domain has a key.
+        if self.info.authenticated.is_some() && !self.shared.mailauth.signers.is_empty() {
+            let signatures = self.shared.mailauth.signers.sign(&message);
+            if !signatures.is_empty() {
+                let mut signed = signatures;
+                signed.extend_from_slice(&message);
+                message = signed;
+            }
+        }
         let size = message.len();
         let recipients = envelope.recipients.len();
         let incoming = Incoming {

@@ -1,0 +1,105 @@
+//! Configuration of mail authentication: DKIM signing keys (`[[dkim.sign]]`) and inbound
+//! verification (`[authentication]`: SPF, DKIM, DMARC, ARC, the Authentication-Results header).
+//!
+//! ```toml
+//! [[dkim.sign]]
+//! domain = "example.test"
+//! selector = "s1"
+//! key = "dkim/s1.pem"            # relative to the configuration file; the algorithm is read from it
+//! # absent: <state_dir>/dkim/<domain>.<selector>.pem, generated on first start with `algorithm`
+//! # algorithm = "rsa"            # rsa (2048 bits) | ed25519, for that generation only
+//! # headers = ["From", "To", "Subject", ...]   # signed when present (default: a common list)
+//! # oversign = ["From", "Subject", ...]        # signed once more than present: none can be added
+//! # expiry = "7d"                # x= tag (default: none)
+//!
+//! [authentication]
+//! authserv_id = "mx.example.test"  # default: [server] hostname
+//! verify = true                    # on mx listeners (default true)
+//! max_signatures = 5               # DKIM signatures verified per message, the rest ignored
+//! ```
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[dkim]`: the keys outgoing mail is signed with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimConfig {
+    /// `[[dkim.sign]]`: one entry per (domain, selector); several selectors of a domain all sign
+    /// (key rotation publishes the new selector, signs with both, then drops the old one).
+    #[serde(default)]
+    pub sign: Vec<DkimSignConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyAlgorithm {
+    /// RSA-SHA256 with a 2048-bit key: what every verifier checks.
+    #[default]
+    Rsa,
+    /// Ed25519-SHA256 (RFC 8463): short keys, not yet verified everywhere; pair it with an RSA
+    /// selector.
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Rsa => "rsa",
+            KeyAlgorithm::Ed25519 => "ed25519",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSignConfig {
+    /// The d= domain. Mail whose From domain is this domain or one of its subdomains is signed.
+    pub domain: String,
+    /// The s= selector: the key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// PEM private key (PKCS#1 RSA, PKCS#8 RSA or Ed25519), relative to the configuration file.
+    /// Absent: `<state_dir>/dkim/<domain>.<selector>.pem`, generated on first start.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The algorithm of a generated key (a configured key's own algorithm is used as it is).
+    #[serde(default)]
+    pub algorithm: KeyAlgorithm,
+    /// Header fields signed when present.
+    #[serde(default)]
+    pub headers: Option<Vec<String>>,
+    /// Header fields signed once more than they occur, so none can be added after signing.
+    #[serde(default)]
+    pub oversign: Option<Vec<String>>,
+    /// Signature lifetime (x= tag); absent: signatures do not expire.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub expiry: Option<Duration>,
+}
+
+/// `[authentication]`: verification of inbound mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthenticationConfig {
+    /// The authserv-id of the Authentication-Results header; default: `[server] hostname`.
+    /// Inbound headers that claim it are removed (RFC 8601 section 5).
+    pub authserv_id: Option<String>,
+    /// Verify SPF, DKIM, DMARC and ARC on mx listeners and add Authentication-Results.
+    pub verify: bool,
+    /// DKIM signatures verified per message (each costs DNS lookups); the others are ignored.
+    pub max_signatures: usize,
+}
+
+impl Default for AuthenticationConfig {
+    fn default() -> Self {
+        AuthenticationConfig {
+            authserv_id: None,
+            verify: true,
+            max_signatures: 5,
+        }
+    }
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    super::queue::duration(d).map(Some)
+}

@@ -1,0 +1,65 @@
+//! Mail authentication: DKIM signing of outgoing mail, and SPF / DKIM / DMARC / ARC verification
+//! of inbound mail with an `Authentication-Results` header. mail-auth (0.13) does the parsing
+//! and the cryptography; this module decides what is signed and verified, and when.
+//!
+//! - [`keys`]: reading, generating and publishing DKIM keys.
+//! - [`sign`]: the signers of `[[dkim.sign]]`.
+//! - [`verify`]: one pass over an inbound message, built on [`spf`], [`dmarc`] and [`arc`].
+//! - [`results`]: the structured results and the header; forged headers removed.
+//! - [`resolver`]: mail-auth's DNS client from `[dns]`.
+
+pub mod arc;
+pub mod cli;
+pub mod dmarc;
+pub mod keys;
+pub mod resolver;
+pub mod results;
+pub mod sign;
+pub mod spf;
+pub mod verify;
+
+pub use results::AuthResults;
+pub use verify::Origin;
+
+use crate::config::Config;
+
+/// What the SMTP stages use: the signers, and the verifier for mx listeners.
+#[derive(Default)]
+pub struct MailAuth {
+    pub signers: sign::Signers,
+    /// None when `[authentication] verify = false`.
+    pub verifier: Option<verify::Verifier>,
+}
+
+impl MailAuth {
+    /// Loads (or, for selectors without a key file, generates) the signing keys and builds the
+    /// verifier's resolver.
+    pub fn from_config(config: &Config) -> anyhow::Result<MailAuth> {
+        let signers = sign::Signers::from_config(config)?;
+        for key in signers.keys() {
+            tracing::info!(domain = %key.domain, selector = %key.selector, key = %key.key_path.display(), "DKIM signing key loaded");
+        }
+        let verifier = if config.authentication.verify {
+            Some(verify::Verifier::from_config(config)?)
+        } else {
+            None
+        };
+        Ok(MailAuth { signers, verifier })
+    }
+
+    /// Verifies an inbound message: the results and the message to keep (forged
+    /// Authentication-Results fields claiming our authserv-id removed). None when verification
+    /// is off.
+    pub async fn verify_inbound(
+        &self,
+        origin: &Origin<'_>,
+        message: Vec<u8>,
+    ) -> (Option<AuthResults>, Vec<u8>) {
+        let Some(verifier) = &self.verifier else {
+            return (None, message);
+        };
+        let results = verifier.verify(origin, &message).await;
+        let message = results::strip_forged(&message, verifier.authserv_id()).unwrap_or(message);
+        (Some(results), message)
+    }
+}

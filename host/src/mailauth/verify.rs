@@ -1,0 +1,145 @@
+//! Verification of inbound mail: SPF (HELO and MAIL FROM), DKIM (every signature up to a
+//! limit), ARC and DMARC, in one pass that yields [`AuthResults`].
+
+use super::results::{AuthResults, AuthStatus, DkimCheck};
+use super::{arc, dmarc, resolver, spf};
+use crate::config::Config;
+use mail_auth::dkim::DkimError;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, MessageAuthenticator};
+use std::net::IpAddr;
+
+/// What the SMTP session knows about the message's origin.
+pub struct Origin<'a> {
+    pub client_ip: IpAddr,
+    pub helo: &'a str,
+    /// The reverse path (empty for `<>`).
+    pub mail_from: &'a str,
+}
+
+pub struct Verifier {
+    authenticator: MessageAuthenticator,
+    authserv_id: String,
+    hostname: String,
+    max_signatures: usize,
+}
+
+impl Verifier {
+    pub fn from_config(config: &Config) -> anyhow::Result<Verifier> {
+        Ok(Verifier {
+            authenticator: resolver::authenticator(&config.dns)?,
+            authserv_id: authserv_id(config),
+            hostname: config.server.hostname.clone(),
+            max_signatures: config.authentication.max_signatures,
+        })
+    }
+
+    pub fn authserv_id(&self) -> &str {
+        &self.authserv_id
+    }
+
+    pub fn authenticator(&self) -> &MessageAuthenticator {
+        &self.authenticator
+    }
+
+    pub async fn verify(&self, origin: &Origin<'_>, message: &[u8]) -> AuthResults {
+        let auth = &self.authenticator;
+        let spf_helo = spf::check_helo(auth, origin.client_ip, origin.helo, &self.hostname).await;
+        let (spf_mail_from, spf_output) = spf::check_mail_from(
+            auth,
+            origin.client_ip,
+            origin.helo,
+            origin.mail_from,
+            &self.hostname,
+        )
+        .await;
+        let unparsable = || AuthResults {
+            authserv_id: self.authserv_id.clone(),
+            spf_helo: spf_helo.clone(),
+            spf_mail_from: spf_mail_from.clone(),
+            dkim: Vec::new(),
+            dmarc: None,
+            arc: super::results::ArcCheck {
+                result: AuthStatus::None,
+                sets: 0,
+                reason: String::new(),
+            },
+            from_domain: String::new(),
+        };
+        let Some(mut parsed) = AuthenticatedMessage::parse(message) else {
+            return unparsable();
+        };
+        // Each signature costs a key lookup and a hash of the message: a bounded number.
+        parsed.dkim_headers.truncate(self.max_signatures);
+        let dkim_output = auth.verify_dkim(&parsed).await;
+        let arc_output = auth.verify_arc(&parsed).await;
+        let mail_from_domain = spf_mail_from.domain.clone();
+        let dmarc_output = auth
+            .verify_dmarc(DmarcParameters::new(
+                &parsed,
+                &dkim_output,
+                &mail_from_domain,
+                &spf_output,
+            ))
+            .await;
+        let from_domain = parsed
+            .from
+            .first()
+            .and_then(|f| f.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        AuthResults {
+            authserv_id: self.authserv_id.clone(),
+            spf_helo,
+            spf_mail_from,
+            dkim: dkim_output.iter().map(dkim_check).collect(),
+            dmarc: dmarc::check(&dmarc_output),
+            arc: arc::check(&arc_output),
+            from_domain,
+        }
+    }
+}
+
+/// `[authentication] authserv_id`, or the server's host name.
+pub fn authserv_id(config: &Config) -> String {
+    config
+        .authentication
+        .authserv_id
+        .clone()
+        .unwrap_or_else(|| config.server.hostname.clone())
+}
+
+fn dkim_check(output: &DkimOutput<'_>) -> DkimCheck {
+    let (result, reason) = match output.result() {
+        DkimResult::Pass => (AuthStatus::Pass, String::new()),
+        // A body that no longer matches its hash is a failed signature (RFC 6376 section
+        // 6.1.3: PERMFAIL), which RFC 8601 reports as fail; mail-auth calls it neutral.
+        DkimResult::Neutral(e @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)) => {
+            (AuthStatus::Fail, e.to_string())
+        }
+        DkimResult::Neutral(e) => (AuthStatus::Neutral, e.to_string()),
+        DkimResult::Fail(e) => (AuthStatus::Fail, e.to_string()),
+        DkimResult::PermError(e) => (AuthStatus::PermError, e.to_string()),
+        DkimResult::TempError(e) => (AuthStatus::TempError, e.to_string()),
+        DkimResult::None => (AuthStatus::None, String::new()),
+    };
+    let signature = output.signature();
+    DkimCheck {
+        result,
+        reason,
+        domain: signature
+            .map(|s| s.d.to_ascii_lowercase())
+            .unwrap_or_default(),
+        selector: signature.map(|s| s.s.clone()).unwrap_or_default(),
+        algorithm: signature
+            .map(|s| s.a.name().to_string())
+            .unwrap_or_default(),
+        signature_prefix: signature
+            .map(|s| {
+                use base64::Engine;
+                let b = base64::engine::general_purpose::STANDARD.encode(&s.b);
+                b.chars().take(8).collect()
+            })
+            .unwrap_or_default(),
+    }
+}
