@@ -212,6 +212,9 @@ impl SignedZone {
         let out = Command::new("dnssec-signzone")
             .args(["-q", "-z", "-O", "full", "-o", "test.", "-K"])
             .arg(d)
+            // The dsset file goes to the temp dir, not the working directory.
+            .arg("-d")
+            .arg(d)
             .arg("-f")
             .arg(d.join("test.zone.signed"))
             .arg(d.join("test.zone"))
