@@ -9,12 +9,14 @@
 //! - [`spool`]: the durable message store with group commit and recovery.
 //! - [`queue`]: the scheduler, retries and bounces.
 //! - [`delivery`]: the delivery agents (Maildir, LMTP, SMTP relay, MX).
+//! - [`metrics`]: the Prometheus registry and the operator HTTP listener (/metrics, /healthz).
 //! - [`admin`]: the local admin socket (`mailwit reload`, `mailwit queue …`).
 
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod metrics;
 pub mod plugins;
 pub mod policy;
 pub mod queue;

@@ -9,6 +9,7 @@
 pub mod dsn;
 pub mod lmtp;
 pub mod maildir;
+pub mod measured;
 pub mod mx;
 pub mod remote;
 pub mod smtp_client;
