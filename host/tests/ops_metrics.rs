@@ -72,7 +72,10 @@ fn metrics_count_what_clients_did() {
         sample(&metrics, "mailwit_connections_total{listener=\"mx\"}"),
         Some(1.0)
     );
-    assert_eq!(sample(&metrics, "mailwit_message_size_bytes_count"), Some(N as f64));
+    assert_eq!(
+        sample(&metrics, "mailwit_message_size_bytes_count"),
+        Some(N as f64)
+    );
     // Greeting, EHLO, per message MAIL/RCPT/DATA-end (354 is 3xx), RSET, QUIT...
     assert!(sample(&metrics, "mailwit_smtp_replies_total{class=\"2xx\"}").unwrap() >= 20.0);
     assert_eq!(
@@ -124,7 +127,10 @@ fn metrics_count_what_clients_did() {
     tls.expect("QUIT", 221);
     let (_, metrics) = http_get(http, "/metrics");
     assert_eq!(
-        sample(&metrics, "mailwit_tls_handshakes_total{version=\"TLSv1.3\"}"),
+        sample(
+            &metrics,
+            "mailwit_tls_handshakes_total{version=\"TLSv1.3\"}"
+        ),
         Some(1.0),
         "{metrics}"
     );
@@ -150,9 +156,7 @@ fn json_logs_carry_the_session_span() {
     let log = server.log();
     let lines: Vec<serde_json::Value> = log
         .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-        })
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
     let transaction = lines
         .iter()
@@ -164,7 +168,10 @@ fn json_logs_carry_the_session_span() {
         .unwrap_or_else(|| panic!("no session span: {transaction}"));
     assert_eq!(session["listener"], "mx");
     assert!(
-        session["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        session["client"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
         "{session}"
     );
     assert!(session["id"].is_string());

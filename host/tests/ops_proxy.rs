@@ -28,7 +28,10 @@ fn haproxy_v1_and_v2_carry_the_real_client() {
     let backend = server.addr("proxied");
     let haproxy = Haproxy::start(
         dir.path(),
-        &[("v1", backend, "send-proxy"), ("v2", backend, "send-proxy-v2")],
+        &[
+            ("v1", backend, "send-proxy"),
+            ("v2", backend, "send-proxy-v2"),
+        ],
     );
     for (frontend, client_ip) in [("v1", "127.0.0.77"), ("v2", "127.0.0.78")] {
         let mut client = Client::connect_raw_from(haproxy.frontend(frontend), Some(client_ip));
@@ -37,7 +40,11 @@ fn haproxy_v1_and_v2_carry_the_real_client() {
         // the balancer's own address (127.0.0.1) carries both.
         let mut second = Client::connect_raw_from(haproxy.frontend(frontend), Some(client_ip));
         let refused = second.reply();
-        assert_eq!((refused.code, refused.enhanced()), (421, "4.7.0".into()), "{frontend}");
+        assert_eq!(
+            (refused.code, refused.enhanced()),
+            (421, "4.7.0".into()),
+            "{frontend}"
+        );
         client.expect("EHLO client.test", 250);
         // The hook saw the real address: greylisting exempts it.
         let reply = client.send_mail(
@@ -67,7 +74,10 @@ fn haproxy_v1_and_v2_carry_the_real_client() {
             "no Received from {ip}:\n{texts:?}"
         );
     }
-    assert!(texts.iter().all(|t| !t.contains("[127.0.0.1]")), "{texts:?}");
+    assert!(
+        texts.iter().all(|t| !t.contains("[127.0.0.1]")),
+        "{texts:?}"
+    );
     let log = server.log();
     assert!(log.contains("client=127.0.0.77:"), "{log}");
 }

@@ -63,7 +63,10 @@ fn redis_down_fails_the_kv_calls_not_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let mut redis = Redis::start(&dir.path().join("redis"));
     let server = TestServer::with_config(&shared_config(&redis));
-    assert_eq!(attempt(&server, "x@before.test", "bob@example.test"), (250, 451));
+    assert_eq!(
+        attempt(&server, "x@before.test", "bob@example.test"),
+        (250, 451)
+    );
 
     redis.stop();
     // Both plugins fail open on a kv error (their policy): mail flows, nothing crashes.

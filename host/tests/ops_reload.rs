@@ -99,8 +99,14 @@ fn reload_adding_a_listener_and_a_certificate_drops_nothing() {
     .unwrap();
     let (ok, report) = reload(&server);
     assert!(ok, "{report}\n{}", server.log());
-    assert!(report.contains("listener extra: added on 127.0.0.1:"), "{report}");
-    assert!(report.contains("server.tls: certificate and key re-read"), "{report}");
+    assert!(
+        report.contains("listener extra: added on 127.0.0.1:"),
+        "{report}"
+    );
+    assert!(
+        report.contains("server.tls: certificate and key re-read"),
+        "{report}"
+    );
     assert!(report.contains("plugins: generation 2 live"), "{report}");
     for sender in senders {
         sender.join().expect("a sender failed");
@@ -152,7 +158,9 @@ fn a_reload_that_cannot_apply_is_refused_whole() {
         &server.config_path,
         config(
             "[server.limits]\nmax_recipients = 1\n",
-            &format!("{NO_WATCH}[[listeners]]\nname = \"extra\"\naddress = \"{taken}\"\nrole = \"mx\"\n"),
+            &format!(
+                "{NO_WATCH}[[listeners]]\nname = \"extra\"\naddress = \"{taken}\"\nrole = \"mx\"\n"
+            ),
         ),
     )
     .unwrap();
@@ -170,8 +178,10 @@ fn a_reload_that_cannot_apply_is_refused_whole() {
     // A section that needs a restart: refused with its name.
     std::fs::write(
         &server.config_path,
-        config("", NO_WATCH)
-            .replace("hostname = \"mail.example.test\"", "hostname = \"other.example.test\""),
+        config("", NO_WATCH).replace(
+            "hostname = \"mail.example.test\"",
+            "hostname = \"other.example.test\"",
+        ),
     )
     .unwrap();
     let (ok, report) = reload(&server);

@@ -63,7 +63,11 @@ impl HttpServer {
     }
 }
 
-async fn serve(mut stream: TcpStream, metrics: &Metrics, ready: &AtomicBool) -> std::io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     let path = loop {

@@ -151,6 +151,17 @@ impl Metrics {
             kv_operations: Family::default(),
             registry: RwLock::new(Registry::default()),
         };
+        // Known label sets start at 0, so every family shows from the first scrape (and rates
+        // work from the first event).
+        let _ = m.tls_handshakes.get_or_create(&TlsLabels {
+            version: "failed".into(),
+        });
+        for r#type in ["a", "aaaa", "mx", "txt", "ptr"] {
+            let _ = m.dns_lookups.get_or_create(&DnsLabels {
+                r#type,
+                outcome: "error",
+            });
+        }
         {
             let mut r = m.registry.write().unwrap();
             // Counters get their `_total` suffix from the encoder.
@@ -282,13 +293,11 @@ impl Metrics {
     /// lines of a multi-line reply but its last have `NNN-`).
     pub fn replies_in(&self, output: &[u8]) {
         for line in output.split(|&b| b == b'\n') {
-            if line.len() >= 4 && line[3] == b' ' {
-                if let Ok(code) = std::str::from_utf8(&line[..3])
-                    .unwrap_or("")
-                    .parse::<u16>()
-                {
-                    self.reply(code);
-                }
+            if line.len() >= 4
+                && line[3] == b' '
+                && let Ok(code) = std::str::from_utf8(&line[..3]).unwrap_or("").parse::<u16>()
+            {
+                self.reply(code);
             }
         }
     }
@@ -306,12 +315,39 @@ impl Metrics {
             hook,
         };
         self.hook_calls.get_or_create(&labels).inc();
+        let failures = self.hook_failures.get_or_create(&labels);
         if failed {
-            self.hook_failures.get_or_create(&labels).inc();
+            failures.inc();
         }
         self.hook_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Creates a listener's refusal counters at 0.
+    pub fn listener_started(&self, listener: &str) {
+        for reason in [
+            "limit_total",
+            "limit_per_ip",
+            "proxy_untrusted",
+            "proxy_malformed",
+        ] {
+            let _ = self.connections_refused.get_or_create(&ReasonLabels {
+                listener: listener.to_string(),
+                reason,
+            });
+        }
+    }
+
+    /// Creates a kv backend's error counters at 0.
+    pub fn kv_started(&self, backend: &'static str) {
+        for op in ["get", "put", "increment", "delete"] {
+            let _ = self.kv_operations.get_or_create(&KvLabels {
+                backend,
+                op,
+                outcome: "error",
+            });
+        }
     }
 
     pub fn kv(&self, backend: &'static str, op: &'static str, ok: bool) {
@@ -343,7 +379,8 @@ impl std::fmt::Debug for GaugeProbe {
 impl Collector for GaugeProbe {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let values = (self.read)();
-        let mut family = encoder.encode_descriptor(self.name, self.help, None, MetricType::Gauge)?;
+        let mut family =
+            encoder.encode_descriptor(self.name, self.help, None, MetricType::Gauge)?;
         if self.label.is_empty() {
             let value = values.first().map_or(0, |(_, v)| *v);
             return ConstGauge::new(value).encode(family);
@@ -370,7 +407,10 @@ mod tests {
             vec![("deferred".into(), 3)]
         });
         let text = m.encode();
-        assert!(text.contains("mailwit_messages_accepted_total 1\n"), "{text}");
+        assert!(
+            text.contains("mailwit_messages_accepted_total 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("mailwit_smtp_replies_total{class=\"2xx\"} 1\n"),
             "{text}"
@@ -383,6 +423,9 @@ mod tests {
             text.contains("mailwit_queue_recipients{state=\"deferred\"} 3\n"),
             "{text}"
         );
-        assert!(text.contains("# TYPE mailwit_message_size_bytes histogram"), "{text}");
+        assert!(
+            text.contains("# TYPE mailwit_message_size_bytes histogram"),
+            "{text}"
+        );
     }
 }

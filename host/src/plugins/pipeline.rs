@@ -79,10 +79,12 @@ async fn call_plugin(
     let started = std::time::Instant::now();
     let hook = call.hook();
     let output = call_plugin_unmeasured(entry, slot, session, call).await;
-    entry
-        .ctx
-        .metrics
-        .hook_call(entry.name(), hook.name(), started.elapsed(), output.is_none());
+    entry.ctx.metrics.hook_call(
+        entry.name(),
+        hook.name(),
+        started.elapsed(),
+        output.is_none(),
+    );
     output
 }
 

@@ -81,6 +81,7 @@ impl Shared {
                     Some(factory) => (self.options.kv_backend, factory(plugin)),
                     None => ("memory", Arc::new(MemoryKv::default()) as Arc<dyn KvStore>),
                 };
+                self.options.metrics.kv_started(backend);
                 Arc::new(Counted {
                     inner,
                     backend,

@@ -108,8 +108,14 @@ pub(crate) struct Live {
 
 impl Live {
     /// Starts accepting on a bound socket under `name`.
-    fn spawn_listener(self: &Arc<Self>, name: &str, configured: SocketAddr, socket: tokio::net::TcpListener) -> anyhow::Result<SocketAddr> {
+    fn spawn_listener(
+        self: &Arc<Self>,
+        name: &str,
+        configured: SocketAddr,
+        socket: tokio::net::TcpListener,
+    ) -> anyhow::Result<SocketAddr> {
         let bound = socket.local_addr()?;
+        self.current.load().metrics.listener_started(name);
         let (stop, stop_rx) = watch::channel(false);
         self.tasks.lock().unwrap().spawn(listener::accept_loop(
             self.clone(),
@@ -240,10 +246,8 @@ impl Server {
         let shared = self.live.current.load_full();
         let grace = shared.config.server.shutdown_grace();
         let mut tasks = std::mem::take(&mut *self.live.tasks.lock().unwrap());
-        let drained = tokio::time::timeout(grace, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(
                 active = shared.limits.active(),
@@ -409,10 +413,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _http = match config.admin.http {
         Some(address) => {
-            let http = crate::metrics::http::HttpServer::start(address, metrics.clone(), ready.clone())
-                .await
-                .with_context(|| format!("[admin] http: cannot bind {address}"))?;
-            write_atomically(&state_dir, "admin-http.addr", http.address.to_string().as_bytes())?;
+            let http =
+                crate::metrics::http::HttpServer::start(address, metrics.clone(), ready.clone())
+                    .await
+                    .with_context(|| format!("[admin] http: cannot bind {address}"))?;
+            write_atomically(
+                &state_dir,
+                "admin-http.addr",
+                http.address.to_string().as_bytes(),
+            )?;
             Some(http)
         }
         None => None,

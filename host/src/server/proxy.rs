@@ -91,7 +91,10 @@ pub fn parse_v1(line: &[u8]) -> Result<ProxyHeader, ProxyError> {
             };
             let port = |s: &str| -> Result<u16, ProxyError> {
                 // No sign, no leading zeros (the spec's own rule).
-                if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit()) {
+                if s.is_empty()
+                    || (s.len() > 1 && s.starts_with('0'))
+                    || !s.bytes().all(|b| b.is_ascii_digit())
+                {
                     return Err(ProxyError::Malformed("v1 bad port"));
                 }
                 s.parse().map_err(|_| ProxyError::Malformed("v1 bad port"))
@@ -161,8 +164,14 @@ pub fn parse_v2(start: &[u8; 16], payload: &[u8]) -> Result<ProxyHeader, ProxyEr
             let src: [u8; 16] = a[..16].try_into().expect("16 bytes");
             let dst: [u8; 16] = a[16..32].try_into().expect("16 bytes");
             Ok(ProxyHeader {
-                source: Some(SocketAddr::new(Ipv6Addr::from(src).into(), port(&a[32..34]))),
-                destination: Some(SocketAddr::new(Ipv6Addr::from(dst).into(), port(&a[34..36]))),
+                source: Some(SocketAddr::new(
+                    Ipv6Addr::from(src).into(),
+                    port(&a[32..34]),
+                )),
+                destination: Some(SocketAddr::new(
+                    Ipv6Addr::from(dst).into(),
+                    port(&a[34..36]),
+                )),
             })
         }
         // AF_UNIX carries no IP address: the balancer's own address stands.
@@ -217,10 +226,17 @@ mod tests {
             b"EHLO mail.example.test\r\n",
             b"PROXY TCP4 192.0.2.7 10.0.0.1 1 2\n",
         ] {
-            assert!(read(bad).await.0.is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                read(bad).await.0.is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long = format!("PROXY TCP4 {}\r\n", "1".repeat(200));
-        assert!(matches!(read(long.as_bytes()).await.0, Err(ProxyError::Malformed(_))));
+        assert!(matches!(
+            read(long.as_bytes()).await.0,
+            Err(ProxyError::Malformed(_))
+        ));
     }
 
     fn v2(command: u8, family: u8, payload: &[u8]) -> Vec<u8> {

@@ -19,9 +19,8 @@ use std::sync::Arc;
 /// HTTP listener, logging).
 fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     // Debug text compares these sections without asking every owner for PartialEq.
-    let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
-        format!("{a:?}") != format!("{b:?}")
-    };
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut sections = Vec::new();
     let (o, n) = (&old.server, &new.server);
     if o.state_dir != n.state_dir {
@@ -279,17 +278,17 @@ impl ConfigReload {
 
     async fn try_reload(&self) -> anyhow::Result<String> {
         let _guard = self.one_at_a_time.lock().await;
-        let path = self
-            .path
-            .as_ref()
-            .context("serving the embedded quickstart: there is no configuration file to re-read")?;
+        let path = self.path.as_ref().context(
+            "serving the embedded quickstart: there is no configuration file to re-read",
+        )?;
         let server = self.server.get().context("the server is still starting")?;
         let mut config = Config::load(path)?;
         config.server.state_dir = self.state_dir.clone();
         let config = Arc::new(config);
         let prepared = server.prepare(config.clone()).await?;
         let settings = crate::plugins::generation::PluginSettings::from_config(&config);
-        let listener_pipelines = crate::plugins::RuntimeOptions::for_server(&config).listener_pipelines;
+        let listener_pipelines =
+            crate::plugins::RuntimeOptions::for_server(&config).listener_pipelines;
         let plugins = self.plugins.clone();
         let report = tokio::task::spawn_blocking(move || {
             plugins.reload_with_listeners(&settings, &listener_pipelines)

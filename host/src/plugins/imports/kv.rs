@@ -58,7 +58,6 @@ pub(crate) fn check_key(key: &str) -> Result<(), String> {
 }
 
 impl MemoryKv {
-
     /// Makes room for one new key, dropping expired entries first.
     fn ensure_room(
         entries: &mut HashMap<String, Entry>,

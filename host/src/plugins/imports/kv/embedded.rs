@@ -205,7 +205,9 @@ impl KvStore for EmbeddedKv {
         }
         let key = key.to_string();
         self.blocking(move |kv| {
-            kv.update_blocking(&key, |_, now| Ok((Some(encode(&value, expiry(ttl, now))), ())))
+            kv.update_blocking(&key, |_, now| {
+                Ok((Some(encode(&value, expiry(ttl, now))), ()))
+            })
         })
         .await
     }
@@ -259,7 +261,10 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(kv.get("gone").await, Ok(None));
-            assert_eq!(kv.increment("c", 2, Some(Duration::from_secs(60))).await, Ok(2));
+            assert_eq!(
+                kv.increment("c", 2, Some(Duration::from_secs(60))).await,
+                Ok(2)
+            );
             assert_eq!(kv.increment("c", 3, None).await, Ok(5));
             assert!(kv.increment("a", 1, None).await.is_ok());
             kv.put("s", b"text".to_vec(), None).await.unwrap();
