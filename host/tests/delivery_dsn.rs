@@ -1,11 +1,12 @@
 //! RFC 3464 reports: built by `delivery::dsn`, parsed back with mail-parser, and a bounce for a
 //! recipient smtp-sink rejected delivered to another smtp-sink.
 
-mod delivery_common;
+mod support;
 
 use std::time::{Duration, SystemTime};
 
-use delivery_common::*;
+use support::outbound::*;
+use support::sink::*;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use mailwit::delivery::dsn::{self, Action, RecipientReport, Report};
 use mailwit::delivery::smtp_client;

@@ -11,11 +11,9 @@
 //! Default: 5 cycles. Full run: `HARDENING_CRASH_CYCLES=25 cargo test -p mailwit --test
 //! hardening_crash -- --nocapture`.
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
 
-use delivery_common::Sink;
+use support::sink::Sink;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
