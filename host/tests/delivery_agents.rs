@@ -6,11 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use support::dns::*;
-use support::outbound::*;
-use support::peer::*;
-use support::sink::*;
-use support::free_port;
 use mailwit::delivery::lmtp::{self, LmtpTarget};
 use mailwit::delivery::maildir::Maildir;
 use mailwit::delivery::mx::{MxConfig, MxResolver};
@@ -20,6 +15,11 @@ use mailwit::delivery::smtp_client::{
 };
 use mailwit::delivery::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, ReversePath, TlsPolicy};
+use support::dns::*;
+use support::free_port;
+use support::outbound::*;
+use support::peer::*;
+use support::sink::*;
 
 fn outbound<'a>(rp: &'a ReversePath, rcpts: &'a [Recipient], msg: &'a [u8]) -> Outbound<'a> {
     Outbound {

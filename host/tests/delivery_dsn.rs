@@ -5,13 +5,13 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use support::outbound::*;
-use support::sink::*;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use mailwit::delivery::dsn::{self, Action, RecipientReport, Report};
 use mailwit::delivery::smtp_client;
 use mailwit::delivery::{Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, Reply, ReversePath};
+use support::outbound::*;
+use support::sink::*;
 
 fn original() -> Vec<u8> {
     message(

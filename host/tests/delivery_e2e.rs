@@ -7,11 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::outbound::{client, rcpt, sender};
-use support::sink::Sink;
 use mailwit::delivery::smtp_client::Connection;
 use mailwit::delivery::{Outbound, RecipientOutcome};
 use mailwit::policy::TlsPolicy;
+use support::outbound::{client, rcpt, sender};
+use support::sink::Sink;
 use support::{ALICE, Client, TestServer};
 
 fn with_smarthost(port: u16) -> String {

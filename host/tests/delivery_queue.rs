@@ -8,10 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::outbound::*;
-use support::peer::*;
-use support::sink::*;
-use support::free_port;
 use mail_parser::{MessageParser, MimeHeaders};
 use mailwit::config::queue::{QueueConfig, RelayConfig, RoutesConfig};
 use mailwit::delivery::maildir::Maildir;
@@ -21,6 +17,10 @@ use mailwit::delivery::{Agents, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{Envelope, NoHooks, RelayTarget, TlsPolicy};
 use mailwit::queue::{LocalDomains, Queue, QueueOptions};
 use mailwit::spool::{Incoming, Spool};
+use support::free_port;
+use support::outbound::*;
+use support::peer::*;
+use support::sink::*;
 
 struct Local;
 

@@ -13,12 +13,12 @@
 
 mod support;
 
-use support::sink::Sink;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::sink::Sink;
 use support::{ALICE, Client, TestServer};
 
 const PAYLOAD_LINES: usize = 40;

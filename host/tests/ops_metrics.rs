@@ -1,11 +1,10 @@
 //! The operator HTTP listener of the real binary: /metrics after real SMTP traffic, /healthz,
 //! /readyz; and JSON logs carrying the session span's fields.
 
-mod ops_support;
 mod support;
 
-use ops_support::{http_get, sample, wait_sample};
 use std::net::SocketAddr;
+use support::ops::{http_get, sample, wait_sample};
 use support::{Client, TestServer, config, message};
 
 fn admin_addr(server: &TestServer) -> SocketAddr {

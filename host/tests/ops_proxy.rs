@@ -3,10 +3,9 @@
 //! Received header and the logs. A header from an untrusted source, or a malformed one, closes
 //! the connection without a word.
 
-mod ops_support;
 mod support;
 
-use ops_support::Haproxy;
+use support::ops::Haproxy;
 use support::{Client, TestServer, config, message};
 
 fn proxied_server() -> TestServer {

@@ -4,10 +4,9 @@
 //! their own error policy applies (both fail open), the servers keep answering; when Redis
 //! returns, shared state works again.
 
-mod ops_support;
 mod support;
 
-use ops_support::Redis;
+use support::ops::Redis;
 use support::{Client, TestServer, config, message};
 
 fn shared_config(redis: &Redis) -> String {

@@ -20,9 +20,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use support::sink::Sink;
 use std::sync::Arc;
 use std::time::Duration;
+use support::sink::Sink;
 
 struct Local;
 impl LocalDomains for Local {
@@ -248,7 +248,10 @@ async fn crash_rounds(relay: bool) {
             let dir = if mailbox == "carol" {
                 dumps.path().join(format!("round{round}"))
             } else {
-                state.join(format!("round{round}")).join(mailbox).join("new")
+                state
+                    .join(format!("round{round}"))
+                    .join(mailbox)
+                    .join("new")
             };
             let counts = copies(&dir);
             for &a in acked.iter().filter(|&&a| a / 1_000_000 == round) {

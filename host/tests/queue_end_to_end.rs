@@ -5,9 +5,9 @@
 
 mod support;
 
-use support::sink::Sink;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::sink::Sink;
 use support::{Client, TestServer};
 
 fn free_port() -> u16 {

@@ -4,7 +4,6 @@
 
 mod support;
 
-use support::sink::Sink;
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
 use mailwit::queue::{LocalDomains, Queue, QueueOptions, RcptStatus};
@@ -12,6 +11,7 @@ use mailwit::spool::{Incoming, Spool};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::sink::Sink;
 
 struct Local;
 impl LocalDomains for Local {

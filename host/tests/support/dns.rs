@@ -107,4 +107,3 @@ fn answer(
     }
     reply
 }
-

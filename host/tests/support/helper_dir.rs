@@ -37,7 +37,12 @@ pub fn helper_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("mailwit-helper-")
         .tempdir_in(&base)
-        .unwrap_or_else(|e| panic!("cannot create a helper directory in {}: {e}", base.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot create a helper directory in {}: {e}",
+                base.display()
+            )
+        });
     give_to_helper(dir.path());
     dir
 }
@@ -66,7 +71,13 @@ fn give_to_helper(dir: &Path) {
         let c = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path; chown has no other preconditions.
         let rc = unsafe { libc::chown(c.as_ptr(), uid, gid) };
-        assert_eq!(rc, 0, "chown {} to {HELPER_USER}: {}", dir.display(), std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "chown {} to {HELPER_USER}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     check_helper_can_write(dir);
@@ -126,7 +137,9 @@ fn can_search_path(dir: &Path) -> Result<(), String> {
             return Err(format!(
                 "{} (mode {:o}) is not searchable by {HELPER_USER}",
                 ancestor.display(),
-                std::fs::metadata(ancestor).map(|m| m.mode() & 0o7777).unwrap_or(0)
+                std::fs::metadata(ancestor)
+                    .map(|m| m.mode() & 0o7777)
+                    .unwrap_or(0)
             ));
         }
     }
@@ -136,7 +149,10 @@ fn can_search_path(dir: &Path) -> Result<(), String> {
 fn helper_can_write(dir: &Path) -> Result<(), String> {
     can_search_path(dir)?;
     if !allowed(dir, 2)? {
-        return Err(format!("{} is not writable by {HELPER_USER}", dir.display()));
+        return Err(format!(
+            "{} is not writable by {HELPER_USER}",
+            dir.display()
+        ));
     }
     Ok(())
 }

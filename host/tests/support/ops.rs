@@ -1,23 +1,18 @@
-//! Helpers for the operations tests: an HTTP GET for /metrics, and the real peers they need
-//! (Debian's redis-server and haproxy), each started on free loopback ports with its files in a
-//! directory the test owns, and stopped on drop.
-#![allow(dead_code)]
+//! For the operations tests: an HTTP GET for /metrics, and the real peers they need (Debian's
+//! redis-server and haproxy), each started on free loopback ports with its files in a directory
+//! the test owns, and stopped on drop.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const PATIENCE: Duration = Duration::from_secs(60);
+use super::mailwit::PATIENCE;
 
 /// A free loopback TCP port (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    super::free_port("127.0.0.1")
 }
 
 /// `GET path` over HTTP/1.1; (status, body).
