@@ -6,10 +6,10 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
-use mailwit::delivery::dsn::{self, Action, RecipientReport, Report};
 use mailwit::delivery::smtp_client;
 use mailwit::delivery::{Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, Reply, ReversePath};
+use mailwit::queue::dsn::{self, Action, RecipientReport, Report};
 use support::outbound::*;
 use support::sink::*;
 

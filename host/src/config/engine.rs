@@ -16,7 +16,7 @@
 //! [[listeners]]
 //! name = "mx"
 //! address = "127.0.0.1:2525"
-//! role = "mx"                       # mx | submission | submissions
+//! role = "mx"                       # mx | submission | submissions | odmr
 //!
 //! [local]
 //! domains = ["example.test"]
@@ -188,7 +188,7 @@ pub struct ListenerConfig {
     /// `<state>/listeners.json`).
     pub address: SocketAddr,
     /// mx: inbound for local domains; submission: STARTTLS, AUTH required; submissions: implicit
-    /// TLS, AUTH required.
+    /// TLS, AUTH required; odmr: AUTH (CRAM-MD5 too), then ATRN to collect held mail (RFC 2645).
     pub role: ListenerRole,
     /// The plugin pipeline that decides this listener's policy (see `[pipelines]`).
     #[serde(default)]
@@ -209,6 +209,10 @@ pub struct ListenerConfig {
     /// A connection from elsewhere, or with a malformed header, is closed without a reply.
     #[serde(default)]
     pub proxy_trusted: Vec<ipnet::IpNet>,
+    /// Offer AUTH CRAM-MD5 (RFC 2195), also without TLS. Default: only on odmr listeners (its
+    /// client, fetchmail, speaks nothing else); see `auth::cram` for why it is weak.
+    #[serde(default)]
+    pub cram_md5: Option<bool>,
 }
 
 impl ListenerConfig {
@@ -227,6 +231,11 @@ impl ListenerConfig {
     /// Whether MAIL needs AUTH first.
     pub fn auth_required(&self) -> bool {
         !matches!(self.role, ListenerRole::Mx)
+    }
+    /// Whether AUTH CRAM-MD5 is offered.
+    pub fn cram_md5(&self) -> bool {
+        self.cram_md5
+            .unwrap_or(matches!(self.role, ListenerRole::Odmr))
     }
 }
 
@@ -257,7 +266,7 @@ impl LocalConfig {
     pub fn resolve(&self, address: &str) -> Option<String> {
         let mut current = address.to_ascii_lowercase();
         for _ in 0..8 {
-            let (local, domain) = current.rsplit_once('@')?;
+            let (local, domain) = crate::mail::address::split(&current)?;
             if !self.is_local_domain(domain) {
                 return None;
             }

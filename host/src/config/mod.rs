@@ -58,6 +58,9 @@ pub struct Config {
     /// `[kv]`: where the plugins' kv stores live.
     #[serde(default)]
     pub kv: ops::KvConfig,
+    /// `[odmr]`: who may collect which held domains with ATRN (RFC 2645).
+    #[serde(default)]
+    pub odmr: queue::OdmrConfig,
     /// The file this configuration came from (None for the embedded quickstart).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -256,6 +259,10 @@ impl Config {
             let (key, message) = e.split_once(": ").unwrap_or(("routes", &e));
             return Err((key.to_string(), message.to_string()));
         }
+        if let Err(e) = self.odmr.validate(&self.routes) {
+            let (key, message) = e.split_once(": ").unwrap_or(("odmr", &e));
+            return Err((key.to_string(), message.to_string()));
+        }
         for (i, domain) in self.local.domains.iter().enumerate() {
             if domain.is_empty() || domain.contains(['@', ' ']) || domain.ends_with('.') {
                 return Err((
@@ -265,7 +272,7 @@ impl Config {
             }
         }
         for (i, mailbox) in self.local.mailboxes.iter().enumerate() {
-            match mailbox.rsplit_once('@') {
+            match crate::mail::address::split(mailbox) {
                 Some((local, domain))
                     if !local.is_empty() && self.local.is_local_domain(domain) => {}
                 _ => {
@@ -339,7 +346,7 @@ mod tests {
     #[test]
     fn quickstart_parses() {
         let config = Config::quickstart();
-        assert_eq!(config.listeners.len(), 3);
+        assert_eq!(config.listeners.len(), 4);
         assert_eq!(
             config.local.resolve("Postmaster@Example.TEST").as_deref(),
             Some("alice@example.test")

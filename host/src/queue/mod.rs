@@ -9,11 +9,13 @@
 //! - [`route`]: the route hook, then the `[routes]` table.
 //! - [`schedule`]: exponential back-off with jitter, lifetime.
 //! - [`bounce`]: when a DSN goes out (NOTIFY rules, never for `<>`), spooled from `<>`.
+//! - [`dsn`]: the DSN itself (RFC 3464 report format).
 //!
 //! At-least-once: outcomes are recorded after the agent answered, so a crash in between repeats
 //! the delivery (a duplicate) rather than losing it.
 
 pub mod bounce;
+pub mod dsn;
 mod manager;
 pub mod route;
 pub mod schedule;
@@ -26,7 +28,7 @@ use crate::policy::QueueHooks;
 use crate::spool::QueueId;
 use std::sync::Arc;
 
-pub use manager::Queue;
+pub use manager::{Collection, Queue};
 pub use route::{LocalDomains, NoLocalDomains};
 pub use state::{RcptStatus, ReplyRecord};
 
@@ -77,4 +79,7 @@ pub struct DomainSummary {
     pub deferred: usize,
     /// Age of the oldest message with a recipient here, in seconds.
     pub oldest_age_secs: u64,
+    /// An ODMR domain: its mail waits for the customer's ATRN.
+    #[serde(default)]
+    pub odmr_held: bool,
 }

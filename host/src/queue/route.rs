@@ -1,8 +1,11 @@
-//! Per-recipient routing: the route hook decides first; on `Continue` the route table applies
-//! (local domains -> Maildir, listed domains -> their entry, the rest -> smarthost or MX).
+//! Per-recipient routing: ODMR domains are held (the core decides: the operator's contract with
+//! the customer, not a policy question); then the route hook decides; on `Continue` the route
+//! table applies (local domains -> Maildir, listed domains -> their entry, the rest -> smarthost
+//! or MX).
 
 use crate::config::queue::RoutesConfig;
 use crate::delivery::Destination;
+use crate::mail::address;
 use crate::policy::{QueueHooks, Recipient, Reply, ReversePath, RouteDecision};
 
 /// The local domains and mailboxes, as the engine's `[local]` configuration knows them.
@@ -32,13 +35,8 @@ pub enum Routed {
     Discard,
     /// Undeliverable as addressed.
     Fail(Reply),
-}
-
-pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .unwrap_or_default()
+    /// Kept in the queue for this ODMR domain until its customer collects it (ATRN).
+    Hold(String),
 }
 
 pub async fn route(
@@ -48,7 +46,10 @@ pub async fn route(
     from: &ReversePath,
     rcpt: &Recipient,
 ) -> Routed {
-    let domain = domain_of(&rcpt.address);
+    let domain = address::domain(&rcpt.address);
+    if routes.is_odmr(&domain) {
+        return Routed::Hold(domain);
+    }
     match hooks.route(from, rcpt).await {
         RouteDecision::Maildir(mailbox) => return Routed::To(Destination::Maildir(mailbox)),
         RouteDecision::Lmtp(target) => return Routed::To(Destination::Lmtp(target)),
@@ -62,7 +63,7 @@ pub async fn route(
 
 /// The route table alone (no hooks).
 pub fn table_route(routes: &RoutesConfig, local: &dyn LocalDomains, address: &str) -> Routed {
-    let domain = domain_of(address);
+    let domain = address::domain(address);
     if domain.is_empty() {
         return Routed::Fail(Reply::new(550, "5.1.3", "recipient address has no domain"));
     }
@@ -81,6 +82,9 @@ pub fn table_route(routes: &RoutesConfig, local: &dyn LocalDomains, address: &st
         }
         if entry.discard {
             return Routed::Discard;
+        }
+        if entry.odmr && routes.is_odmr(&domain) {
+            return Routed::Hold(domain);
         }
         return Routed::To(Destination::Mx(domain));
     }

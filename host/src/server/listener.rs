@@ -21,8 +21,8 @@ pub(crate) async fn accept_loop(
     let mut shutdown = live.current.load().shutdown.clone();
     loop {
         tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            _ = stopped(&mut stop) => break,
+            _ = super::stopped(&mut shutdown) => break,
+            _ = super::stopped(&mut stop) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -45,10 +45,4 @@ pub(crate) async fn accept_loop(
     drop(socket);
     tracing::info!(listener = %name, active = connections.len(), "listener closed");
     while connections.join_next().await.is_some() {}
-}
-
-/// Resolves once the flag is set (or its sender is gone).
-pub async fn stopped(flag: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not Send: drop it here, not across an await.
-    let _ = flag.wait_for(|stop| *stop).await.map(|_| ());
 }

@@ -3,9 +3,10 @@
 //!
 //! Used by the unit tests below with a fixed-seed generator, and by `fuzz/` (cargo-fuzz).
 
+use super::TlsInfo;
 use super::data::{DataDecoder, Defect, TextCheck};
 use super::{Answer, Event, Session, SessionConfig};
-use crate::policy::{Reply, TlsInfo};
+use crate::mail::Reply;
 
 /// Feeds `input` to a session (in pieces whose sizes come from the input itself) and answers every
 /// event. Must never panic, whatever the input.
@@ -29,6 +30,8 @@ fn transcript(input: &[u8], piece: &mut dyn FnMut(&[u8]) -> usize) -> Vec<u8> {
         auth_plaintext: true,
         auth_required: false,
         etrn: true,
+        cram_md5: true,
+        atrn: true,
     };
     let mut session = Session::new(config, None);
     session.greet();
@@ -43,7 +46,7 @@ fn transcript(input: &[u8], piece: &mut dyn FnMut(&[u8]) -> usize) -> Vec<u8> {
         while let Some(event) = session.poll() {
             turn += 1;
             let answer = match event {
-                Event::Close => break,
+                Event::Close | Event::Turn { .. } => break,
                 Event::StartTls => {
                     session.tls_started(TlsInfo {
                         version: "TLSv1.3".into(),

@@ -1,7 +1,7 @@
 //! Session-level tests: whole dialogues fed as bytes, asserting the exact replies and events.
 
 use super::*;
-use crate::policy::{Notify, Reply};
+use crate::mail::{Notify, Reply};
 
 fn config() -> SessionConfig {
     SessionConfig {
@@ -55,6 +55,8 @@ fn auto_answer(session: &mut Session, event: &Event, out: &mut Outcome) -> Optio
         Event::Message { .. } => "message".into(),
         Event::StartTls => "starttls".into(),
         Event::Etrn { domain } => format!("etrn {domain}"),
+        Event::Atrn { domains } => format!("atrn {}", domains.join(",")),
+        Event::Turn { .. } => "turn".into(),
         Event::Close => "close".into(),
     });
     match event {
@@ -80,7 +82,7 @@ fn auto_answer(session: &mut Session, event: &Event, out: &mut Outcome) -> Optio
             session.tls_started(tls_info());
             None
         }
-        Event::Close => {
+        Event::Close | Event::Turn { .. } => {
             out.closed = true;
             None
         }
@@ -346,8 +348,8 @@ fn mail_parameters_reach_the_engine() {
         panic!("no MAIL event")
     };
     assert_eq!(from.size, Some(100));
-    assert_eq!(from.body, Some(crate::policy::BodyType::EightBitMime));
-    assert_eq!(from.ret, Some(crate::policy::DsnRet::Hdrs));
+    assert_eq!(from.body, Some(crate::mail::BodyType::EightBitMime));
+    assert_eq!(from.ret, Some(crate::mail::DsnRet::Hdrs));
     assert_eq!(from.envid.as_deref(), Some("id+1"));
     assert_eq!(s.envelope(), None);
     s.answer(Answer::Accept);
