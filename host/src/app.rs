@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::admin::{AdminServer, ReloadFn};
+use crate::admin::AdminServer;
 use crate::config::Config;
 use crate::config::engine::LocalConfig;
 use crate::delivery::Agents;
-use crate::plugins::Reloader;
 use crate::policy::{HookFactory, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};
 use crate::server::{self, Server};
@@ -64,28 +63,60 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot set up the resolver: {e}"))?;
     // The plugin platform: pipelines per listener, the "queue" pipeline for route/delivery, and
     // reload by file watch, SIGHUP and the admin socket.
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    // The plugins' kv: the embedded store in the state directory unless [kv] says otherwise.
+    let (kv_backend, kv) = crate::plugins::imports::kv::from_config(&config.kv, &state_dir)
+        .map_err(|e| anyhow::anyhow!("cannot open the kv store: {e}"))?;
     let plugins = crate::plugins::Plugins::from_config(
         &config,
         config.source.as_deref(),
         crate::plugins::RuntimeOptions {
             resolver: Some(resolver.clone()),
+            kv: Some(kv),
+            kv_backend,
+            metrics: metrics.clone(),
             ..crate::plugins::RuntimeOptions::for_server(&config)
         },
     )
     .context("cannot load plugins")?;
     let hooks: Arc<dyn HookFactory> = plugins.hook_factory();
     let queue_hooks: Arc<dyn QueueHooks> = plugins.queue_hooks();
-    let _plugin_watch = config
-        .source
-        .is_some()
-        .then(|| plugins.watch_default())
-        .flatten();
-    let _sighup = plugins.reload_on_sighup()?;
-    let reload = admin_reload(plugins.reloader());
+    // Reload (admin socket, SIGHUP, file watch) re-reads the whole file: listeners, limits,
+    // TLS, local domains and plugins, or nothing if any part cannot apply.
+    let local = Arc::new(server::reload::LiveLocal::new(config.local.clone()));
+    let reloader = server::reload::ConfigReload::new(
+        config.source.clone(),
+        state_dir.clone(),
+        plugins.clone(),
+        local.clone(),
+    );
+    let _config_watch = match config.source {
+        Some(_) if config.admin.watch_config => {
+            let (reloader, runtime) = (reloader.clone(), tokio::runtime::Handle::current());
+            plugins
+                .watch_with(
+                    std::time::Duration::from_millis(200),
+                    Box::new(move || {
+                        let _ = runtime.block_on(reloader.reload());
+                    }),
+                )
+                .map_err(|e| tracing::warn!("configuration file watch not started (reload with SIGHUP or `mailwit reload`): {e:#}"))
+                .ok()
+        }
+        _ => None,
+    };
+    let _sighup = reload_on_sighup(reloader.clone())?;
+    let reload: crate::admin::ReloadFn = {
+        let reloader = reloader.clone();
+        Arc::new(move || {
+            let reloader = reloader.clone();
+            Box::pin(async move { reloader.reload().await })
+        })
+    };
     // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes]; MX
     // lookups share the [dns] resolver with the plugins.
-    let agents: Arc<dyn Agents> = Arc::new(
-        crate::delivery::with_resolver(
+    let agents: Arc<dyn Agents> = Arc::new(crate::delivery::measured::Measured {
+        inner: crate::delivery::with_resolver(
             &state_dir,
             &config.server.hostname,
             &config.queue,
@@ -94,7 +125,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             &config.mta_sts,
         )
         .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
-    );
+        metrics: metrics.clone(),
+    });
     let queue = Queue::start(
         spool.clone(),
         QueueOptions {
@@ -102,7 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             routes: config.routes.clone(),
             hostname: config.server.hostname.clone(),
             hooks: queue_hooks,
-            local: Arc::new(config.local.clone()),
+            local,
             agents,
         },
     )
@@ -111,11 +143,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _admin = AdminServer::start(&state_dir, Some(queue.clone()), Some(reload))
         .await
         .context("cannot start the admin socket")?;
-    let server = Server::start(config.clone(), hooks, spool, Some(queue.clone())).await?;
+    register_probes(&metrics, &queue, &plugins);
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _http = match config.admin.http {
+        Some(address) => {
+            let http =
+                crate::metrics::http::HttpServer::start(address, metrics.clone(), ready.clone())
+                    .await
+                    .with_context(|| format!("[admin] http: cannot bind {address}"))?;
+            write_atomically(
+                &state_dir,
+                "admin-http.addr",
+                http.address.to_string().as_bytes(),
+            )?;
+            Some(http)
+        }
+        None => None,
+    };
+    let server = Server::start_with_metrics(
+        config.clone(),
+        hooks,
+        spool,
+        Some(queue.clone()),
+        metrics.clone(),
+    )
+    .await?;
     server.write_listeners_json(&state_dir)?;
+    let _ = reloader.server.set(server.handle());
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(state_dir = %state_dir.display(), "mailwit ready");
 
     wait_for_signal().await?;
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("shutting down: no new connections; finishing transactions in flight");
     server.shutdown().await;
     queue.shutdown();
@@ -131,6 +190,100 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Gauges read at scrape time from the parts that keep their own state: queue depth, circuit
+/// breakers, the plugin instance pool.
+fn register_probes(
+    metrics: &crate::metrics::Metrics,
+    queue: &Queue,
+    plugins: &Arc<crate::plugins::Plugins>,
+) {
+    let q = queue.clone();
+    metrics.gauge_probe(
+        "mailwit_queue_recipients",
+        "Recipients in the queue, by state",
+        "state",
+        move || {
+            let mut counts = std::collections::BTreeMap::<String, i64>::new();
+            for state in ["pending", "deferred"] {
+                counts.insert(state.to_string(), 0);
+            }
+            for message in q.list() {
+                for rcpt in message.recipients.iter().filter(|r| !r.status.is_final()) {
+                    let state = format!("{:?}", rcpt.status).to_ascii_lowercase();
+                    *counts.entry(state).or_default() += 1;
+                }
+            }
+            counts.into_iter().collect()
+        },
+    );
+    let q = queue.clone();
+    metrics.gauge_probe(
+        "mailwit_queue_messages",
+        "Messages in the spool, by state (active: being delivered)",
+        "state",
+        move || {
+            let (mut active, mut held, mut waiting) = (0, 0, 0);
+            for message in q.list() {
+                match (message.active, message.held) {
+                    (true, _) => active += 1,
+                    (_, true) => held += 1,
+                    _ => waiting += 1,
+                }
+            }
+            vec![
+                ("active".into(), active),
+                ("held".into(), held),
+                ("waiting".into(), waiting),
+            ]
+        },
+    );
+    let p = plugins.clone();
+    metrics.gauge_probe(
+        "mailwit_plugin_breaker_open",
+        "1 while a plugin's circuit breaker is open",
+        "plugin",
+        move || {
+            p.current()
+                .plugins
+                .iter()
+                .map(|(name, entry)| (name.clone(), i64::from(entry.breaker.is_open())))
+                .collect()
+        },
+    );
+    metrics.gauge_probe(
+        "mailwit_plugin_pool_slots_in_use",
+        "Wasm instance pool slots taken (one per live plugin instance)",
+        "",
+        || {
+            vec![(
+                String::new(),
+                crate::plugins::engine::WasmEngine::pool_slots_in_use() as i64,
+            )]
+        },
+    );
+}
+
+/// Reloads on SIGHUP for as long as the returned task runs.
+fn reload_on_sighup(
+    reloader: Arc<server::reload::ConfigReload>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let _ = reloader.reload().await;
+        }
+    }))
+}
+
+/// Writes `<dir>/<name>` through a temporary file and a rename (readers never see half of it).
+fn write_atomically(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -140,12 +293,4 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
-}
-
-/// The callback the admin socket runs for `mailwit reload`.
-fn admin_reload(reloader: Reloader) -> ReloadFn {
-    Arc::new(move || {
-        let reloader = reloader.clone();
-        Box::pin(async move { reloader.reload().await.map(|report| report.to_string()) })
-    })
 }

@@ -11,6 +11,7 @@
 //! - [`queue`]: the scheduler, retries and bounces.
 //! - [`delivery`]: the delivery agents (Maildir, LMTP, SMTP relay, MX).
 //! - [`dns`]: the one resolver built from `[dns]` (MX, TLSA, the plugins' `dns` import), with DNSSEC status.
+//! - [`metrics`]: the Prometheus registry and the operator HTTP listener (/metrics, /healthz).
 //! - [`admin`]: the local admin socket (`mailwit reload`, `mailwit queue …`).
 //! - [`mailauth`]: DKIM signing; SPF, DKIM, DMARC and ARC verification (Authentication-Results).
 //! - [`app`]: the composition root that wires them together for `mailwit serve`.
@@ -23,6 +24,7 @@ pub mod delivery;
 pub mod dns;
 pub mod mail;
 pub mod mailauth;
+pub mod metrics;
 pub mod plugins;
 pub mod policy;
 pub mod queue;

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use mailwit::config::Config;
+use mailwit::config::ops::LogFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,7 +40,8 @@ enum Command {
     },
     /// Inspect and steer the running server's queue (over `<state>/admin.sock`).
     Queue(mailwit::admin::cli::QueueArgs),
-    /// Reload plugins and pipelines of the running server.
+    /// Re-read the configuration and apply it to the running server (listeners, limits, TLS,
+    /// local domains, plugins), or refuse it whole; prints what changed.
     Reload(mailwit::admin::cli::ReloadArgs),
     /// DKIM keys: `dkim generate …` makes one; `dkim` alone prints the configured selectors and
     /// the TXT records to publish.
@@ -48,7 +50,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `serve` sets logging up once its configuration (and `[log] format`) is read.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(LogFormat::Text);
+    }
     let result = match cli.command {
         Command::Serve { config, state_dir } => serve(config, state_dir),
         Command::CheckConfig { config } => check_config(config),
@@ -75,28 +80,42 @@ fn admin(command: impl std::future::Future<Output = i32>) -> ExitCode {
     ExitCode::from(runtime.block_on(command).clamp(0, 255) as u8)
 }
 
-fn init_logging() {
+/// Logs go to stderr: text lines, or one JSON object per line with the fields of the enclosing
+/// spans (the session's id, client, listener, TLS and AUTH state) under "spans".
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
     match config {
         Some(path) => Ok(Config::load(&path)?),
-        None => {
-            tracing::info!("no --config given: serving the embedded quickstart");
-            Ok(Config::quickstart())
-        }
+        None => Ok(Config::quickstart()),
     }
 }
 
 fn serve(config: Option<PathBuf>, state_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut config = load(config)?;
+    let embedded = config.is_none();
+    let loaded = load(config);
+    init_logging(loaded.as_ref().map_or(LogFormat::Text, |c| c.log.format));
+    let mut config = loaded?;
+    if embedded {
+        tracing::info!("no --config given: serving the embedded quickstart");
+    }
     if let Some(dir) = state_dir {
         config.server.state_dir = dir;
     }

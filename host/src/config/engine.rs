@@ -234,6 +234,14 @@ pub struct ListenerConfig {
     /// default) still refuses a client whose bytes arrived before the greeting was written.
     #[serde(default)]
     pub greeting_delay_ms: u64,
+    /// Expect a PROXY protocol header (v1 or v2, as HAProxy's `send-proxy`/`send-proxy-v2`
+    /// sends) before SMTP; the client address it carries is the session's client.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Networks the PROXY header is accepted from (the balancers), e.g. `["10.0.0.0/8"]`.
+    /// A connection from elsewhere, or with a malformed header, is closed without a reply.
+    #[serde(default)]
+    pub proxy_trusted: Vec<ipnet::IpNet>,
     /// Offer AUTH CRAM-MD5 (RFC 2195), also without TLS. Default: only on odmr listeners (its
     /// client, fetchmail, speaks nothing else); see `auth::cram` for why it is weak.
     #[serde(default)]

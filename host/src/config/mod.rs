@@ -8,6 +8,7 @@ pub mod dns;
 pub mod engine;
 pub mod mta_sts;
 pub mod mailauth;
+pub mod ops;
 pub mod plugins;
 pub mod queue;
 
@@ -50,6 +51,15 @@ pub struct Config {
     /// `[dns]`: the resolver every lookup of the server goes through.
     #[serde(default)]
     pub dns: dns::DnsConfig,
+    /// `[admin]`: the operator HTTP listener (metrics, health).
+    #[serde(default)]
+    pub admin: ops::AdminConfig,
+    /// `[log]`: log format.
+    #[serde(default)]
+    pub log: ops::LogConfig,
+    /// `[kv]`: where the plugins' kv stores live.
+    #[serde(default)]
+    pub kv: ops::KvConfig,
     /// `[odmr]`: who may collect which held domains with ATRN (RFC 2645).
     #[serde(default)]
     pub odmr: queue::OdmrConfig,
@@ -191,6 +201,9 @@ impl Config {
                 resolve(p);
             }
         }
+        if let Some(p) = self.kv.path.as_mut() {
+            resolve(p);
+        }
     }
 
     /// Semantic checks; the error names the key at fault.
@@ -259,6 +272,12 @@ impl Config {
                     format!("duplicate listener name {:?}", listener.name),
                 ));
             }
+            if listener.proxy_protocol && listener.proxy_trusted.is_empty() {
+                return Err((
+                    format!("listeners[{i}].proxy_trusted"),
+                    "proxy_protocol = true needs the networks of the balancers, e.g. [\"10.0.0.0/8\"]".into(),
+                ));
+            }
             if let Some(pipeline) = &listener.pipeline
                 && !self.pipelines.contains_key(pipeline)
             {
@@ -309,6 +328,7 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        self.kv.validate()?;
         if let Err(e) = self.routes.validate() {
             let (key, message) = e.split_once(": ").unwrap_or(("routes", &e));
             return Err((key.to_string(), message.to_string()));

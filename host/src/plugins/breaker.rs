@@ -38,6 +38,11 @@ impl Breaker {
         state.open_until.is_none_or(|until| Instant::now() >= until)
     }
 
+    /// Whether the breaker is open now (calls are skipped), for metrics.
+    pub fn is_open(&self) -> bool {
+        !self.allows()
+    }
+
     pub fn success(&self) {
         let mut state = self.state.lock().unwrap();
         state.consecutive = 0;

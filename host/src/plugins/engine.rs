@@ -52,6 +52,15 @@ impl WasmEngine {
         Ok(cell.get().expect("just set").clone())
     }
 
+    /// Instance pool slots taken now, over the engines built so far (for metrics).
+    pub fn pool_slots_in_use() -> u64 {
+        [&PLAIN, &FUELED]
+            .into_iter()
+            .filter_map(|cell| cell.get())
+            .map(|e| u64::from(POOL_INSTANCES).saturating_sub(e.slots.available_permits() as u64))
+            .sum()
+    }
+
     fn build(fuel: bool) -> Result<WasmEngine> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)

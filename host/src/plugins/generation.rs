@@ -93,6 +93,7 @@ impl Generation {
         settings: &PluginSettings,
         base_dir: &Path,
         shared: &Shared,
+        listener_pipelines: &BTreeMap<String, String>,
     ) -> Result<Generation> {
         let cx = LoadContext {
             base_dir,
@@ -110,6 +111,7 @@ impl Generation {
                         kv: shared.kv_for(name),
                         dns: shared.dns.clone(),
                         memory_bytes: config.limits.memory_mib as usize * 1024 * 1024,
+                        metrics: shared.options.metrics.clone(),
                     };
                     let entry = PluginEntry {
                         breaker: Breaker::new(config.breaker),
@@ -160,7 +162,7 @@ impl Generation {
                 }),
             );
         }
-        for (listener, pipeline) in &shared.options.listener_pipelines {
+        for (listener, pipeline) in listener_pipelines {
             if !pipelines.contains_key(pipeline) {
                 errors.push(format!(
                     "listener `{listener}` uses pipeline `{pipeline}`, which is not configured in [pipelines]"

@@ -69,7 +69,26 @@ enum HookOutput {
 
 /// Calls one plugin in `slot` (instantiating it first if empty). `None` means the plugin failed
 /// or its breaker is open: the caller applies `on_error`. A failed instance is discarded.
+/// Counted (calls, failures, latency) in the server's metrics.
 async fn call_plugin(
+    entry: &PluginEntry,
+    slot: &mut Option<LiveInstance>,
+    session: &Arc<str>,
+    call: HookCall<'_>,
+) -> Option<HookOutput> {
+    let started = std::time::Instant::now();
+    let hook = call.hook();
+    let output = call_plugin_unmeasured(entry, slot, session, call).await;
+    entry.ctx.metrics.hook_call(
+        entry.name(),
+        hook.name(),
+        started.elapsed(),
+        output.is_none(),
+    );
+    output
+}
+
+async fn call_plugin_unmeasured(
     entry: &PluginEntry,
     slot: &mut Option<LiveInstance>,
     session: &Arc<str>,

@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use super::breaker::{PluginStats, StatsSnapshot};
 use super::generation::{Generation, PluginSettings};
 use super::imports::dns::{Dns, DnsOptions};
-use super::imports::kv::{KvStore, MemoryKv};
+use super::imports::kv::{Counted, KvStore, MemoryKv};
 use super::pipeline::{PipelineHookFactory, PipelineQueueHooks};
 use crate::policy::{HookFactory, QueueHooks};
 
@@ -38,9 +38,13 @@ pub struct RuntimeOptions {
     pub resolver: Option<Arc<crate::dns::Resolver>>,
     /// Backend of the `kv` import; the in-memory store when `None`.
     pub kv: Option<KvFactory>,
+    /// The backend's name in metrics (`embedded`, `redis`, ...), with `kv`.
+    pub kv_backend: &'static str,
     /// Listener name -> pipeline name. A listener not named here runs the pipeline of its own name
     /// if there is one, else no plugins at all.
     pub listener_pipelines: BTreeMap<String, String>,
+    /// Where hook calls, kv and DNS operations are counted (a private registry by default).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl RuntimeOptions {
@@ -62,6 +66,9 @@ impl RuntimeOptions {
 /// Registries that outlive generations: each plugin's kv store and counters, the resolver.
 pub(crate) struct Shared {
     pub options: RuntimeOptions,
+    /// Listener name -> pipeline name; starts as `options.listener_pipelines`, a full reload
+    /// (listeners added or changed) replaces it.
+    listener_pipelines: ArcSwap<BTreeMap<String, String>>,
     pub dns: Arc<Dns>,
     kv: Mutex<HashMap<String, Arc<dyn KvStore>>>,
     stats: Mutex<HashMap<String, Arc<PluginStats>>>,
@@ -72,9 +79,17 @@ impl Shared {
         let mut stores = self.kv.lock().unwrap();
         stores
             .entry(plugin.to_string())
-            .or_insert_with(|| match &self.options.kv {
-                Some(factory) => factory(plugin),
-                None => Arc::new(MemoryKv::default()),
+            .or_insert_with(|| {
+                let (backend, inner) = match &self.options.kv {
+                    Some(factory) => (self.options.kv_backend, factory(plugin)),
+                    None => ("memory", Arc::new(MemoryKv::default()) as Arc<dyn KvStore>),
+                };
+                self.options.metrics.kv_started(backend);
+                Arc::new(Counted {
+                    inner,
+                    backend,
+                    metrics: self.options.metrics.clone(),
+                })
             })
             .clone()
     }
@@ -169,11 +184,18 @@ impl Plugins {
                 Some(resolver) => Dns::shared(resolver.clone()),
                 None => Dns::new(options.dns.clone()),
             }),
+            listener_pipelines: ArcSwap::from_pointee(options.listener_pipelines.clone()),
             options,
             kv: Mutex::default(),
             stats: Mutex::default(),
         };
-        let generation = Generation::build(1, &settings, &base_dir, &shared)?;
+        let generation = Generation::build(
+            1,
+            &settings,
+            &base_dir,
+            &shared,
+            &shared.options.listener_pipelines,
+        )?;
         Ok(Arc::new(Plugins {
             current: ArcSwap::from_pointee(generation),
             config_path,
@@ -210,7 +232,7 @@ impl Plugins {
 
     /// The pipeline a listener's sessions run, if any.
     pub fn pipeline_for_listener(&self, listener: &str) -> Option<String> {
-        if let Some(name) = self.shared.options.listener_pipelines.get(listener) {
+        if let Some(name) = self.shared.listener_pipelines.load().get(listener) {
             return Some(name.clone());
         }
         self.current()
@@ -245,11 +267,31 @@ impl Plugins {
 
     /// Builds a generation from `settings` and swaps it in if it is wholly good.
     pub fn reload_with(&self, settings: &PluginSettings) -> Result<ReloadReport> {
+        let listeners = self.shared.listener_pipelines.load_full();
+        self.reload_with_listeners(settings, &listeners)
+    }
+
+    /// [`Plugins::reload_with`] for a configuration whose listeners changed too: the generation
+    /// is checked against the new listener -> pipeline map, and both are swapped in together.
+    pub fn reload_with_listeners(
+        &self,
+        settings: &PluginSettings,
+        listener_pipelines: &BTreeMap<String, String>,
+    ) -> Result<ReloadReport> {
         let _one_at_a_time = self.reloading.lock().unwrap();
         let started = Instant::now();
         let number = self.next_generation.load(Ordering::Relaxed);
-        let generation = Generation::build(number, settings, &self.base_dir, &self.shared)
-            .context("the new configuration was not applied")?;
+        let generation = Generation::build(
+            number,
+            settings,
+            &self.base_dir,
+            &self.shared,
+            listener_pipelines,
+        )
+        .context("the new configuration was not applied")?;
+        self.shared
+            .listener_pipelines
+            .store(Arc::new(listener_pipelines.clone()));
         self.next_generation.store(number + 1, Ordering::Relaxed);
         let report = ReloadReport {
             generation: number,
@@ -266,6 +308,22 @@ impl Plugins {
     /// Watches the configuration file and every plugin `.wasm` it names; a change (debounced)
     /// triggers a reload. Watching stops when the handle is dropped.
     pub fn watch(self: &Arc<Self>, debounce: Duration) -> Result<WatchHandle> {
+        let plugins = self.clone();
+        self.watch_with(
+            debounce,
+            Box::new(move || {
+                let _ = plugins.reload();
+            }),
+        )
+    }
+
+    /// [`Plugins::watch`], running `on_change` instead of a plugins-only reload (the server's
+    /// full reload uses this).
+    pub fn watch_with(
+        self: &Arc<Self>,
+        debounce: Duration,
+        on_change: Box<dyn Fn() + Send>,
+    ) -> Result<WatchHandle> {
         use notify::Watcher;
         let (tx, rx) = std::sync::mpsc::channel();
         let mut watcher =
@@ -304,7 +362,7 @@ impl Plugins {
                     }
                     if due.is_some_and(|at| Instant::now() >= at) {
                         due = None;
-                        let _ = plugins.reload();
+                        on_change();
                         // The new generation may name other plugin files.
                         files = plugins.watched_files();
                         for dir in parent_dirs(&files) {

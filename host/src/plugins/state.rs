@@ -26,6 +26,8 @@ pub struct PluginContext {
     pub kv: Arc<dyn KvStore>,
     pub dns: Arc<Dns>,
     pub memory_bytes: usize,
+    /// The server's metrics (hook calls, kv and DNS operations are counted here).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct HostState {

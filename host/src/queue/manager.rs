@@ -342,9 +342,9 @@ impl Collection {
             .enumerate()
             .filter(|(i, r)| {
                 !r.status.is_final()
-                    && self
-                        .domains
-                        .contains(&address::domain(&state.meta.envelope.recipients[*i].address))
+                    && self.domains.contains(&address::domain(
+                        &state.meta.envelope.recipients[*i].address,
+                    ))
             })
             .map(|(i, _)| i)
             .collect()

@@ -83,9 +83,56 @@ impl AsyncWrite for Stream {
 }
 
 /// Runs one accepted connection to its end.
-pub async fn handle(shared: Arc<Shared>, listener_index: usize, tcp: TcpStream, peer: SocketAddr) {
+pub async fn handle(
+    shared: Arc<Shared>,
+    listener_index: usize,
+    mut tcp: TcpStream,
+    mut peer: SocketAddr,
+) {
     let config = shared.config.clone();
     let listener = &config.listeners[listener_index];
+    let mut local = tcp.local_addr().unwrap_or(peer);
+    let metrics = shared.metrics.clone();
+    let refused = |reason: &'static str| {
+        metrics
+            .connections_refused
+            .get_or_create(&crate::metrics::ReasonLabels {
+                listener: listener.name.clone(),
+                reason,
+            })
+            .inc();
+    };
+    if listener.proxy_protocol {
+        // Behind a balancer: the PROXY header names the real client, who then counts for the
+        // limits, hooks, Received and logs. Only the balancers may send one.
+        if !super::proxy::trusted(peer.ip(), &listener.proxy_trusted) {
+            tracing::warn!(source = %peer, listener = %listener.name, "PROXY header from an untrusted source: closed");
+            refused("proxy_untrusted");
+            return;
+        }
+        let limit = Duration::from_secs(config.server.timeouts.greeting);
+        match tokio::time::timeout(limit, super::proxy::read_header(&mut tcp)).await {
+            Ok(Ok(header)) => {
+                if let Some(source) = header.source {
+                    tracing::debug!(balancer = %peer, client = %source, "PROXY header");
+                    peer = source;
+                }
+                if let Some(destination) = header.destination {
+                    local = destination;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(source = %peer, listener = %listener.name, error = %e, "PROXY header refused: closed");
+                refused("proxy_malformed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(source = %peer, listener = %listener.name, "no PROXY header in time: closed");
+                refused("proxy_malformed");
+                return;
+            }
+        }
+    }
     let slot = match shared.limits.acquire(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
@@ -93,7 +140,12 @@ pub async fn handle(shared: Arc<Shared>, listener_index: usize, tcp: TcpStream, 
                 Refusal::Total => "Too many connections, try again later",
                 Refusal::PerIp => "Too many connections from your address, try again later",
             };
+            refused(match refusal {
+                Refusal::Total => "limit_total",
+                Refusal::PerIp => "limit_per_ip",
+            });
             tracing::info!(client = %peer, listener = %listener.name, ?refusal, "connection refused");
+            metrics.reply(421);
             refuse_raw(
                 tcp,
                 &Reply::new(
@@ -106,6 +158,13 @@ pub async fn handle(shared: Arc<Shared>, listener_index: usize, tcp: TcpStream, 
             return;
         }
     };
+    metrics
+        .connections
+        .get_or_create(&crate::metrics::ListenerLabels {
+            listener: listener.name.clone(),
+        })
+        .inc();
+    metrics.connections_active.inc();
     let id = shared.session_id();
     let span = tracing::info_span!(
         "session",
@@ -115,13 +174,13 @@ pub async fn handle(shared: Arc<Shared>, listener_index: usize, tcp: TcpStream, 
         tls = tracing::field::Empty,
         auth = tracing::field::Empty,
     );
-    let local = tcp.local_addr().unwrap_or(peer);
     async move {
         let outcome = run(shared.clone(), listener, tcp, peer, local, id).await;
         match outcome {
             Ok(()) => tracing::debug!("session closed"),
             Err(e) => tracing::info!(error = %e, "session ended"),
         }
+        metrics.connections_active.dec();
         drop(slot);
     }
     .instrument(span)
@@ -136,6 +195,23 @@ async fn refuse_raw(mut tcp: TcpStream, reply: &Reply) {
         tcp.shutdown().await
     })
     .await;
+}
+
+/// Counts an inbound TLS handshake by protocol version (or as failed).
+fn count_handshake(
+    shared: &Shared,
+    result: io::Result<tokio_rustls::server::TlsStream<TcpStream>>,
+) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let version = match &result {
+        Ok(stream) => super::tls::info(stream.get_ref().1).version,
+        Err(_) => "failed".to_string(),
+    };
+    shared
+        .metrics
+        .tls_handshakes
+        .get_or_create(&crate::metrics::TlsLabels { version })
+        .inc();
+    result
 }
 
 fn session_config(shared: &Shared, listener: &ListenerConfig, peer: SocketAddr) -> SessionConfig {
@@ -173,7 +249,9 @@ async fn run(
         let handshake = shared.tls.accept(tcp);
         let tls_stream = tokio::time::timeout(Duration::from_secs(timeouts.greeting), handshake)
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+            .and_then(|r| r);
+        let tls_stream = count_handshake(&shared, tls_stream)?;
         let info = super::tls::info(tls_stream.get_ref().1);
         tracing::Span::current().record("tls", tracing::field::display(&info.version));
         tls = Some(info);
@@ -354,6 +432,7 @@ impl Connection {
         if output.is_empty() {
             return Ok(());
         }
+        self.shared.metrics.replies_in(&output);
         let limit = Duration::from_secs(self.shared.config.server.timeouts.command);
         tokio::time::timeout(limit, async {
             self.stream.write_all(&output).await?;
@@ -403,7 +482,9 @@ impl Connection {
         let limit = Duration::from_secs(self.shared.config.server.timeouts.command);
         let tls_stream = tokio::time::timeout(limit, self.shared.tls.accept(tcp))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+            .and_then(|r| r);
+        let tls_stream = count_handshake(&self.shared, tls_stream)?;
         let info: TlsInfo = super::tls::info(tls_stream.get_ref().1);
         tracing::Span::current().record("tls", tracing::field::display(&info.version));
         tracing::debug!(version = %info.version, cipher = %info.cipher, "STARTTLS done");

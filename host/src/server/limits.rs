@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The limits are atomics so a reload changes them in place: the counts of connections already
+/// open carry over, and a lowered limit applies to the next connection.
 #[derive(Debug)]
 pub struct ConnectionLimits {
-    max_total: usize,
-    max_per_ip: usize,
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
     state: Mutex<Counts>,
 }
 
@@ -35,20 +38,26 @@ pub struct Slot {
 impl ConnectionLimits {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(ConnectionLimits {
-            max_total,
-            max_per_ip,
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicUsize::new(max_per_ip),
             state: Mutex::new(Counts::default()),
         })
+    }
+
+    /// New limits (reload); connections already open keep their slots.
+    pub fn set(&self, max_total: usize, max_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
     /// Takes a slot for a connection from `ip`, or says which limit is reached.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
         let mut counts = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if counts.total >= self.max_total {
+        if counts.total >= self.max_total.load(Ordering::Relaxed) {
             return Err(Refusal::Total);
         }
         let from_ip = counts.per_ip.entry(ip).or_insert(0);
-        if *from_ip >= self.max_per_ip {
+        if *from_ip >= self.max_per_ip.load(Ordering::Relaxed) {
             return Err(Refusal::PerIp);
         }
         *from_ip += 1;

@@ -1,30 +1,38 @@
-//! Accepting connections on one listener until shutdown.
+//! Accepting connections on one listener until shutdown, or until a reload removes or rebinds it.
 
-use super::Shared;
+use super::Live;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Accepts on `socket` and runs each connection as its own task. On shutdown it stops
-/// accepting and waits for its connections (the server bounds that wait by the grace period;
-/// dropping this future aborts the connections that are left).
-pub async fn accept_loop(shared: Arc<Shared>, listener_index: usize, socket: TcpListener) {
+/// Accepts on `socket` and runs each connection as its own task, with the settings current when
+/// it was accepted (the listener's own settings are looked up by `name`, so a reload that edits
+/// them applies to the next connection). On shutdown, or when `stop` flips (the listener was
+/// removed or rebound), it stops accepting and waits for its connections (the server bounds that
+/// wait by the grace period on shutdown; dropping this future aborts the connections left).
+pub(crate) async fn accept_loop(
+    live: Arc<Live>,
+    name: String,
+    socket: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
-    let mut shutdown = shared.shutdown.clone();
-    let name = &shared.config.listeners[listener_index].name;
+    let mut shutdown = live.current.load().shutdown.clone();
     loop {
         tokio::select! {
             _ = super::stopped(&mut shutdown) => break,
+            _ = super::stopped(&mut stop) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let shared = live.current.load_full();
+                    let Some(index) = shared.config.listeners.iter().position(|l| l.name == name) else {
+                        // Removed by a reload a moment ago: this socket is about to close.
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(super::connection::handle(
-                        shared.clone(),
-                        listener_index,
-                        stream,
-                        peer,
-                    ));
+                    connections.spawn(super::connection::handle(shared, index, stream, peer));
                 }
                 Err(e) => {
                     // Typically EMFILE: back off briefly rather than spin.

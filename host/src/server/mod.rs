@@ -9,6 +9,8 @@
 //! - [`received`]: the Received trace header.
 //! - [`limits`]: connection limits in total and per client IP.
 //! - [`auth_failures`]: AUTH failures remembered per client IP across connections.
+//! - [`proxy`]: the PROXY protocol header (v1/v2) behind load balancers.
+//! - [`reload`]: applying a new configuration to the running server without dropping sessions.
 //! - [`tls`]: rustls acceptor and certificates.
 //! - [`odmr`]: the client side of an ATRN session after the line turned (RFC 2645).
 
@@ -17,8 +19,10 @@ pub mod connection;
 pub mod limits;
 pub mod listener;
 pub mod odmr;
+pub mod proxy;
 pub mod received;
 pub mod relay;
+pub mod reload;
 pub mod stages;
 pub mod tls;
 
@@ -35,7 +39,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Everything a connection needs, shared by all connections.
+/// Everything a connection needs, shared by all connections. A reload builds a new one; each
+/// connection keeps the one it started with, so established sessions finish on their settings.
 pub struct Shared {
     pub config: Arc<Config>,
     pub hooks: Arc<dyn HookFactory>,
@@ -45,12 +50,14 @@ pub struct Shared {
     pub users: UserDb,
     pub tls: tokio_rustls::TlsAcceptor,
     pub limits: Arc<limits::ConnectionLimits>,
-    pub auth_failures: auth_failures::AuthFailures,
+    pub auth_failures: Arc<auth_failures::AuthFailures>,
+    /// What operators see at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// DKIM signers and the inbound verifier (SPF, DKIM, DMARC, ARC).
     pub mailauth: Arc<crate::mailauth::MailAuth>,
     /// Flips to true on shutdown: stop accepting, finish transactions, close idle sessions.
     pub shutdown: watch::Receiver<bool>,
-    next_session: AtomicU64,
+    next_session: Arc<AtomicU64>,
     /// Distinguishes this process's session ids from an earlier run's.
     boot: String,
 }
@@ -60,6 +67,83 @@ impl Shared {
     pub fn session_id(&self) -> String {
         let n = self.next_session.fetch_add(1, Ordering::Relaxed);
         format!("{}.{n}", self.boot)
+    }
+
+    /// The same server with another configuration, users and TLS acceptor (reload); counters,
+    /// limits and the session numbering carry over.
+    fn with(&self, config: Arc<Config>, users: UserDb, tls: tokio_rustls::TlsAcceptor) -> Shared {
+        Shared {
+            config,
+            hooks: self.hooks.clone(),
+            spool: self.spool.clone(),
+            queue: self.queue.clone(),
+            users,
+            tls,
+            limits: self.limits.clone(),
+            auth_failures: self.auth_failures.clone(),
+            metrics: self.metrics.clone(),
+            shutdown: self.shutdown.clone(),
+            next_session: self.next_session.clone(),
+            boot: self.boot.clone(),
+        }
+    }
+}
+
+/// One bound listener.
+pub(crate) struct Bound {
+    /// The address in the configuration (port 0 stays 0 here).
+    pub configured: SocketAddr,
+    /// The address the socket got.
+    pub bound: SocketAddr,
+    /// Stops this listener's accept loop (its connections finish).
+    stop: watch::Sender<bool>,
+}
+
+/// What a reload changes, shared by the server and its [`reload::ServerHandle`].
+pub(crate) struct Live {
+    /// The settings new connections start with.
+    pub current: arc_swap::ArcSwap<Shared>,
+    pub listeners: std::sync::Mutex<std::collections::BTreeMap<String, Bound>>,
+    tasks: std::sync::Mutex<JoinSet<()>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Live {
+    /// Starts accepting on a bound socket under `name`.
+    fn spawn_listener(
+        self: &Arc<Self>,
+        name: &str,
+        configured: SocketAddr,
+        socket: tokio::net::TcpListener,
+    ) -> anyhow::Result<SocketAddr> {
+        let bound = socket.local_addr()?;
+        self.current.load().metrics.listener_started(name);
+        let (stop, stop_rx) = watch::channel(false);
+        self.tasks.lock().unwrap().spawn(listener::accept_loop(
+            self.clone(),
+            name.to_string(),
+            socket,
+            stop_rx,
+        ));
+        let previous = self.listeners.lock().unwrap().insert(
+            name.to_string(),
+            Bound {
+                configured,
+                bound,
+                stop,
+            },
+        );
+        if let Some(previous) = previous {
+            let _ = previous.stop.send(true);
+        }
+        Ok(bound)
+    }
+
+    /// Stops accepting on `name`; its sessions finish.
+    fn stop_listener(&self, name: &str) {
+        if let Some(bound) = self.listeners.lock().unwrap().remove(name) {
+            let _ = bound.stop.send(true);
+        }
     }
 }
 
@@ -71,11 +155,9 @@ pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 
 /// A running server.
 pub struct Server {
-    /// (listener name, bound address), in configuration order.
+    /// (listener name, bound address) at start, in configuration order.
     pub addresses: Vec<(String, SocketAddr)>,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    shared: Arc<Shared>,
+    live: Arc<Live>,
 }
 
 impl Server {
@@ -87,6 +169,17 @@ impl Server {
         hooks: Arc<dyn HookFactory>,
         spool: Arc<Spool>,
         queue: Option<Queue>,
+    ) -> anyhow::Result<Server> {
+        Self::start_with_metrics(config, hooks, spool, queue, Arc::default()).await
+    }
+
+    /// [`Server::start`], counting into `metrics`.
+    pub async fn start_with_metrics(
+        config: Arc<Config>,
+        hooks: Arc<dyn HookFactory>,
+        spool: Arc<Spool>,
+        queue: Option<Queue>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
         let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
@@ -107,75 +200,93 @@ impl Server {
             users,
             tls,
             limits,
-            auth_failures: auth_failures::AuthFailures::new(
+            auth_failures: Arc::new(auth_failures::AuthFailures::new(
                 config.server.limits.max_auth_failures_per_ip,
                 std::time::Duration::from_secs(config.server.limits.auth_failure_decay),
-            ),
+            )),
             mailauth,
+            metrics,
             shutdown: shutdown_rx,
-            next_session: AtomicU64::new(1),
+            next_session: Arc::new(AtomicU64::new(1)),
             boot,
         });
-        let mut tasks = JoinSet::new();
+        let live = Arc::new(Live {
+            current: arc_swap::ArcSwap::new(shared),
+            listeners: Default::default(),
+            tasks: Default::default(),
+            shutdown,
+        });
         let mut addresses = Vec::new();
-        for (index, listener) in config.listeners.iter().enumerate() {
+        for listener in &config.listeners {
             let socket = tokio::net::TcpListener::bind(listener.address)
                 .await
                 .with_context(|| {
                     format!("listener {:?}: bind {}", listener.name, listener.address)
                 })?;
-            let bound = socket.local_addr()?;
+            let bound = live.spawn_listener(&listener.name, listener.address, socket)?;
             tracing::info!(listener = %listener.name, address = %bound, role = ?listener.role, "listening");
             addresses.push((listener.name.clone(), bound));
-            tasks.spawn(listener::accept_loop(shared.clone(), index, socket));
         }
-        Ok(Server {
-            addresses,
-            shutdown,
-            tasks,
-            shared,
-        })
+        Ok(Server { addresses, live })
     }
 
-    /// The bound address of the listener named `name`.
+    /// The bound address of the listener named `name` (now: reloads may have changed it).
     pub fn address(&self, name: &str) -> Option<SocketAddr> {
-        self.addresses
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)
+        self.live
+            .listeners
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|b| b.bound)
+    }
+
+    /// What a reload goes through.
+    pub fn handle(&self) -> reload::ServerHandle {
+        reload::ServerHandle::new(self.live.clone())
     }
 
     /// Writes `<state>/listeners.json`: `{"mx": "127.0.0.1:2525", ...}` (how tests and scripts
-    /// find ports bound as 0).
+    /// find ports bound as 0). Reloads rewrite it.
     pub fn write_listeners_json(&self, state_dir: &std::path::Path) -> std::io::Result<PathBuf> {
+        self.live.write_listeners_json(state_dir)
+    }
+
+    /// Stops accepting, lets transactions in flight finish for up to `shutdown_grace`, then
+    /// closes whatever is left.
+    pub async fn shutdown(self) {
+        let _ = self.live.shutdown.send(true);
+        let shared = self.live.current.load_full();
+        let grace = shared.config.server.shutdown_grace();
+        let mut tasks = std::mem::take(&mut *self.live.tasks.lock().unwrap());
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                active = shared.limits.active(),
+                "shutdown grace expired: closing remaining connections"
+            );
+            tasks.shutdown().await;
+        }
+    }
+}
+
+impl Live {
+    pub(crate) fn write_listeners_json(
+        &self,
+        state_dir: &std::path::Path,
+    ) -> std::io::Result<PathBuf> {
         let map: serde_json::Map<String, serde_json::Value> = self
-            .addresses
+            .listeners
+            .lock()
+            .unwrap()
             .iter()
-            .map(|(n, a)| (n.clone(), serde_json::Value::String(a.to_string())))
+            .map(|(n, b)| (n.clone(), serde_json::Value::String(b.bound.to_string())))
             .collect();
         let path = state_dir.join("listeners.json");
         let tmp = state_dir.join("listeners.json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&map)?)?;
         std::fs::rename(&tmp, &path)?;
         Ok(path)
-    }
-
-    /// Stops accepting, lets transactions in flight finish for up to `shutdown_grace`, then
-    /// closes whatever is left.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        let grace = self.shared.config.server.shutdown_grace();
-        let drained = tokio::time::timeout(grace, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                active = self.shared.limits.active(),
-                "shutdown grace expired: closing remaining connections"
-            );
-            self.tasks.shutdown().await;
-        }
     }
 }
 

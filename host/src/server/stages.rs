@@ -316,11 +316,13 @@ impl Stage {
             Verdict::Quarantine(reason) => quarantine = Some(reason),
             Verdict::Discard => {
                 tracing::info!(%transaction, %from, recipients = envelope.recipients.len(), size = data.len(), outcome = "discarded", "transaction");
+                self.shared.metrics.transaction("discarded");
                 return Answer::Queued(format!("{transaction} (discarded)"));
             }
             other => {
                 let answer = verdict_answer(other);
                 tracing::info!(%transaction, %from, recipients = envelope.recipients.len(), size = data.len(), outcome = "rejected", "transaction");
+                self.shared.metrics.transaction("rejected");
                 return answer;
             }
         }
@@ -333,6 +335,7 @@ impl Stage {
         if envelope.recipients.is_empty() {
             // The data hook removed every recipient: nothing to deliver.
             tracing::info!(%transaction, %from, size = data.len(), outcome = "no-recipients", "transaction");
+            self.shared.metrics.transaction("no_recipients");
             return Answer::Queued(format!("{transaction} (no recipients left)"));
         }
         let trace = Trace {
@@ -381,10 +384,15 @@ impl Stage {
         match tokio::time::timeout(limit, self.shared.spool.store(incoming)).await {
             Ok(Ok(id)) => {
                 tracing::info!(%transaction, queue_id = %id, %from, recipients, size, outcome = "queued", "transaction");
+                let metrics = &self.shared.metrics;
+                metrics.transaction("queued");
+                metrics.messages_accepted.inc();
+                metrics.message_size.observe(size as f64);
                 Answer::Queued(id.to_string())
             }
             Ok(Err(e)) => {
                 tracing::error!(%transaction, error = %e, outcome = "spool-error", "transaction");
+                self.shared.metrics.transaction("spool_error");
                 Answer::Refuse(Reply::new(
                     451,
                     "4.3.0",
@@ -393,6 +401,7 @@ impl Stage {
             }
             Err(_) => {
                 tracing::error!(%transaction, outcome = "spool-timeout", "transaction");
+                self.shared.metrics.transaction("spool_error");
                 Answer::Refuse(Reply::new(
                     451,
                     "4.4.2",

@@ -4,6 +4,7 @@
 //! - [`sink`]: Postfix's smtp-sink as a real SMTP/LMTP peer; [`peer`]: a scripted SMTP peer for
 //!   what smtp-sink cannot do; [`dns`]: an in-test DNS server.
 //! - [`helper_dir`]: the one place that makes directories for helpers running as another user.
+//! - [`ops`]: /metrics over HTTP; redis-server and haproxy for the operations tests.
 //! - [`outbound`]: fixtures for the delivery tests (client config, envelopes, messages).
 //! - [`tls`]: test CAs and certificates (good, expired, wrong-name, self-signed), a DNSSEC-signed
 //!   zone served by BIND, an HTTPS server (MTA-STS policy host).
@@ -12,6 +13,7 @@
 pub mod dns;
 pub mod helper_dir;
 pub mod mailwit;
+pub mod ops;
 pub mod outbound;
 pub mod peer;
 pub mod sink;

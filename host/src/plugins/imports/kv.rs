@@ -1,8 +1,16 @@
 //! `kv`: a key-value store per plugin, shared by all its instances (never between plugins) and kept
-//! across reloads. [`KvStore`] is the seam for other backends; [`MemoryKv`] is the embedded default.
+//! across reloads. [`KvStore`] is the seam for the backends `[kv] backend` chooses:
+//! - [`embedded`]: redb in `<state>/kv.redb`, the default of `mailwit serve` (survives restarts);
+//! - [`MemoryKv`]: a HashMap (tests, embedding, `backend = "memory"`);
+//! - [`redis`]: a Redis server shared by several instances.
+//!
+//! [`Counted`] wraps any of them to count operations in the server's metrics.
+
+pub mod embedded;
+pub mod redis;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::plugins::bindings::mailwit::plugin::kv::Host;
@@ -41,14 +49,15 @@ impl Entry {
     }
 }
 
-impl MemoryKv {
-    fn check_key(key: &str) -> Result<(), String> {
-        if key.is_empty() || key.len() > MAX_KEY {
-            return Err(format!("key must be 1..={MAX_KEY} bytes"));
-        }
-        Ok(())
+/// The key limit every backend applies.
+pub(crate) fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY {
+        return Err(format!("key must be 1..={MAX_KEY} bytes"));
     }
+    Ok(())
+}
 
+impl MemoryKv {
     /// Makes room for one new key, dropping expired entries first.
     fn ensure_room(
         entries: &mut HashMap<String, Entry>,
@@ -78,7 +87,7 @@ impl KvStore for MemoryKv {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), String> {
-        Self::check_key(key)?;
+        check_key(key)?;
         if value.len() > MAX_VALUE {
             return Err(format!("value larger than {MAX_VALUE} bytes"));
         }
@@ -96,7 +105,7 @@ impl KvStore for MemoryKv {
     }
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
-        Self::check_key(key)?;
+        check_key(key)?;
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap();
         let current = match entries.get(key).filter(|e| e.live(now)) {
@@ -134,6 +143,73 @@ impl KvStore for MemoryKv {
         let mut entries = self.entries.lock().unwrap();
         Ok(entries.remove(key).is_some_and(|e| e.live(now)))
     }
+}
+
+/// Counts every operation of the store it wraps (`mailwit_kv_operations_total`).
+pub struct Counted {
+    pub inner: Arc<dyn KvStore>,
+    pub backend: &'static str,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Counted {
+    fn count<T>(&self, op: &'static str, result: Result<T, String>) -> Result<T, String> {
+        self.metrics.kv(self.backend, op, result.is_ok());
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl KvStore for Counted {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let result = self.inner.get(key).await;
+        self.count("get", result)
+    }
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), String> {
+        let result = self.inner.put(key, value, ttl).await;
+        self.count("put", result)
+    }
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
+        let result = self.inner.increment(key, delta, ttl).await;
+        self.count("increment", result)
+    }
+    async fn delete(&self, key: &str) -> Result<bool, String> {
+        let result = self.inner.delete(key).await;
+        self.count("delete", result)
+    }
+}
+
+/// The kv backend `[kv]` chooses, as a per-plugin factory for the runtime. Opens the embedded
+/// database (`<state>/kv.redb` unless `[kv] path` says otherwise) or sets up the Redis
+/// connection (lazily: Redis may come up later).
+pub fn from_config(
+    config: &crate::config::ops::KvConfig,
+    state_dir: &std::path::Path,
+) -> Result<(&'static str, crate::plugins::runtime::KvFactory), String> {
+    use crate::config::ops::KvBackend;
+    let factory: crate::plugins::runtime::KvFactory;
+    let backend = match config.backend {
+        KvBackend::Memory => {
+            factory = Arc::new(|_: &str| Arc::new(MemoryKv::default()) as Arc<dyn KvStore>);
+            "memory"
+        }
+        KvBackend::Embedded => {
+            let path = config
+                .path
+                .clone()
+                .unwrap_or_else(|| state_dir.join("kv.redb"));
+            let db = embedded::EmbeddedDb::open(&path)?;
+            factory = Arc::new(move |plugin: &str| Arc::new(db.store(plugin)) as Arc<dyn KvStore>);
+            "embedded"
+        }
+        KvBackend::Redis => {
+            let url = config.url.as_deref().ok_or("kv.url is required")?;
+            let db = self::redis::RedisDb::new(url, config.prefix())?;
+            factory = Arc::new(move |plugin: &str| Arc::new(db.store(plugin)) as Arc<dyn KvStore>);
+            "redis"
+        }
+    };
+    Ok((backend, factory))
 }
 
 impl Host for HostState {

@@ -1,0 +1,285 @@
+//! The default kv backend: an embedded redb database in the state directory (`<state>/kv.redb`),
+//! one table per plugin. It survives restarts, so greylisting and rate limits do not start over.
+//!
+//! Why redb: a single file, ACID commits that are durable when `commit` returns, pure Rust with
+//! no dependencies of its own and no background threads. fjall (an LSM tree) buffers writes and
+//! compacts in the background, which suits write-heavy stores much larger than a policy kv; its
+//! extra crates would only lengthen the build.
+//!
+//! Each value is stored with its expiry: 8 bytes of big-endian milliseconds since the Unix epoch
+//! (0: none), then the value. Wall-clock time, because a restart must not renew every TTL.
+//! Expired entries are invisible at once and removed when the table is full (and by
+//! [`EmbeddedKv::purge_expired`] at open). The limits are [`MemoryKv`](super::MemoryKv)'s.
+
+use super::{KvStore, MAX_ENTRIES, MAX_VALUE, check_key};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The database file every plugin's table lives in.
+#[derive(Clone)]
+pub struct EmbeddedDb {
+    db: Arc<Database>,
+}
+
+impl EmbeddedDb {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> Result<EmbeddedDb, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let db = Database::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(EmbeddedDb { db: Arc::new(db) })
+    }
+
+    /// The store of one plugin (its own table).
+    pub fn store(&self, plugin: &str) -> EmbeddedKv {
+        let kv = EmbeddedKv {
+            db: self.db.clone(),
+            table: Arc::from(format!("plugin:{plugin}")),
+        };
+        if let Err(e) = kv.purge_expired() {
+            tracing::warn!(plugin, error = %e, "kv: purging expired entries failed");
+        }
+        kv
+    }
+}
+
+/// One plugin's table in the embedded database.
+pub struct EmbeddedKv {
+    db: Arc<Database>,
+    table: Arc<str>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn encode(value: &[u8], expires_ms: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&expires_ms.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// (expiry, value) of a stored record; a record too short to carry an expiry is treated as gone.
+fn decode(record: &[u8]) -> Option<(u64, &[u8])> {
+    let (expiry, value) = record.split_at_checked(8)?;
+    Some((u64::from_be_bytes(expiry.try_into().ok()?), value))
+}
+
+fn live(expires_ms: u64, now: u64) -> bool {
+    expires_ms == 0 || expires_ms > now
+}
+
+fn expiry(ttl: Option<Duration>, now: u64) -> u64 {
+    // A zero TTL is already expired (as in MemoryKv); never 0, which means "none".
+    ttl.map_or(0, |t| now.saturating_add(t.as_millis() as u64).max(1))
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    format!("kv store: {e}")
+}
+
+impl EmbeddedKv {
+    fn definition(&self) -> TableDefinition<'_, &'static str, &'static [u8]> {
+        TableDefinition::new(&self.table)
+    }
+
+    /// Removes expired entries; returns how many.
+    pub fn purge_expired(&self) -> Result<u64, String> {
+        let now = now_ms();
+        let txn = self.db.begin_write().map_err(err)?;
+        let removed = {
+            let mut table = txn.open_table(self.definition()).map_err(err)?;
+            let before = table.len().map_err(err)?;
+            table
+                .retain(|_, record| decode(record).is_some_and(|(at, _)| live(at, now)))
+                .map_err(err)?;
+            before - table.len().map_err(err)?
+        };
+        txn.commit().map_err(err)?;
+        Ok(removed)
+    }
+
+    fn get_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let table = match txn.open_table(self.definition()) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let now = now_ms();
+        Ok(table.get(key).map_err(err)?.and_then(|guard| {
+            decode(guard.value())
+                .filter(|(at, _)| live(*at, now))
+                .map(|(_, v)| v.to_vec())
+        }))
+    }
+
+    /// Runs `change` on the current live value of `key` in one write transaction; it returns
+    /// the record to store (None: leave the key as it is) and the answer.
+    fn update_blocking<T>(
+        &self,
+        key: &str,
+        change: impl FnOnce(Option<(u64, &[u8])>, u64) -> Result<(Option<Vec<u8>>, T), String>,
+    ) -> Result<T, String> {
+        let now = now_ms();
+        let txn = self.db.begin_write().map_err(err)?;
+        let answer = {
+            let mut table = txn.open_table(self.definition()).map_err(err)?;
+            let current = table
+                .get(key)
+                .map_err(err)?
+                .map(|guard| guard.value().to_vec());
+            let live_current = current
+                .as_deref()
+                .and_then(decode)
+                .filter(|(at, _)| live(*at, now));
+            let (record, answer) = change(live_current, now)?;
+            if let Some(record) = record {
+                if current.is_none() && table.len().map_err(err)? >= MAX_ENTRIES as u64 {
+                    // Full: drop expired entries first, then refuse if still full.
+                    table
+                        .retain(|_, r| decode(r).is_some_and(|(at, _)| live(at, now)))
+                        .map_err(err)?;
+                    if table.len().map_err(err)? >= MAX_ENTRIES as u64 {
+                        return Err(format!("kv store full ({MAX_ENTRIES} entries)"));
+                    }
+                }
+                table.insert(key, record.as_slice()).map_err(err)?;
+            }
+            answer
+        };
+        txn.commit().map_err(err)?;
+        Ok(answer)
+    }
+
+    fn delete_blocking(&self, key: &str) -> Result<bool, String> {
+        let now = now_ms();
+        let txn = self.db.begin_write().map_err(err)?;
+        let existed = {
+            let mut table = txn.open_table(self.definition()).map_err(err)?;
+            let removed = table.remove(key).map_err(err)?;
+            removed.is_some_and(|guard| decode(guard.value()).is_some_and(|(at, _)| live(at, now)))
+        };
+        txn.commit().map_err(err)?;
+        Ok(existed)
+    }
+
+    fn clone_handle(&self) -> EmbeddedKv {
+        EmbeddedKv {
+            db: self.db.clone(),
+            table: self.table.clone(),
+        }
+    }
+
+    /// Runs blocking database work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(EmbeddedKv) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let handle = self.clone_handle();
+        tokio::task::spawn_blocking(move || work(handle))
+            .await
+            .map_err(|e| format!("kv store task failed: {e}"))?
+    }
+}
+
+#[async_trait::async_trait]
+impl KvStore for EmbeddedKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let key = key.to_string();
+        self.blocking(move |kv| kv.get_blocking(&key)).await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), String> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE {
+            return Err(format!("value larger than {MAX_VALUE} bytes"));
+        }
+        let key = key.to_string();
+        self.blocking(move |kv| {
+            kv.update_blocking(&key, |_, now| {
+                Ok((Some(encode(&value, expiry(ttl, now))), ()))
+            })
+        })
+        .await
+    }
+
+    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
+        check_key(key)?;
+        let key = key.to_string();
+        self.blocking(move |kv| {
+            let name = key.clone();
+            kv.update_blocking(&key, move |current, now| {
+                let (value, expires) = match current {
+                    Some((at, bytes)) => {
+                        let n = std::str::from_utf8(bytes)
+                            .ok()
+                            .and_then(|s| s.parse::<i64>().ok())
+                            .ok_or_else(|| format!("value of {name:?} is not an integer"))?;
+                        (n, at)
+                    }
+                    // The TTL applies when the counter is created.
+                    None => (0, expiry(ttl, now)),
+                };
+                let next = value
+                    .checked_add(delta)
+                    .ok_or_else(|| "counter overflow".to_string())?;
+                Ok((Some(encode(next.to_string().as_bytes(), expires)), next))
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, String> {
+        let key = key.to_string();
+        self.blocking(move |kv| kv.delete_blocking(&key)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn values_counters_and_ttls_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.redb");
+        {
+            let db = EmbeddedDb::open(&path).unwrap();
+            let kv = db.store("grey");
+            assert_eq!(kv.get("missing").await, Ok(None));
+            kv.put("a", b"1".to_vec(), None).await.unwrap();
+            kv.put("gone", b"x".to_vec(), Some(Duration::ZERO))
+                .await
+                .unwrap();
+            assert_eq!(kv.get("gone").await, Ok(None));
+            assert_eq!(
+                kv.increment("c", 2, Some(Duration::from_secs(60))).await,
+                Ok(2)
+            );
+            assert_eq!(kv.increment("c", 3, None).await, Ok(5));
+            assert!(kv.increment("a", 1, None).await.is_ok());
+            kv.put("s", b"text".to_vec(), None).await.unwrap();
+            assert!(kv.increment("s", 1, None).await.is_err());
+            assert!(kv.put("", vec![], None).await.is_err());
+            assert!(kv.put("big", vec![0; MAX_VALUE + 1], None).await.is_err());
+            // Plugins do not see each other's keys.
+            assert_eq!(db.store("other").get("c").await, Ok(None));
+        }
+        let db = EmbeddedDb::open(&path).unwrap();
+        let kv = db.store("grey");
+        assert_eq!(kv.get("c").await, Ok(Some(b"5".to_vec())));
+        assert_eq!(kv.get("a").await, Ok(Some(b"2".to_vec())));
+        assert_eq!(kv.get("gone").await, Ok(None));
+        assert_eq!(kv.delete("c").await, Ok(true));
+        assert_eq!(kv.delete("c").await, Ok(false));
+    }
+}
