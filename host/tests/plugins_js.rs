@@ -16,7 +16,7 @@ fn senders() -> String {
 }
 
 fn js_chaos() -> String {
-    lang_support::js("plugins/testing/js-chaos")
+    lang_support::js("plugins/js/testing/js-chaos")
         .display()
         .to_string()
 }

@@ -16,7 +16,7 @@ fn rules() -> String {
 }
 
 fn py_chaos() -> String {
-    lang_support::python("plugins/testing/python-chaos")
+    lang_support::python("plugins/python/testing/python-chaos")
         .display()
         .to_string()
 }

@@ -28,8 +28,10 @@ pub struct LiveInstance {
     limits: Limits,
     /// Each hook's typed export, looked up and type-checked at its first call.
     guests: Guests,
-    /// The pool slot; declared last so it is released after the store has given the slot back.
+    /// The pool slot and the plugin's own instance permit; declared last so they are released
+    /// after the store has given the slot back.
     _slot: tokio::sync::OwnedSemaphorePermit,
+    _plugin_slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The typed exports of one instance, per hook.
@@ -61,21 +63,31 @@ macro_rules! guest {
     }};
 }
 
-/// Every slot of the instance pool stayed taken for as long as the plugin may run: the server is
-/// at capacity, which is not the plugin's fault (its circuit breaker is not told).
+/// Every slot of the instance pool (or of the plugin's `limits.instances`) stayed taken for as
+/// long as the plugin may run: the server is at capacity, which is not the plugin's fault (its
+/// circuit breaker is not told).
 #[derive(Debug)]
 pub struct PoolExhausted {
     pub waited: Duration,
+    /// The plugin's own limit, when that was the one reached.
+    pub plugin_limit: Option<u32>,
 }
 
 impl std::fmt::Display for PoolExhausted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "all {} plugin instance slots stayed in use for {} ms",
-            super::engine::POOL_INSTANCES,
-            self.waited.as_millis()
-        )
+        match self.plugin_limit {
+            Some(n) => write!(
+                f,
+                "all {n} instances the plugin may have (limits.instances) stayed in use for {} ms",
+                self.waited.as_millis()
+            ),
+            None => write!(
+                f,
+                "all {} plugin instance slots stayed in use for {} ms",
+                super::engine::POOL_INSTANCES,
+                self.waited.as_millis()
+            ),
+        }
     }
 }
 
@@ -85,9 +97,24 @@ impl LiveInstance {
     pub async fn new(plugin: &LoadedPlugin, ctx: PluginContext, session: Arc<str>) -> Result<Self> {
         let limits = plugin.config.limits;
         let waited = Duration::from_millis(limits.time_ms);
+        let plugin_slot = match &plugin.instance_slots {
+            Some(slots) => Some(
+                tokio::time::timeout(waited, slots.clone().acquire_owned())
+                    .await
+                    .map_err(|_| PoolExhausted {
+                        waited,
+                        plugin_limit: limits.instances,
+                    })?
+                    .map_err(|_| anyhow!("the plugin's instance pool is closed"))?,
+            ),
+            None => None,
+        };
         let slot = tokio::time::timeout(waited, plugin.engine.slots.clone().acquire_owned())
             .await
-            .map_err(|_| PoolExhausted { waited })?
+            .map_err(|_| PoolExhausted {
+                waited,
+                plugin_limit: None,
+            })?
             .map_err(|_| anyhow!("the instance pool is closed"))?;
         let mut store = Store::new(&plugin.engine.engine, HostState::new(ctx, session));
         store.limiter(|state| &mut state.limits);
@@ -108,7 +135,16 @@ impl LiveInstance {
             limits,
             guests: Guests::default(),
             _slot: slot,
+            _plugin_slot: plugin_slot,
         })
+    }
+
+    /// Tags the instance's log lines with the session now using it (a reused instance moves
+    /// from session to session).
+    pub fn set_session(&mut self, session: &Arc<str>) {
+        if !Arc::ptr_eq(&self.store.data().session, session) {
+            self.store.data_mut().session = session.clone();
+        }
     }
 
     fn arm(&mut self, fuel_engine: bool) -> Result<()> {

@@ -29,6 +29,8 @@ pub struct LoadedPlugin {
     pub imports: BTreeSet<String>,
     /// Whether the compiled code came from the on-disk cache.
     pub from_cache: bool,
+    /// One permit per instance allowed by `limits.instances` (none: only the engine's pool).
+    pub instance_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Export lookups done once per plugin, so each call only type-checks and calls.
@@ -78,6 +80,10 @@ fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result
         indices,
         imports,
         from_cache,
+        instance_slots: config
+            .limits
+            .instances
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
     })
 }
 
@@ -91,6 +97,9 @@ fn check_limits(config: &PluginConfig) -> Result<()> {
     }
     if limits.time_ms == 0 {
         bail!("limits.time_ms must be at least 1");
+    }
+    if limits.instances == Some(0) {
+        bail!("limits.instances must be at least 1 (omit it for no per-plugin limit)");
     }
     if limits.fuel == Some(0) {
         bail!("limits.fuel must be at least 1 (omit it for no fuel limit)");
@@ -187,7 +196,7 @@ pub fn inspect(
     let mut imports = BTreeSet::new();
     for (name, _) in ty.imports(&engine.engine) {
         if name.starts_with("wasi:") {
-            // Linked with a WASI context granting nothing but a captured stderr.
+            check_wasi_import(name)?;
             continue;
         }
         let Some((interface, version)) = mailwit_interface(name) else {
@@ -197,7 +206,7 @@ pub fn inspect(
         match interface {
             "types" | "message" => {}
             other => {
-                let Some(grant) = Grant::from_interface(other) else {
+                let Some(grant) = Grant::for_interface(other) else {
                     bail!("imports `{name}`, which {WIT_PACKAGE}@{WIT_VERSION} does not define");
                 };
                 if !grants.contains(&grant) {
@@ -226,6 +235,29 @@ pub fn inspect(
         );
     }
     Ok((hooks, imports))
+}
+
+/// The WASI packages linked for every plugin, through a context that grants nothing real
+/// (`state::wasi_context`): what the Python, JavaScript and Rust std runtimes import at start-up.
+/// `clocks` and `random` are real only with the "clock" and "random" grants.
+pub const LINKED_WASI: [&str; 6] = [
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
+
+/// Any other WASI import (e.g. `wasi:http`) is refused by name rather than left to a linker error.
+fn check_wasi_import(name: &str) -> Result<()> {
+    if LINKED_WASI.iter().any(|p| name.starts_with(p)) {
+        return Ok(());
+    }
+    bail!(
+        "imports `{name}`, which no plugin is given (WASI is limited to io, cli, clocks, random, \
+         filesystem and sockets, none of which reaches anything real without a grant)"
+    )
 }
 
 /// ("kv", Some("0.1.0")) for "mailwit:plugin/kv@0.1.0".

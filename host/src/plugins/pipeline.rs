@@ -205,7 +205,9 @@ fn failed(entry: &PluginEntry, session: &str, hook: Hook, why: &str, plugin_faul
     let plugin = entry.name();
     let policy = entry.loaded.config.on_error;
     tracing::warn!(plugin, session, %hook, ?policy, "plugin failed: {why}");
-    if plugin_fault && entry.breaker.failure() {
+    if !plugin_fault {
+        entry.breaker.abandon();
+    } else if entry.breaker.failure() {
         PluginStats::bump(&entry.stats.breaker_opened);
         tracing::error!(
             plugin,
@@ -364,6 +366,16 @@ impl PipelineSession {
     }
 
     async fn call(&mut self, entry: &PluginEntry, call: HookCall<'_>) -> Option<HookOutput> {
+        if entry.loaded.config.stateless {
+            // No session state: borrow a warm instance for this one call.
+            let (mut slot, uses) = entry.take_idle();
+            if let Some(instance) = slot.as_mut() {
+                instance.set_session(&self.session_id);
+            }
+            let output = call_plugin(entry, &mut slot, &self.session_id, call).await;
+            entry.give_back(slot, uses + 1);
+            return output;
+        }
         let slot = self.instances.entry(entry.name().to_string()).or_default();
         call_plugin(entry, slot, &self.session_id, call).await
     }
@@ -408,6 +420,53 @@ impl PipelineSession {
             }
         }
         Verdict::Continue
+    }
+}
+
+/// Relay control on plugin decisions: a decision that sends an unauthenticated session's mail
+/// off-site needs the plugin's "relay" grant.
+impl PipelineSession {
+    /// 554 5.7.1 for a rcpt rewrite to a non-local address by a plugin without the grant, for
+    /// an unauthenticated session.
+    fn relay_refusal(
+        &self,
+        entry: &PluginEntry,
+        session: &SessionInfo,
+        rewrite: &str,
+    ) -> Option<Verdict> {
+        if session.authenticated.is_some() || entry.may_relay() || !self.plugins.off_site(rewrite)
+        {
+            return None;
+        }
+        tracing::warn!(
+            plugin = entry.name(),
+            session = &*self.session_id,
+            rewrite,
+            "relay control: the plugin rewrote a recipient off-site for an unauthenticated \
+             session without the \"relay\" grant; recipient refused"
+        );
+        Some(Verdict::Reject(Reply::new(
+            554,
+            "5.7.1",
+            format!("<{rewrite}>: Relay access denied"),
+        )))
+    }
+
+    /// The first non-local recipient a data result adds for an unauthenticated session, when
+    /// the plugin may not relay.
+    fn off_site_addition(
+        &self,
+        entry: &PluginEntry,
+        session: &SessionInfo,
+        result: &data::DataResult,
+    ) -> Option<String> {
+        if session.authenticated.is_some() || entry.may_relay() {
+            return None;
+        }
+        result.modifications.iter().find_map(|m| match m {
+            data::Modification::AddRecipient(a) if self.plugins.off_site(a) => Some(a.clone()),
+            _ => None,
+        })
     }
 }
 
@@ -505,6 +564,12 @@ impl SessionHooks for PipelineSession {
             match self.call(entry, HookCall::Rcpt(&s, &f, &current)).await {
                 Some(HookOutput::Rcpt(result)) => {
                     let result = convert::rcpt_result(result);
+                    if let Some(rewrite) = &result.rewrite
+                        && let Some(refusal) = self.relay_refusal(entry, session, rewrite)
+                    {
+                        outcome.verdict = refusal;
+                        return outcome;
+                    }
                     if let Some(rewrite) = result.rewrite {
                         // Later plugins and the core see the rewritten address.
                         current.address = rewrite.clone();
@@ -553,6 +618,25 @@ impl SessionHooks for PipelineSession {
                 .await
             {
                 Some(HookOutput::Data(result)) => {
+                    if let Some(address) = self.off_site_addition(entry, session, &result) {
+                        // The plugin overstepped: its answer is dropped as a failure.
+                        failed(
+                            entry,
+                            &self.session_id,
+                            Hook::Data,
+                            &format!(
+                                "relay control: add-recipient <{address}> would send an \
+                                 unauthenticated session's mail off-site, and the plugin has no \
+                                 \"relay\" grant"
+                            ),
+                            true,
+                        );
+                        if let Some(v) = failure_verdict(entry.loaded.config.on_error) {
+                            outcome.verdict = v;
+                            return outcome;
+                        }
+                        continue;
+                    }
                     outcome
                         .modifications
                         .extend(result.modifications.into_iter().map(convert::modification));
@@ -654,6 +738,24 @@ impl PipelineQueueHooks {
     }
 }
 
+impl PipelineQueueHooks {
+    /// A relay or MX route for a recipient in a local domain sends mail that an unauthenticated
+    /// client could address off-site: only plugins with the "relay" grant may decide that.
+    /// (Recipients outside the local domains reached the queue through an authenticated session
+    /// or a plugin that had the grant.)
+    fn relays_local_recipient(
+        &self,
+        entry: &PluginEntry,
+        rcpt: &Recipient,
+        decision: &RouteDecision,
+    ) -> bool {
+        matches!(decision, RouteDecision::Relay(_) | RouteDecision::Mx)
+            && !entry.may_relay()
+            && self.plugins.relay_control()
+            && !self.plugins.off_site(&rcpt.address)
+    }
+}
+
 #[async_trait::async_trait]
 impl QueueHooks for PipelineQueueHooks {
     async fn route(&self, from: &ReversePath, rcpt: &Recipient) -> RouteDecision {
@@ -672,6 +774,20 @@ impl QueueHooks for PipelineQueueHooks {
                 .await
             {
                 let decision = convert::route_decision(decision);
+                if self.relays_local_recipient(entry, rcpt, &decision) {
+                    failed(
+                        entry,
+                        &session,
+                        Hook::Route,
+                        &format!(
+                            "relay control: routing local recipient <{}> off-site needs the \
+                             \"relay\" grant; the route table decides instead",
+                            rcpt.address
+                        ),
+                        true,
+                    );
+                    continue;
+                }
                 if decision != RouteDecision::Continue {
                     return decision;
                 }

@@ -7,7 +7,9 @@
 //! import-loop (call the clock import forever), spin (busy loop of `spin` iterations, then
 //! continue), probe (rcpt: refuse only probe@ recipients with the tag), count (kv counter shared by instances; rejects with "count=N"), state (per-instance
 //! call counter; rejects with "calls=N"), rewrite (rcpt: rewrite to `rewrite_to`), mods (data: add
-//! `X-Chaos: <tag>` and continue).
+//! `X-Chaos: <tag>` and continue), flaky (kv counter: panic for the first `fail_first` calls,
+//! then refuse with "flaky N"), add-rcpt (data: add recipient `add_rcpt`);
+//! route: maildir | discard | mx | relay (to `relay_host`:`relay_port`).
 
 wit_bindgen::generate!({
     inline: "
@@ -104,6 +106,15 @@ fn act(hook: &str) -> Verdict {
             Err(e) => Verdict::Tempfail(reply(451, "4.3.0", e)),
         },
         "state" => Verdict::Reject(reply(550, "5.7.1", format!("calls={calls}"))),
+        "flaky" => {
+            // Panics for the first `fail_first` calls across instances (a kv counter), then
+            // refuses with "flaky n": a plugin that recovers, for the breaker's half-open test.
+            let n = kv::increment("flaky", 1, None).unwrap_or(0);
+            if n <= integer("fail_first").unwrap_or(0) {
+                panic!("chaos flaky call {n} fails");
+            }
+            Verdict::Reject(reply(550, "5.7.1", format!("flaky {n}")))
+        }
         "log" => {
             log::log(log::Level::Info, &format!("chaos {hook} {tag}"));
             Verdict::Continue
@@ -200,6 +211,12 @@ impl data::Guest for Chaos {
                     })
                     .collect(),
             },
+            Some("add-rcpt") => data::DataResult {
+                verdict: Verdict::Continue,
+                modifications: vec![data::Modification::AddRecipient(
+                    text("add_rcpt").unwrap_or_default(),
+                )],
+            },
             Some("mods") => data::DataResult {
                 verdict: Verdict::Continue,
                 modifications: vec![data::Modification::AddHeader(data::HeaderField {
@@ -235,6 +252,13 @@ impl route::Guest for Chaos {
         match text("route").as_deref() {
             Some("maildir") => route::RouteDecision::Maildir(recipient.address),
             Some("discard") => route::RouteDecision::Discard,
+            Some("mx") => route::RouteDecision::Mx,
+            Some("relay") => route::RouteDecision::Relay(route::RelayTarget {
+                host: text("relay_host").unwrap_or_else(|| "127.0.0.1".into()),
+                port: integer("relay_port").unwrap_or(25) as u16,
+                tls: route::TlsPolicy::None,
+                credentials: None,
+            }),
             Some("loop") | Some("panic") => {
                 act("route");
                 route::RouteDecision::Continue

@@ -5,7 +5,8 @@ Modes: continue | loop (spin forever) | alloc (allocate without bound) | raise (
 state (refuse with the per-instance call count, "calls=N") | time (refuse with time.time()) |
 random (refuse with os.urandom(8) in hex) | files (refuse naming what reading / listing files gave) |
 env (refuse with the environment's size).
-The data hook adds `X-Py-Chaos: <tag>`.
+The data hook adds `X-Py-Chaos: <tag>`; connect, ehlo and rcpt have no opinion (for the
+five-hook session of the language benchmark).
 """
 
 import os
@@ -15,6 +16,21 @@ import mailwit
 from mailwit import Changes, cont, reject
 
 calls = 0
+
+
+@mailwit.on_connect
+def connect(session):
+    return None
+
+
+@mailwit.on_ehlo
+def ehlo(session, name):
+    return None
+
+
+@mailwit.on_rcpt
+def rcpt(session, reverse_path, recipient):
+    return None
 
 
 @mailwit.on_mail

@@ -2,9 +2,14 @@
 // JavaScript plugins (containment, instance reuse, WASI capabilities).
 //
 // Modes: continue | loop | alloc | throw | state ("calls=N" per instance) | time (Date.now()) |
-// random (Math.random()). The data hook adds `X-Js-Chaos: <tag>`.
+// random (Math.random()). The data hook adds `X-Js-Chaos: <tag>`; connect, ehlo and rcpt have no
+// opinion (for the five-hook session of the language benchmark).
 
-import { onMail, onData, reject, cont, config, Changes } from './mailwit.js';
+import { onConnect, onEhlo, onMail, onRcpt, onData, reject, cont, config, Changes } from './mailwit.js';
+
+onConnect(() => undefined);
+onEhlo(() => undefined);
+onRcpt(() => undefined);
 
 let calls = 0;
 
