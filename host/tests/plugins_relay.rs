@@ -195,7 +195,11 @@ fn routing_a_local_recipient_off_site_needs_the_relay_grant() {
         if listener.accept().is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "no relay attempt\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "no relay attempt\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(server.maildir("bob@example.test").is_empty());

@@ -25,7 +25,9 @@ fn probe() -> String {
 }
 
 fn load(toml: &str) -> Arc<Plugins> {
-    let toml = toml.replace("{chaos}", &chaos()).replace("{probe}", &probe());
+    let toml = toml
+        .replace("{chaos}", &chaos())
+        .replace("{probe}", &probe());
     let settings = PluginSettings::from_toml(&toml).expect("test TOML parses");
     Plugins::from_settings(settings, Path::new("/"), RuntimeOptions::default()).expect("loads")
 }
@@ -146,7 +148,10 @@ async fn half_open_breaker_makes_one_trial_and_a_failed_trial_reopens_it() {
     assert_eq!(mail(&mut h, "s1").await, tempfail);
     assert_eq!(mail(&mut h, "s1").await, tempfail);
     let stats = plugins.stats("flaky").unwrap();
-    assert_eq!((stats.calls, stats.breaker_opened, stats.skipped), (2, 1, 1));
+    assert_eq!(
+        (stats.calls, stats.breaker_opened, stats.skipped),
+        (2, 1, 1)
+    );
 
     // Past open_ms (pacing, not a timing assertion): one trial, call 3, which fails: open again
     // at once, without the two failures the closed breaker needs.
@@ -154,14 +159,20 @@ async fn half_open_breaker_makes_one_trial_and_a_failed_trial_reopens_it() {
     assert_eq!(mail(&mut h, "s1").await, tempfail);
     assert_eq!(mail(&mut h, "s1").await, tempfail);
     let stats = plugins.stats("flaky").unwrap();
-    assert_eq!((stats.calls, stats.breaker_opened, stats.skipped), (3, 2, 2));
+    assert_eq!(
+        (stats.calls, stats.breaker_opened, stats.skipped),
+        (3, 2, 2)
+    );
 
     // The next trial, call 4, succeeds: closed, every call goes through again.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(text(mail(&mut h, "s1").await), "flaky 4");
     assert_eq!(text(mail(&mut h, "s1").await), "flaky 5");
     let stats = plugins.stats("flaky").unwrap();
-    assert_eq!((stats.calls, stats.breaker_opened, stats.skipped), (5, 2, 2));
+    assert_eq!(
+        (stats.calls, stats.breaker_opened, stats.skipped),
+        (5, 2, 2)
+    );
 }
 
 #[tokio::test]
@@ -215,7 +226,10 @@ async fn a_plugin_instance_limit_makes_sessions_wait_then_apply_on_error_without
     assert_eq!(text(mail(&mut holder, "holder").await), "calls=1");
     // The only instance belongs to `holder`'s session: another session waits, then on_error.
     let mut other = plugins.hook_factory().session_hooks("mx");
-    assert!(matches!(mail(&mut other, "other").await, Verdict::Tempfail(_)));
+    assert!(matches!(
+        mail(&mut other, "other").await,
+        Verdict::Tempfail(_)
+    ));
     let stats = plugins.stats("one").unwrap();
     assert_eq!((stats.failures, stats.breaker_opened), (1, 0), "{stats:?}");
     // Once the holder's session ends, the other gets an instance (the breaker stayed closed).

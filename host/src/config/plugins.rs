@@ -98,9 +98,15 @@ impl Grant {
     /// The grant a `mailwit:plugin` import interface needs (`None` for interfaces the contract
     /// does not define as imports).
     pub fn for_interface(name: &str) -> Option<Grant> {
-        [Grant::Log, Grant::Config, Grant::Kv, Grant::Dns, Grant::Clock]
-            .into_iter()
-            .find(|g| g.name() == name)
+        [
+            Grant::Log,
+            Grant::Config,
+            Grant::Kv,
+            Grant::Dns,
+            Grant::Clock,
+        ]
+        .into_iter()
+        .find(|g| g.name() == name)
     }
 }
 
@@ -183,11 +189,14 @@ pub struct PipelineConfig {
     pub route: Vec<String>,
     #[serde(default)]
     pub delivery: Vec<String>,
+    /// Before each relay, MX or LMTP delivery attempt (pipeline `queue` only).
+    #[serde(default)]
+    pub outbound: Vec<String>,
 }
 
 impl PipelineConfig {
     /// (hook, plugins) for every hook, in transaction order.
-    pub fn chains(&self) -> [(crate::plugins::Hook, &[String]); 8] {
+    pub fn chains(&self) -> [(crate::plugins::Hook, &[String]); 9] {
         use crate::plugins::Hook;
         [
             (Hook::Connect, &self.connect),
@@ -198,6 +207,7 @@ impl PipelineConfig {
             (Hook::Data, &self.data),
             (Hook::Route, &self.route),
             (Hook::Delivery, &self.delivery),
+            (Hook::Outbound, &self.outbound),
         ]
     }
 }

@@ -98,7 +98,7 @@ impl PluginEntry {
 /// Per hook, the plugins that run, in order.
 pub struct Pipeline {
     pub name: String,
-    chains: [Vec<Arc<PluginEntry>>; 8],
+    chains: [Vec<Arc<PluginEntry>>; 9],
 }
 
 impl Pipeline {
@@ -175,9 +175,9 @@ impl Generation {
 
         let mut pipelines = BTreeMap::new();
         for (name, config) in &settings.pipelines {
-            let mut chains: [Vec<Arc<PluginEntry>>; 8] = Default::default();
+            let mut chains: [Vec<Arc<PluginEntry>>; 9] = Default::default();
             for (hook, names) in config.chains() {
-                if matches!(hook, Hook::Route | Hook::Delivery)
+                if matches!(hook, Hook::Route | Hook::Delivery | Hook::Outbound)
                     && name != QUEUE_PIPELINE
                     && !names.is_empty()
                 {

@@ -14,6 +14,7 @@
 pub mod bindings;
 pub mod breaker;
 pub mod check;
+pub mod compat_v01;
 mod convert;
 pub mod engine;
 pub mod generation;
@@ -30,9 +31,12 @@ pub use imports::dns::DnsOptions;
 pub use imports::kv::{KvStore, MemoryKv};
 pub use runtime::{Plugins, ReloadReport, Reloader, RuntimeOptions};
 
-/// The WIT package version this host implements. Plugins built against the same major version
-/// (for 0.x: the same minor) load; others are refused with both versions named.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The WIT package version this host implements. Plugins built against it or against an earlier
+/// version the host still speaks ([`SUPPORTED_VERSIONS`]) load; others are refused with the
+/// versions named.
+pub const WIT_VERSION: &str = "0.2.0";
+/// Every contract version the host loads plugins of (same major; for 0.x: same minor).
+pub const SUPPORTED_VERSIONS: [&str; 2] = [WIT_VERSION, compat_v01::VERSION];
 /// The WIT package name.
 pub const WIT_PACKAGE: &str = "mailwit:plugin";
 
@@ -47,10 +51,12 @@ pub enum Hook {
     Data,
     Route,
     Delivery,
+    /// Before each relay, MX or LMTP delivery attempt (contract 0.2).
+    Outbound,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 8] = [
+    pub const ALL: [Hook; 9] = [
         Hook::Connect,
         Hook::Ehlo,
         Hook::Auth,
@@ -59,6 +65,7 @@ impl Hook {
         Hook::Data,
         Hook::Route,
         Hook::Delivery,
+        Hook::Outbound,
     ];
 
     /// The WIT interface name, which is also the pipeline key.
@@ -72,6 +79,7 @@ impl Hook {
             Hook::Data => "data",
             Hook::Route => "route",
             Hook::Delivery => "delivery",
+            Hook::Outbound => "outbound",
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Hook;
-use super::bindings::exports::mailwit::plugin::{auth, data, delivery, rcpt, route};
+use super::bindings::exports::mailwit::plugin::{auth, data, delivery, outbound, rcpt, route};
 use super::bindings::mailwit::plugin::types as wit;
 use super::breaker::PluginStats;
 use super::convert;
@@ -16,8 +16,10 @@ use super::instance::{LiveInstance, PoolExhausted};
 use super::runtime::Plugins;
 use crate::config::plugins::OnError;
 use crate::policy::{
-    AuthResult, Credentials, DataResult, DeliveryEvent, Envelope, HookFactory, Message, QueueHooks,
-    RcptResult, Recipient, Reply, ReversePath, RouteDecision, SessionHooks, SessionInfo, Verdict,
+    AuthResult, AuthenticationResults, Credentials, DataResult, DeliveryEvent, Envelope,
+    HookFactory, Message, OutboundAction, OutboundAttempt, OutboundDecision, OutboundDestination,
+    QueueHooks, RcptResult, Recipient, Reply, ReversePath, RouteDecision, SessionHooks,
+    SessionInfo, Verdict,
 };
 
 /// Most modifications one plugin may return from one data call, and their total size.
@@ -37,9 +39,15 @@ enum HookCall<'a> {
         &'a wit::ReversePath,
         &'a wit::Recipient,
     ),
-    Data(&'a wit::SessionInfo, &'a wit::Envelope, Arc<[u8]>),
+    Data(
+        &'a wit::SessionInfo,
+        &'a wit::Envelope,
+        Arc<[u8]>,
+        &'a data::Authentication,
+    ),
     Route(&'a wit::ReversePath, &'a wit::Recipient),
     Delivery(&'a delivery::DeliveryEvent),
+    Outbound(&'a outbound::OutboundAttempt, Arc<[u8]>),
 }
 
 impl HookCall<'_> {
@@ -53,6 +61,7 @@ impl HookCall<'_> {
             HookCall::Data(..) => Hook::Data,
             HookCall::Route(..) => Hook::Route,
             HookCall::Delivery(..) => Hook::Delivery,
+            HookCall::Outbound(..) => Hook::Outbound,
         }
     }
 }
@@ -65,6 +74,7 @@ enum HookOutput {
     Data(data::DataResult),
     Route(route::RouteDecision),
     Delivered,
+    Outbound(outbound::OutboundResult),
 }
 
 /// Calls one plugin in `slot` (instantiating it first if empty). `None` means the plugin failed
@@ -120,8 +130,8 @@ async fn call_plugin(
             .rcpt(loaded, s, from, to)
             .await
             .map(HookOutput::Rcpt),
-        HookCall::Data(s, env, msg) => instance
-            .data(loaded, s, env, msg)
+        HookCall::Data(s, env, msg, authentication) => instance
+            .data(loaded, s, env, msg, authentication)
             .await
             .map(HookOutput::Data),
         HookCall::Route(from, to) => instance
@@ -132,6 +142,10 @@ async fn call_plugin(
             .delivery(loaded, event)
             .await
             .map(|()| HookOutput::Delivered),
+        HookCall::Outbound(attempt, msg) => instance
+            .outbound(loaded, attempt, msg)
+            .await
+            .map(HookOutput::Outbound),
     };
     let checked = result.and_then(check_output);
     match checked {
@@ -162,6 +176,29 @@ fn check_output(output: HookOutput) -> anyhow::Result<HookOutput> {
             if bytes > MAX_MODIFICATION_BYTES {
                 anyhow::bail!(
                     "returned {bytes} bytes of modifications (at most {MAX_MODIFICATION_BYTES})"
+                );
+            }
+        }
+        HookOutput::Outbound(result) => {
+            let edits = &result.headers;
+            if edits.len() > MAX_MODIFICATIONS {
+                anyhow::bail!(
+                    "returned {} header edits (at most {MAX_MODIFICATIONS})",
+                    edits.len()
+                );
+            }
+            let bytes: usize = edits
+                .iter()
+                .map(|e| match e {
+                    outbound::HeaderEdit::Add(f) | outbound::HeaderEdit::Replace(f) => {
+                        f.name.len() + f.value.len()
+                    }
+                    outbound::HeaderEdit::Remove(name) => name.len(),
+                })
+                .sum();
+            if bytes > MAX_MODIFICATION_BYTES {
+                anyhow::bail!(
+                    "returned {bytes} bytes of header edits (at most {MAX_MODIFICATION_BYTES})"
                 );
             }
         }
@@ -331,6 +368,8 @@ pub struct PipelineSession {
     pipeline: Option<Arc<Pipeline>>,
     instances: HashMap<String, Option<LiveInstance>>,
     session_id: Arc<str>,
+    /// The transaction's message-authentication results, for the data hook.
+    authentication: AuthenticationResults,
 }
 
 impl PipelineSession {
@@ -344,6 +383,7 @@ impl PipelineSession {
             pipeline,
             instances: HashMap::new(),
             session_id: Arc::from(""),
+            authentication: AuthenticationResults::default(),
         }
     }
 
@@ -434,8 +474,7 @@ impl PipelineSession {
         session: &SessionInfo,
         rewrite: &str,
     ) -> Option<Verdict> {
-        if session.authenticated.is_some() || entry.may_relay() || !self.plugins.off_site(rewrite)
-        {
+        if session.authenticated.is_some() || entry.may_relay() || !self.plugins.off_site(rewrite) {
             return None;
         }
         tracing::warn!(
@@ -478,7 +517,12 @@ enum VerdictArg<'a> {
 
 #[async_trait::async_trait]
 impl SessionHooks for PipelineSession {
+    fn authentication_results(&mut self, results: AuthenticationResults) {
+        self.authentication = results;
+    }
+
     async fn begin_transaction(&mut self) {
+        self.authentication = AuthenticationResults::default();
         let current = self.plugins.current();
         if !Arc::ptr_eq(&current, &self.generation) {
             self.pipeline = current.pipeline(&self.pipeline_name).cloned();
@@ -610,11 +654,15 @@ impl SessionHooks for PipelineSession {
         }
         let s = convert::session(session);
         let e = convert::envelope(envelope);
+        let authentication = convert::authentication(&self.authentication);
         // One copy shared by every plugin of the chain (the resource reads from it).
         let bytes: Arc<[u8]> = Arc::from(message.bytes);
         for entry in &chain {
             match self
-                .call(entry, HookCall::Data(&s, &e, bytes.clone()))
+                .call(
+                    entry,
+                    HookCall::Data(&s, &e, bytes.clone(), &authentication),
+                )
                 .await
             {
                 Some(HookOutput::Data(result)) => {
@@ -794,6 +842,91 @@ impl QueueHooks for PipelineQueueHooks {
             }
         }
         RouteDecision::Continue
+    }
+
+    async fn outbound(&self, attempt: &OutboundAttempt, message: &[u8]) -> OutboundDecision {
+        let generation = self.plugins.current();
+        let chain = self.chain(&generation, Hook::Outbound);
+        let mut decision = OutboundDecision::proceed();
+        if chain.is_empty() {
+            return decision;
+        }
+        let session: Arc<str> = Arc::from("queue");
+        let a = convert::outbound_attempt(attempt);
+        let bytes: Arc<[u8]> = Arc::from(message);
+        for entry in &chain {
+            let output = self
+                .call(
+                    &generation,
+                    entry,
+                    &session,
+                    HookCall::Outbound(&a, bytes.clone()),
+                )
+                .await;
+            let Some(HookOutput::Outbound(result)) = output else {
+                // A failed outbound plugin: its on_error decides the attempt.
+                match entry.loaded.config.on_error {
+                    OnError::Continue => continue,
+                    OnError::Reject => {
+                        decision.action = OutboundAction::Fail(Reply::new(
+                            554,
+                            "5.3.0",
+                            "Refused by local policy",
+                        ))
+                    }
+                    OnError::Tempfail | OnError::Disconnect => {
+                        decision.action = OutboundAction::Tempfail(Reply::new(
+                            451,
+                            "4.3.0",
+                            "Temporary local problem",
+                        ))
+                    }
+                }
+                return decision;
+            };
+            let result = convert::outbound_result(result);
+            if let OutboundAction::Reroute(
+                OutboundDestination::Relay { .. } | OutboundDestination::Mx(_),
+            ) = &result.action
+                && !entry.may_relay()
+                && self.plugins.relay_control()
+                && attempt.recipients.iter().any(|r| !self.plugins.off_site(r))
+            {
+                failed(
+                    entry,
+                    &session,
+                    Hook::Outbound,
+                    "relay control: re-routing local recipients off-site needs the \"relay\" grant",
+                    true,
+                );
+                continue;
+            }
+            decision.headers.extend(result.headers);
+            match result.action {
+                OutboundAction::Proceed => {}
+                OutboundAction::Tempfail(r) => {
+                    decision.action = OutboundAction::Tempfail(sanitize_reply(
+                        r,
+                        400..=499,
+                        Reply::new(451, "4.7.1", "Try again later"),
+                    ));
+                    return decision;
+                }
+                OutboundAction::Fail(r) => {
+                    decision.action = OutboundAction::Fail(sanitize_reply(
+                        r,
+                        500..=599,
+                        Reply::new(550, "5.7.1", "Refused by policy"),
+                    ));
+                    return decision;
+                }
+                reroute @ OutboundAction::Reroute(_) => {
+                    decision.action = reroute;
+                    return decision;
+                }
+            }
+        }
+        decision
     }
 
     async fn delivery(&self, event: &DeliveryEvent) {

@@ -15,6 +15,7 @@
 
 pub mod bounce;
 mod manager;
+mod outbound;
 pub mod route;
 pub mod schedule;
 pub mod state;

@@ -85,7 +85,11 @@ pub fn component(lang: Lang, dir: &str) -> PathBuf {
         path.strip_prefix(repo()).unwrap_or(path).hash(&mut hasher);
         bytes.hash(&mut hasher);
     }
-    let name = plugin_dir.file_name().unwrap().to_string_lossy().to_string();
+    let name = plugin_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lang-plugins");
     let out = cache.join(format!("{name}-{:016x}.wasm", hasher.finish()));
     if out.exists() {

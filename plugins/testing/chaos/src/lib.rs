@@ -15,17 +15,18 @@ wit_bindgen::generate!({
     inline: "
         package mailwit-test:chaos;
         world chaos {
-            import mailwit:plugin/log@0.1.0;
-            import mailwit:plugin/config@0.1.0;
-            import mailwit:plugin/kv@0.1.0;
-            import mailwit:plugin/clock@0.1.0;
-            export mailwit:plugin/connect@0.1.0;
-            export mailwit:plugin/ehlo@0.1.0;
-            export mailwit:plugin/auth@0.1.0;
-            export mailwit:plugin/mail@0.1.0;
-            export mailwit:plugin/rcpt@0.1.0;
-            export mailwit:plugin/data@0.1.0;
-            export mailwit:plugin/route@0.1.0;
+            import mailwit:plugin/log@0.2.0;
+            import mailwit:plugin/config@0.2.0;
+            import mailwit:plugin/kv@0.2.0;
+            import mailwit:plugin/clock@0.2.0;
+            export mailwit:plugin/connect@0.2.0;
+            export mailwit:plugin/ehlo@0.2.0;
+            export mailwit:plugin/auth@0.2.0;
+            export mailwit:plugin/mail@0.2.0;
+            export mailwit:plugin/rcpt@0.2.0;
+            export mailwit:plugin/data@0.2.0;
+            export mailwit:plugin/route@0.2.0;
+            export mailwit:plugin/outbound@0.2.0;
         }
     ",
     path: "../../../wit",
@@ -35,7 +36,7 @@ wit_bindgen::generate!({
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use exports::mailwit::plugin::{auth, connect, data, ehlo, mail, rcpt, route};
+use exports::mailwit::plugin::{auth, connect, data, ehlo, mail, outbound, rcpt, route};
 use mailwit::plugin::config::{self, Value};
 use mailwit::plugin::types::{Envelope, Recipient, Reply, ReversePath, SessionInfo, Verdict};
 use mailwit::plugin::{clock, kv, log};
@@ -197,6 +198,7 @@ impl data::Guest for Chaos {
         _session: SessionInfo,
         _envelope: Envelope,
         message: &data::Message,
+        _authentication: data::Authentication,
     ) -> data::DataResult {
         let tag = text("tag").unwrap_or_default();
         match text("data").as_deref() {
@@ -204,7 +206,7 @@ impl data::Guest for Chaos {
                 verdict: Verdict::Continue,
                 modifications: (0..10_000)
                     .map(|i| {
-                        data::Modification::AddHeader(data::HeaderField {
+                        data::Modification::AddHeader(mailwit::plugin::types::HeaderField {
                             name: format!("X-Flood-{i}"),
                             value: "x".repeat(64),
                         })
@@ -219,7 +221,7 @@ impl data::Guest for Chaos {
             },
             Some("mods") => data::DataResult {
                 verdict: Verdict::Continue,
-                modifications: vec![data::Modification::AddHeader(data::HeaderField {
+                modifications: vec![data::Modification::AddHeader(mailwit::plugin::types::HeaderField {
                     name: "X-Chaos".into(),
                     value: tag,
                 })],
@@ -264,6 +266,49 @@ impl route::Guest for Chaos {
                 route::RouteDecision::Continue
             }
             _ => route::RouteDecision::Continue,
+        }
+    }
+}
+
+impl outbound::Guest for Chaos {
+    /// `outbound = "edit"`: tempfail when a recipient starts with "defer", fail when one starts
+    /// with "bounce", re-route to `reroute_port` when one starts with "reroute"; otherwise add
+    /// `X-Outbound: <kind> <target> attempt=<n> <subject>` and remove `X-Internal`.
+    fn on_outbound(
+        attempt: outbound::OutboundAttempt,
+        message: &outbound::Message,
+    ) -> outbound::OutboundResult {
+        let starts = |p: &str| attempt.recipients.iter().any(|r| r.starts_with(p));
+        let action = if text("outbound").as_deref() != Some("edit") {
+            outbound::OutboundAction::Proceed
+        } else if starts("defer") {
+            outbound::OutboundAction::Tempfail(reply(451, "4.7.1", "chaos outbound defers".into()))
+        } else if starts("bounce") {
+            outbound::OutboundAction::Fail(reply(550, "5.7.1", "chaos outbound refuses".into()))
+        } else if starts("reroute") {
+            let port = integer("reroute_port").unwrap_or(25) as u16;
+            outbound::OutboundAction::Reroute(outbound::Reroute::Relay(("127.0.0.1".into(), port)))
+        } else {
+            outbound::OutboundAction::Proceed
+        };
+        let kind = match attempt.destination.kind {
+            outbound::DestinationKind::Relay => "relay",
+            outbound::DestinationKind::Mx => "mx",
+            outbound::DestinationKind::Lmtp => "lmtp",
+        };
+        let subject = message.header("subject").unwrap_or_default();
+        outbound::OutboundResult {
+            action,
+            headers: vec![
+                outbound::HeaderEdit::Add(mailwit::plugin::types::HeaderField {
+                    name: "X-Outbound".into(),
+                    value: format!(
+                        "{kind} {} attempt={} {subject}",
+                        attempt.destination.target, attempt.attempt
+                    ),
+                }),
+                outbound::HeaderEdit::Remove("X-Internal".into()),
+            ],
         }
     }
 }

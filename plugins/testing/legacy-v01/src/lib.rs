@@ -3,9 +3,10 @@
 //! some it kept (`mail`, `rcpt`, `route`). The host must load it and call every hook.
 //!
 //! mail: refuses `legacy-reject@` senders with "legacy 0.1". rcpt: rewrites `legacy-alias@D` to
-//! `bob@D`. data: adds `X-Legacy: 0.1 <subject>`. route: sends `legacy-*` recipients to the
-//! Maildir of `bob@` their domain. delivery: counts outcomes in kv (`delivered`, `deferred`,
-//! `bounced`) and remembers the last queue id under `last-id`.
+//! `bob@D`. data: adds `X-Legacy: 0.1 <subject>`. route: sends `bob@D` to the Maildir of
+//! `alice@D`. delivery: counts outcomes in kv (`delivered`, `deferred`,
+//! `bounced`), remembers the last queue id under `last-id` and logs
+//! "legacy delivery <queue id> <recipient> <outcome> (#n)".
 
 wit_bindgen::generate!({
     inline: "
@@ -72,10 +73,9 @@ impl data::Guest for Legacy {
 
 impl route::Guest for Legacy {
     fn on_route(_from: ReversePath, recipient: Recipient) -> route::RouteDecision {
+        // bob's mail goes to alice's Maildir: shows the route hook decided.
         match recipient.address.split_once('@') {
-            Some((local, domain)) if local.starts_with("legacy-") => {
-                route::RouteDecision::Maildir(format!("bob@{domain}"))
-            }
+            Some(("bob", domain)) => route::RouteDecision::Maildir(format!("alice@{domain}")),
             _ => route::RouteDecision::Continue,
         }
     }
@@ -88,8 +88,15 @@ impl delivery::Guest for Legacy {
             delivery::Outcome::Deferred => "deferred",
             delivery::Outcome::Bounced => "bounced",
         };
-        let _ = kv::increment(key, 1, None);
+        let n = kv::increment(key, 1, None).unwrap_or(0);
         let _ = kv::put("last-id", event.message_id.as_bytes(), None);
+        log::log(
+            log::Level::Info,
+            &format!(
+                "legacy delivery {} {} {key} (#{n})",
+                event.message_id, event.recipient
+            ),
+        );
     }
 }
 

@@ -8,8 +8,8 @@ wit_bindgen::generate!({
     inline: "
         package mailwit-test:wasi-probe;
         world probe {
-            import mailwit:plugin/config@0.1.0;
-            export mailwit:plugin/mail@0.1.0;
+            import mailwit:plugin/config@0.2.0;
+            export mailwit:plugin/mail@0.2.0;
         }
     ",
     path: "../../../wit",
