@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use super::Hook;
 use super::breaker::{Breaker, PluginStats};
 use super::instance::LiveInstance;
 use super::loader::{LoadContext, LoadedPlugin, load};
 use super::runtime::Shared;
 use super::state::{PluginContext, WasiGrants};
 use crate::config::plugins::{Grant, PipelineConfig, PluginConfig, QUEUE_PIPELINE};
+use crate::policy::Hook;
 
 /// The plugin part of the configuration file: `[plugins.*]` and `[pipelines.*]`. Reload reads
 /// only these; every other section of the file is ignored here (engine settings need a restart).
