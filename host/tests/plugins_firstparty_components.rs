@@ -9,7 +9,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
 const CONTRACT: &str = "mailwit:plugin/";
-const VERSION: &str = "@0.1.0";
+const VERSION: &str = "@0.2.0";
 
 /// (short name, hooks exported, grants needed)
 const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
@@ -17,6 +17,7 @@ const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
     ("content-filter", &["data"], &["config", "log"]),
     ("dnsbl", &["connect", "rcpt"], &["config", "dns", "log"]),
     ("greylist", &["rcpt"], &["clock", "config", "kv", "log"]),
+    ("delivery-log", &["delivery"], &["kv", "log"]),
     ("rate-limit", &["connect", "mail"], &["config", "kv", "log"]),
     ("recipients", &["rcpt"], &["config", "log"]),
     ("router", &["route"], &["config", "log"]),

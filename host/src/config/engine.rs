@@ -4,6 +4,7 @@
 //! [server]
 //! hostname = "mx.example.test"      # default: the machine's host name
 //! state_dir = "var"                 # spool, Maildirs, listeners.json (relative to the working directory)
+//! plugin_cache_dir = "/var/cache/mailwit"   # compiled plugins (default: <state_dir>/plugin-cache)
 //! shutdown_grace = 30               # seconds transactions in flight get on SIGTERM
 //! [server.limits]
 //! max_message_size = 26214400
@@ -47,6 +48,11 @@ pub struct ServerConfig {
     /// `--state-dir` overrides it.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Where compiled plugins are cached (default `<state_dir>/plugin-cache`). Entries are keyed
+    /// by the component's SHA-256 and the engine, so servers may share one directory: a Python or
+    /// JavaScript component then compiles once, not once per server.
+    #[serde(default)]
+    pub plugin_cache_dir: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
@@ -64,6 +70,7 @@ impl Default for ServerConfig {
         ServerConfig {
             hostname: default_hostname(),
             state_dir: default_state_dir(),
+            plugin_cache_dir: None,
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             shutdown_grace: default_shutdown_grace(),

@@ -4,9 +4,10 @@
 //! [plugins.filter]
 //! path = "plugins/my_filter.wasm"        # relative to the config file; or: builtin = "content-filter"
 //! grants = ["log", "config", "kv"]       # host imports the plugin may use
-//! limits = { memory_mib = 32, time_ms = 200, fuel = 50_000_000 }
+//! limits = { memory_mib = 32, time_ms = 200, fuel = 50_000_000, instances = 8 }
 //! on_error = "tempfail"                  # tempfail | reject | continue | disconnect
 //! breaker = { failures = 5, open_ms = 30_000 }
+//! stateless = false                      # true: instances are reused across sessions
 //! config = { reject_words = ["viagra"] } # handed to the plugin through the `config` import
 //!
 //! [pipelines.inbound]                    # a listener names it with `pipeline = "inbound"`
@@ -44,9 +45,16 @@ pub struct PluginConfig {
     pub on_error: OnError,
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// The plugin keeps no state between hook calls that belongs to one session, so its
+    /// instances are reused across sessions (taken from a per-plugin pool for each call and given
+    /// back after it) instead of one fresh instance per session: what makes a Python or
+    /// JavaScript plugin affordable per connection.
+    #[serde(default)]
+    pub stateless: bool,
 }
 
-/// A host import that must be granted explicitly.
+/// A capability that must be granted explicitly: a host import, real WASI clocks or randomness,
+/// or sending mail off-site on behalf of an unauthenticated session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Grant {
@@ -54,31 +62,51 @@ pub enum Grant {
     Config,
     Kv,
     Dns,
+    /// The `clock` import, and the real `wasi:clocks` (without it they read a frozen clock).
     Clock,
+    /// The real `wasi:random` (without it, a fixed deterministic byte sequence).
+    Random,
+    /// A decision that sends an unauthenticated session's mail off-site: a rcpt rewrite or an
+    /// added recipient outside the local domains, or a route to a relay or MX.
+    Relay,
 }
 
 impl Grant {
-    pub const ALL: [Grant; 5] = [
+    pub const ALL: [Grant; 7] = [
         Grant::Log,
         Grant::Config,
         Grant::Kv,
         Grant::Dns,
         Grant::Clock,
+        Grant::Random,
+        Grant::Relay,
     ];
 
-    /// The WIT interface name, e.g. "kv".
-    pub fn interface(self) -> &'static str {
+    /// The grant's name in the configuration, e.g. "kv".
+    pub fn name(self) -> &'static str {
         match self {
             Grant::Log => "log",
             Grant::Config => "config",
             Grant::Kv => "kv",
             Grant::Dns => "dns",
             Grant::Clock => "clock",
+            Grant::Random => "random",
+            Grant::Relay => "relay",
         }
     }
 
-    pub fn from_interface(name: &str) -> Option<Grant> {
-        Grant::ALL.into_iter().find(|g| g.interface() == name)
+    /// The grant a `mailwit:plugin` import interface needs (`None` for interfaces the contract
+    /// does not define as imports).
+    pub fn for_interface(name: &str) -> Option<Grant> {
+        [
+            Grant::Log,
+            Grant::Config,
+            Grant::Kv,
+            Grant::Dns,
+            Grant::Clock,
+        ]
+        .into_iter()
+        .find(|g| g.name() == name)
     }
 }
 
@@ -92,6 +120,9 @@ pub struct Limits {
     pub time_ms: u64,
     /// Optional fuel (roughly: wasm instructions) per hook call.
     pub fuel: Option<u64>,
+    /// Most live instances of this plugin at once (sessions beyond it wait up to `time_ms` for
+    /// one, then `on_error` applies). Unset: only the server-wide pool bounds it.
+    pub instances: Option<u32>,
 }
 
 impl Default for Limits {
@@ -100,6 +131,7 @@ impl Default for Limits {
             memory_mib: 64,
             time_ms: 1000,
             fuel: None,
+            instances: None,
         }
     }
 }
@@ -157,11 +189,14 @@ pub struct PipelineConfig {
     pub route: Vec<String>,
     #[serde(default)]
     pub delivery: Vec<String>,
+    /// Before each relay, MX or LMTP delivery attempt (pipeline `queue` only).
+    #[serde(default)]
+    pub outbound: Vec<String>,
 }
 
 impl PipelineConfig {
     /// (hook, plugins) for every hook, in transaction order.
-    pub fn chains(&self) -> [(crate::policy::Hook, &[String]); 8] {
+    pub fn chains(&self) -> [(crate::policy::Hook, &[String]); 9] {
         use crate::policy::Hook;
         [
             (Hook::Connect, &self.connect),
@@ -172,6 +207,7 @@ impl PipelineConfig {
             (Hook::Data, &self.data),
             (Hook::Route, &self.route),
             (Hook::Delivery, &self.delivery),
+            (Hook::Outbound, &self.outbound),
         ]
     }
 }

@@ -348,3 +348,31 @@ mod tests {
         );
     }
 }
+
+impl AuthResults {
+    /// The plugin-facing summary the data hook receives (contract 0.2 `authentication`).
+    pub fn to_policy(&self) -> crate::policy::AuthenticationResults {
+        use crate::policy::{DkimResult, DmarcResult, SpfResult};
+        crate::policy::AuthenticationResults {
+            spf: Some(SpfResult {
+                result: self.spf_mail_from.result.as_str().to_string(),
+                domain: self.spf_mail_from.domain.clone(),
+            }),
+            dkim: self
+                .dkim
+                .iter()
+                .map(|d| DkimResult {
+                    result: d.result.as_str().to_string(),
+                    domain: d.domain.clone(),
+                    selector: d.selector.clone(),
+                })
+                .collect(),
+            dmarc: self.dmarc.as_ref().map(|d| DmarcResult {
+                result: d.result.as_str().to_string(),
+                policy: d.policy.as_str().to_string(),
+                aligned: d.spf_aligned || d.dkim_aligned,
+            }),
+            arc: Some(self.arc.result.as_str().to_string()),
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Conversions between the engine's policy types (`crate::policy`) and the generated WIT types.
 
-use super::bindings::exports::mailwit::plugin::{auth, data, delivery, rcpt, route};
+use super::bindings::exports::mailwit::plugin::{auth, data, delivery, outbound, rcpt, route};
 use super::bindings::mailwit::plugin::types as wit;
 use crate::policy;
 
@@ -165,7 +165,7 @@ pub fn route_decision(d: route::RouteDecision) -> policy::RouteDecision {
 
 pub fn delivery_event(e: &policy::DeliveryEvent) -> delivery::DeliveryEvent {
     delivery::DeliveryEvent {
-        message_id: e.message_id.clone(),
+        queue_id: e.message_id.clone(),
         reverse_path: e.reverse_path.clone(),
         recipient: e.recipient.clone(),
         outcome: match e.outcome {
@@ -180,4 +180,90 @@ pub fn delivery_event(e: &policy::DeliveryEvent) -> delivery::DeliveryEvent {
         }),
         attempts: e.attempts,
     }
+}
+
+pub fn authentication(a: &policy::AuthenticationResults) -> data::Authentication {
+    data::Authentication {
+        spf: a.spf.as_ref().map(|s| data::SpfResult {
+            result: s.result.clone(),
+            domain: s.domain.clone(),
+        }),
+        dkim: a
+            .dkim
+            .iter()
+            .map(|d| data::DkimResult {
+                result: d.result.clone(),
+                domain: d.domain.clone(),
+                selector: d.selector.clone(),
+            })
+            .collect(),
+        dmarc: a.dmarc.as_ref().map(|d| data::DmarcResult {
+            result: d.result.clone(),
+            policy: d.policy.clone(),
+            aligned: d.aligned,
+        }),
+        arc: a
+            .arc
+            .as_ref()
+            .map(|r| data::ArcResult { result: r.clone() }),
+    }
+}
+
+fn destination(d: &policy::OutboundDestination) -> outbound::Destination {
+    use outbound::DestinationKind as K;
+    match d {
+        policy::OutboundDestination::Relay { host, port } => outbound::Destination {
+            kind: K::Relay,
+            target: host.clone(),
+            port: Some(*port),
+        },
+        policy::OutboundDestination::Mx(domain) => outbound::Destination {
+            kind: K::Mx,
+            target: domain.clone(),
+            port: None,
+        },
+        policy::OutboundDestination::Lmtp(target) => outbound::Destination {
+            kind: K::Lmtp,
+            target: target.clone(),
+            port: None,
+        },
+    }
+}
+
+pub fn outbound_attempt(a: &policy::OutboundAttempt) -> outbound::OutboundAttempt {
+    outbound::OutboundAttempt {
+        queue_id: a.queue_id.clone(),
+        reverse_path: a.reverse_path.clone(),
+        recipients: a.recipients.clone(),
+        destination: destination(&a.destination),
+        attempt: a.attempt,
+    }
+}
+
+pub fn outbound_result(r: outbound::OutboundResult) -> policy::OutboundDecision {
+    use outbound::OutboundAction as A;
+    let action = match r.action {
+        A::Proceed => policy::OutboundAction::Proceed,
+        A::Tempfail(r) => policy::OutboundAction::Tempfail(reply(r)),
+        A::Fail(r) => policy::OutboundAction::Fail(reply(r)),
+        A::Reroute(outbound::Reroute::Relay((host, port))) => {
+            policy::OutboundAction::Reroute(policy::OutboundDestination::Relay { host, port })
+        }
+        A::Reroute(outbound::Reroute::Mx(domain)) => {
+            policy::OutboundAction::Reroute(policy::OutboundDestination::Mx(domain))
+        }
+        A::Reroute(outbound::Reroute::Lmtp(target)) => {
+            policy::OutboundAction::Reroute(policy::OutboundDestination::Lmtp(target))
+        }
+    };
+    let headers = r
+        .headers
+        .into_iter()
+        .map(|h| match h {
+            outbound::HeaderEdit::Add(f) => policy::HeaderEdit::Add(f.name, f.value),
+            outbound::HeaderEdit::Remove(name) => policy::HeaderEdit::Remove(name),
+            outbound::HeaderEdit::Replace(f) => policy::HeaderEdit::Replace(f.name, f.value),
+        })
+        .collect();
+    policy::OutboundDecision { action, headers }
 }

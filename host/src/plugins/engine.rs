@@ -94,6 +94,10 @@ impl WasmEngine {
         bindings::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the mailwit host imports")?;
+        // Plugins built against contract 0.1.0 import the same interfaces under that version.
+        super::compat_v01::Imports::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("linking the mailwit 0.1.0 host imports")?;
 
         start_epoch_ticker(&engine);
         Ok(WasmEngine {

@@ -3,16 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
 use super::breaker::{Breaker, PluginStats};
+use super::instance::LiveInstance;
 use super::loader::{LoadContext, LoadedPlugin, load};
 use super::runtime::Shared;
-use super::state::PluginContext;
-use crate::config::plugins::{PipelineConfig, PluginConfig, QUEUE_PIPELINE};
+use super::state::{PluginContext, WasiGrants};
+use crate::config::plugins::{Grant, PipelineConfig, PluginConfig, QUEUE_PIPELINE};
 use crate::policy::Hook;
 
 /// The plugin part of the configuration file: `[plugins.*]` and `[pipelines.*]`. Reload reads
@@ -45,18 +46,59 @@ pub struct PluginEntry {
     pub ctx: PluginContext,
     pub breaker: Breaker,
     pub stats: Arc<PluginStats>,
+    /// Warm instances of a `stateless` plugin between hook calls, with the calls each served.
+    idle: Mutex<Vec<(LiveInstance, u32)>>,
 }
+
+/// Idle instances a `stateless` plugin keeps warm (each holds its memory until reused).
+pub const STATELESS_IDLE_INSTANCES: usize = 8;
+/// Calls one reused instance serves before it is dropped and replaced (a slow leak in a guest
+/// cannot grow without bound).
+pub const REUSED_INSTANCE_USES: u32 = 10_000;
 
 impl PluginEntry {
     pub fn name(&self) -> &str {
         &self.loaded.name
+    }
+
+    /// A warm instance of a `stateless` plugin, if one is idle, and the calls it served.
+    pub fn take_idle(&self) -> (Option<LiveInstance>, u32) {
+        match self.idle.lock().unwrap().pop() {
+            Some((instance, uses)) => (Some(instance), uses),
+            None => (None, 0),
+        }
+    }
+
+    /// Gives a healthy instance back after a call (a failed call has already emptied the slot).
+    pub fn give_back(&self, slot: Option<LiveInstance>, uses: u32) {
+        let Some(instance) = slot else { return };
+        if uses >= REUSED_INSTANCE_USES {
+            return;
+        }
+        let cap = self
+            .loaded
+            .config
+            .limits
+            .instances
+            .map_or(STATELESS_IDLE_INSTANCES, |n| {
+                (n as usize).min(STATELESS_IDLE_INSTANCES)
+            });
+        let mut idle = self.idle.lock().unwrap();
+        if idle.len() < cap {
+            idle.push((instance, uses));
+        }
+    }
+
+    /// Whether its decisions may send an unauthenticated session's mail off-site.
+    pub fn may_relay(&self) -> bool {
+        self.loaded.config.grants.contains(&Grant::Relay)
     }
 }
 
 /// Per hook, the plugins that run, in order.
 pub struct Pipeline {
     pub name: String,
-    chains: [Vec<Arc<PluginEntry>>; 8],
+    chains: [Vec<Arc<PluginEntry>>; 9],
 }
 
 impl Pipeline {
@@ -112,8 +154,13 @@ impl Generation {
                         dns: shared.dns.clone(),
                         memory_bytes: config.limits.memory_mib as usize * 1024 * 1024,
                         metrics: shared.options.metrics.clone(),
+                        wasi: WasiGrants {
+                            clocks: config.grants.contains(&Grant::Clock),
+                            random: config.grants.contains(&Grant::Random),
+                        },
                     };
                     let entry = PluginEntry {
+                        idle: Mutex::default(),
                         breaker: Breaker::new(config.breaker),
                         stats: shared.stats_for(name),
                         ctx,
@@ -130,9 +177,9 @@ impl Generation {
 
         let mut pipelines = BTreeMap::new();
         for (name, config) in &settings.pipelines {
-            let mut chains: [Vec<Arc<PluginEntry>>; 8] = Default::default();
+            let mut chains: [Vec<Arc<PluginEntry>>; 9] = Default::default();
             for (hook, names) in config.chains() {
-                if matches!(hook, Hook::Route | Hook::Delivery)
+                if matches!(hook, Hook::Route | Hook::Delivery | Hook::Outbound)
                     && name != QUEUE_PIPELINE
                     && !names.is_empty()
                 {

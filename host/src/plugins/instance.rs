@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use wasmtime::component::Instance;
+use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::exports::mailwit::plugin as hooks;
-use super::bindings::exports::mailwit::plugin::{auth, data, delivery, rcpt, route};
+use super::bindings::exports::mailwit::plugin::{auth, data, delivery, outbound, rcpt, route};
 use super::bindings::mailwit::plugin::types as wit;
 use super::imports::message::MessageHandle;
 use super::loader::LoadedPlugin;
 use super::state::{HostState, PluginContext};
+use super::{Hook, WIT_VERSION, compat_v01};
 use crate::config::plugins::Limits;
 
 /// Extra time past `limits.time_ms` before a call stuck in a host import (e.g. DNS) is cancelled
@@ -28,8 +29,10 @@ pub struct LiveInstance {
     limits: Limits,
     /// Each hook's typed export, looked up and type-checked at its first call.
     guests: Guests,
-    /// The pool slot; declared last so it is released after the store has given the slot back.
+    /// The pool slot and the plugin's own instance permit; declared last so they are released
+    /// after the store has given the slot back.
     _slot: tokio::sync::OwnedSemaphorePermit,
+    _plugin_slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The typed exports of one instance, per hook.
@@ -43,6 +46,7 @@ struct Guests {
     data: Option<hooks::data::Guest>,
     route: Option<hooks::route::Guest>,
     delivery: Option<hooks::delivery::Guest>,
+    outbound: Option<hooks::outbound::Guest>,
 }
 
 /// The instance's typed export for `$hook`, loaded on first use (a lookup plus a type check that
@@ -61,21 +65,31 @@ macro_rules! guest {
     }};
 }
 
-/// Every slot of the instance pool stayed taken for as long as the plugin may run: the server is
-/// at capacity, which is not the plugin's fault (its circuit breaker is not told).
+/// Every slot of the instance pool (or of the plugin's `limits.instances`) stayed taken for as
+/// long as the plugin may run: the server is at capacity, which is not the plugin's fault (its
+/// circuit breaker is not told).
 #[derive(Debug)]
 pub struct PoolExhausted {
     pub waited: Duration,
+    /// The plugin's own limit, when that was the one reached.
+    pub plugin_limit: Option<u32>,
 }
 
 impl std::fmt::Display for PoolExhausted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "all {} plugin instance slots stayed in use for {} ms",
-            super::engine::POOL_INSTANCES,
-            self.waited.as_millis()
-        )
+        match self.plugin_limit {
+            Some(n) => write!(
+                f,
+                "all {n} instances the plugin may have (limits.instances) stayed in use for {} ms",
+                self.waited.as_millis()
+            ),
+            None => write!(
+                f,
+                "all {} plugin instance slots stayed in use for {} ms",
+                super::engine::POOL_INSTANCES,
+                self.waited.as_millis()
+            ),
+        }
     }
 }
 
@@ -85,9 +99,24 @@ impl LiveInstance {
     pub async fn new(plugin: &LoadedPlugin, ctx: PluginContext, session: Arc<str>) -> Result<Self> {
         let limits = plugin.config.limits;
         let waited = Duration::from_millis(limits.time_ms);
+        let plugin_slot = match &plugin.instance_slots {
+            Some(slots) => Some(
+                tokio::time::timeout(waited, slots.clone().acquire_owned())
+                    .await
+                    .map_err(|_| PoolExhausted {
+                        waited,
+                        plugin_limit: limits.instances,
+                    })?
+                    .map_err(|_| anyhow!("the plugin's instance pool is closed"))?,
+            ),
+            None => None,
+        };
         let slot = tokio::time::timeout(waited, plugin.engine.slots.clone().acquire_owned())
             .await
-            .map_err(|_| PoolExhausted { waited })?
+            .map_err(|_| PoolExhausted {
+                waited,
+                plugin_limit: None,
+            })?
             .map_err(|_| anyhow!("the instance pool is closed"))?;
         let mut store = Store::new(&plugin.engine.engine, HostState::new(ctx, session));
         store.limiter(|state| &mut state.limits);
@@ -108,11 +137,50 @@ impl LiveInstance {
             limits,
             guests: Guests::default(),
             _slot: slot,
+            _plugin_slot: plugin_slot,
         })
+    }
+
+    /// Tags the instance's log lines with the session now using it (a reused instance moves
+    /// from session to session).
+    pub fn set_session(&mut self, session: &Arc<str>) {
+        if !Arc::ptr_eq(&self.store.data().session, session) {
+            self.store.data_mut().session = session.clone();
+        }
     }
 
     fn arm(&mut self, fuel_engine: bool) -> Result<()> {
         arm(&mut self.store, &self.limits, fuel_engine)
+    }
+
+    /// Calls the hook function of an earlier-contract plugin through a typed function on the
+    /// current Rust types (wasmtime checks them structurally against the plugin's export).
+    async fn legacy<P, R>(&mut self, plugin: &LoadedPlugin, hook: Hook, params: P) -> Result<R>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        self.arm(plugin.engine.fuel)?;
+        let index = plugin
+            .legacy
+            .get(&hook)
+            .ok_or_else(|| missing(hook.name()))?;
+        let func = self
+            .instance
+            .get_typed_func::<P, R>(&mut self.store, index)
+            .map_err(|e| {
+                anyhow!(
+                    "export `{hook}` of {}@{} does not match: {e:#}",
+                    super::WIT_PACKAGE,
+                    plugin.contract
+                )
+            })?;
+        let result = bounded(&self.limits, func.call_async(&mut self.store, params)).await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    fn is_legacy(plugin: &LoadedPlugin) -> bool {
+        plugin.contract != WIT_VERSION
     }
 
     pub async fn connect(
@@ -120,6 +188,12 @@ impl LiveInstance {
         plugin: &LoadedPlugin,
         s: &wit::SessionInfo,
     ) -> Result<wit::Verdict> {
+        if Self::is_legacy(plugin) {
+            return self
+                .legacy::<_, (wit::Verdict,)>(plugin, Hook::Connect, (s,))
+                .await
+                .map(|(v,)| v);
+        }
         self.arm(plugin.engine.fuel)?;
         let guest = guest!(self, plugin, connect);
         let result = bounded(&self.limits, guest.call_on_connect(&mut self.store, s)).await;
@@ -132,6 +206,12 @@ impl LiveInstance {
         s: &wit::SessionInfo,
         name: &str,
     ) -> Result<wit::Verdict> {
+        if Self::is_legacy(plugin) {
+            return self
+                .legacy::<_, (wit::Verdict,)>(plugin, Hook::Ehlo, (s, name))
+                .await
+                .map(|(v,)| v);
+        }
         self.arm(plugin.engine.fuel)?;
         let guest = guest!(self, plugin, ehlo);
         let result = bounded(&self.limits, guest.call_on_ehlo(&mut self.store, s, name)).await;
@@ -144,6 +224,12 @@ impl LiveInstance {
         s: &wit::SessionInfo,
         credentials: &auth::Credentials,
     ) -> Result<auth::AuthResult> {
+        if Self::is_legacy(plugin) {
+            return self
+                .legacy::<_, (auth::AuthResult,)>(plugin, Hook::Auth, (s, credentials))
+                .await
+                .map(|(v,)| v);
+        }
         self.arm(plugin.engine.fuel)?;
         let guest = guest!(self, plugin, auth);
         let result = bounded(
@@ -160,6 +246,12 @@ impl LiveInstance {
         s: &wit::SessionInfo,
         from: &wit::ReversePath,
     ) -> Result<wit::Verdict> {
+        if Self::is_legacy(plugin) {
+            return self
+                .legacy::<_, (wit::Verdict,)>(plugin, Hook::Mail, (s, from))
+                .await
+                .map(|(v,)| v);
+        }
         self.arm(plugin.engine.fuel)?;
         let guest = guest!(self, plugin, mail);
         let result = bounded(&self.limits, guest.call_on_mail(&mut self.store, s, from)).await;
@@ -173,6 +265,12 @@ impl LiveInstance {
         from: &wit::ReversePath,
         to: &wit::Recipient,
     ) -> Result<rcpt::RcptResult> {
+        if Self::is_legacy(plugin) {
+            return self
+                .legacy::<_, (rcpt::RcptResult,)>(plugin, Hook::Rcpt, (s, from, to))
+                .await
+                .map(|(v,)| v);
+        }
         self.arm(plugin.engine.fuel)?;
         let guest = guest!(self, plugin, rcpt);
         let result = bounded(
@@ -189,18 +287,63 @@ impl LiveInstance {
         s: &wit::SessionInfo,
         envelope: &wit::Envelope,
         message: Arc<[u8]>,
+        authentication: &data::Authentication,
     ) -> Result<data::DataResult> {
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, data);
         let handle = self
             .store
             .data_mut()
             .table
             .push(MessageHandle::new(message))?;
         let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
+        let result = if Self::is_legacy(plugin) {
+            // 0.1 has no authentication argument.
+            self.legacy::<_, (data::DataResult,)>(plugin, Hook::Data, (s, envelope, borrowed))
+                .await
+                .map(|(v,)| v)
+        } else {
+            self.data_current(plugin, s, envelope, borrowed, authentication)
+                .await
+        };
+        let _ = self.store.data_mut().table.delete(handle);
+        result
+    }
+
+    async fn data_current(
+        &mut self,
+        plugin: &LoadedPlugin,
+        s: &wit::SessionInfo,
+        envelope: &wit::Envelope,
+        message: wasmtime::component::Resource<MessageHandle>,
+        authentication: &data::Authentication,
+    ) -> Result<data::DataResult> {
+        self.arm(plugin.engine.fuel)?;
+        let guest = guest!(self, plugin, data);
         let result = bounded(
             &self.limits,
-            guest.call_on_data(&mut self.store, s, envelope, borrowed),
+            guest.call_on_data(&mut self.store, s, envelope, message, authentication),
+        )
+        .await;
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    /// The outbound hook (contract 0.2 only) before one delivery attempt.
+    pub async fn outbound(
+        &mut self,
+        plugin: &LoadedPlugin,
+        attempt: &outbound::OutboundAttempt,
+        message: Arc<[u8]>,
+    ) -> Result<outbound::OutboundResult> {
+        self.arm(plugin.engine.fuel)?;
+        let handle = self
+            .store
+            .data_mut()
+            .table
+            .push(MessageHandle::new(message))?;
+        let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
+        let guest = guest!(self, plugin, outbound);
+        let result = bounded(
+            &self.limits,
+            guest.call_on_outbound(&mut self.store, attempt, borrowed),
         )
         .await;
         let _ = self.store.data_mut().table.delete(handle);
@@ -213,6 +356,12 @@ impl LiveInstance {
         from: &wit::ReversePath,
         to: &wit::Recipient,
     ) -> Result<route::RouteDecision> {
+        if Self::is_legacy(plugin) {
+            return self
+                .legacy::<_, (route::RouteDecision,)>(plugin, Hook::Route, (from, to))
+                .await
+                .map(|(v,)| v);
+        }
         self.arm(plugin.engine.fuel)?;
         let guest = guest!(self, plugin, route);
         let result = bounded(&self.limits, guest.call_on_route(&mut self.store, from, to)).await;
@@ -224,6 +373,13 @@ impl LiveInstance {
         plugin: &LoadedPlugin,
         event: &delivery::DeliveryEvent,
     ) -> Result<()> {
+        if Self::is_legacy(plugin) {
+            // 0.1 calls the queue id `message-id`.
+            let event = compat_v01::DeliveryEvent::from(event);
+            return self
+                .legacy::<_, ()>(plugin, Hook::Delivery, (&event,))
+                .await;
+        }
         self.arm(plugin.engine.fuel)?;
         let guest = guest!(self, plugin, delivery);
         let result = bounded(&self.limits, guest.call_on_delivery(&mut self.store, event)).await;

@@ -1,18 +1,18 @@
 //! Loading one plugin: read the component, compile it (or load the cached compilation), check its
 //! `mailwit:plugin` version, its imports against its grants and its exports, and pre-instantiate.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::Digest;
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 
 use super::bindings::exports::mailwit::plugin as hooks;
 use super::engine::{MAX_MEMORY_MIB, WasmEngine};
 use super::state::HostState;
-use super::{WIT_PACKAGE, WIT_VERSION};
+use super::{SUPPORTED_VERSIONS, WIT_PACKAGE, WIT_VERSION};
 use crate::config::plugins::{Grant, PluginConfig};
 use crate::policy::Hook;
 
@@ -25,11 +25,19 @@ pub struct LoadedPlugin {
     pub engine: Arc<WasmEngine>,
     pub pre: InstancePre<HostState>,
     pub hooks: BTreeSet<Hook>,
+    /// The contract version it was built against (`WIT_VERSION` or an earlier one the host speaks).
+    pub contract: &'static str,
+    /// Export lookups of a current-contract plugin.
     pub indices: HookIndices,
+    /// Per hook, the hook function of an earlier-contract plugin (called through typed functions
+    /// on the current Rust types, see `compat_v01`).
+    pub legacy: BTreeMap<Hook, ComponentExportIndex>,
     /// The `mailwit:plugin` host imports it uses (e.g. "log", "kv").
     pub imports: BTreeSet<String>,
     /// Whether the compiled code came from the on-disk cache.
     pub from_cache: bool,
+    /// One permit per instance allowed by `limits.instances` (none: only the engine's pool).
+    pub instance_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Export lookups done once per plugin, so each call only type-checks and calls.
@@ -43,6 +51,7 @@ pub struct HookIndices {
     pub data: Option<hooks::data::GuestIndices>,
     pub route: Option<hooks::route::GuestIndices>,
     pub delivery: Option<hooks::delivery::GuestIndices>,
+    pub outbound: Option<hooks::outbound::GuestIndices>,
 }
 
 /// Where plugin bytes and compiled code live.
@@ -62,13 +71,20 @@ fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result
     let (bytes, source) = read_component(config, cx.base_dir)?;
     let engine = WasmEngine::shared(config.limits.fuel.is_some())?;
     let (component, from_cache) = compile_cached(&engine, &bytes, cx.cache_dir)?;
-    let (hooks, imports) = inspect(&engine, &component, &config.grants)?;
+    let (hooks, imports, contract) = inspect(&engine, &component, &config.grants)?;
     let pre = engine
         .linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
         .context("linking the component against the host imports")?;
-    let indices = hook_indices(&pre, &hooks)?;
+    let (indices, legacy) = if contract == WIT_VERSION {
+        (hook_indices(&pre, &hooks)?, BTreeMap::new())
+    } else {
+        (
+            HookIndices::default(),
+            legacy_indices(&component, &hooks, contract)?,
+        )
+    };
     Ok(LoadedPlugin {
         name: name.to_string(),
         config: config.clone(),
@@ -76,9 +92,15 @@ fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result
         engine,
         pre,
         hooks,
+        contract,
         indices,
+        legacy,
         imports,
         from_cache,
+        instance_slots: config
+            .limits
+            .instances
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
     })
 }
 
@@ -92,6 +114,9 @@ fn check_limits(config: &PluginConfig) -> Result<()> {
     }
     if limits.time_ms == 0 {
         bail!("limits.time_ms must be at least 1");
+    }
+    if limits.instances == Some(0) {
+        bail!("limits.instances must be at least 1 (omit it for no per-plugin limit)");
     }
     if limits.fuel == Some(0) {
         bail!("limits.fuel must be at least 1 (omit it for no fuel limit)");
@@ -178,27 +203,40 @@ fn store_cache(component: &Component, dir: &Path, file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks versions and grants; returns the hooks exported and the host imports used.
+/// Checks versions and grants; returns the hooks exported, the host imports used and the
+/// contract version the plugin was built against.
 pub fn inspect(
     engine: &WasmEngine,
     component: &Component,
     grants: &[Grant],
-) -> Result<(BTreeSet<Hook>, BTreeSet<String>)> {
+) -> Result<(BTreeSet<Hook>, BTreeSet<String>, &'static str)> {
     let ty = component.component_type();
     let mut imports = BTreeSet::new();
+    let mut contract: Option<&'static str> = None;
+    let mut agree = |name: &str, found: &'static str| -> Result<()> {
+        match contract {
+            Some(seen) if seen != found => bail!(
+                "mixes {WIT_PACKAGE}@{seen} and @{found} (`{name}`); build it against one version"
+            ),
+            _ => {
+                contract = Some(found);
+                Ok(())
+            }
+        }
+    };
     for (name, _) in ty.imports(&engine.engine) {
         if name.starts_with("wasi:") {
-            // Linked with a WASI context granting nothing but a captured stderr.
+            check_wasi_import(name)?;
             continue;
         }
         let Some((interface, version)) = mailwit_interface(name) else {
             bail!("imports `{name}`, which this host does not provide");
         };
-        check_version(name, version)?;
+        agree(name, check_version(name, version)?)?;
         match interface {
             "types" | "message" => {}
             other => {
-                let Some(grant) = Grant::from_interface(other) else {
+                let Some(grant) = Grant::for_interface(other) else {
                     bail!("imports `{name}`, which {WIT_PACKAGE}@{WIT_VERSION} does not define");
                 };
                 if !grants.contains(&grant) {
@@ -216,17 +254,44 @@ pub fn inspect(
         let Some((interface, version)) = mailwit_interface(name) else {
             continue;
         };
-        check_version(name, version)?;
+        let found = check_version(name, version)?;
+        agree(name, found)?;
         if let Some(hook) = Hook::from_name(interface) {
+            if hook == Hook::Outbound && found != WIT_VERSION {
+                bail!("exports `{name}`, which {WIT_PACKAGE}@{found} does not define");
+            }
             hooks.insert(hook);
         }
     }
     if hooks.is_empty() {
         bail!(
-            "exports no {WIT_PACKAGE} hook (connect, ehlo, auth, mail, rcpt, data, route, delivery)"
+            "exports no {WIT_PACKAGE} hook (connect, ehlo, auth, mail, rcpt, data, route, delivery, outbound)"
         );
     }
-    Ok((hooks, imports))
+    Ok((hooks, imports, contract.unwrap_or(WIT_VERSION)))
+}
+
+/// The WASI packages linked for every plugin, through a context that grants nothing real
+/// (`state::wasi_context`): what the Python, JavaScript and Rust std runtimes import at start-up.
+/// `clocks` and `random` are real only with the "clock" and "random" grants.
+pub const LINKED_WASI: [&str; 6] = [
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
+
+/// Any other WASI import (e.g. `wasi:http`) is refused by name rather than left to a linker error.
+fn check_wasi_import(name: &str) -> Result<()> {
+    if LINKED_WASI.iter().any(|p| name.starts_with(p)) {
+        return Ok(());
+    }
+    bail!(
+        "imports `{name}`, which no plugin is given (WASI is limited to io, cli, clocks, random, \
+         filesystem and sockets, none of which reaches anything real without a grant)"
+    )
 }
 
 /// ("kv", Some("0.1.0")) for "mailwit:plugin/kv@0.1.0".
@@ -238,20 +303,49 @@ fn mailwit_interface(name: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
-fn check_version(name: &str, version: Option<&str>) -> Result<()> {
+/// The supported contract version `version` is compatible with.
+fn check_version(name: &str, version: Option<&str>) -> Result<&'static str> {
     let Some(version) = version else {
         bail!(
             "was built against an unversioned {WIT_PACKAGE} (`{name}`); this host provides \
              {WIT_PACKAGE}@{WIT_VERSION}"
         );
     };
-    if !compatible(version, WIT_VERSION) {
-        bail!(
+    match SUPPORTED_VERSIONS
+        .into_iter()
+        .find(|supported| compatible(version, supported))
+    {
+        Some(supported) => Ok(supported),
+        None => bail!(
             "was built against {WIT_PACKAGE}@{version}, but this host provides \
-             {WIT_PACKAGE}@{WIT_VERSION}; rebuild the plugin with a compatible SDK"
-        );
+             {WIT_PACKAGE}@{WIT_VERSION} (and loads plugins built against {}); rebuild the \
+             plugin with a compatible SDK",
+            SUPPORTED_VERSIONS[1..].join(", ")
+        ),
     }
-    Ok(())
+}
+
+/// The hook function each hook of an earlier-contract plugin exports, e.g. `on-mail` in
+/// `mailwit:plugin/mail@0.1.0`.
+fn legacy_indices(
+    component: &Component,
+    hooks: &BTreeSet<Hook>,
+    contract: &str,
+) -> Result<BTreeMap<Hook, ComponentExportIndex>> {
+    let mut out = BTreeMap::new();
+    for &hook in hooks {
+        let function = match hook {
+            Hook::Auth => "check".to_string(),
+            other => format!("on-{other}"),
+        };
+        let interface = format!("{WIT_PACKAGE}/{hook}@{contract}");
+        let index = component
+            .get_export_index(None, &interface)
+            .and_then(|i| component.get_export_index(Some(&i), &function))
+            .ok_or_else(|| anyhow!("export `{interface}` has no function `{function}`"))?;
+        out.insert(hook, index);
+    }
+    Ok(out)
 }
 
 /// Semver compatibility: same major, and for 0.x the same minor.
@@ -331,6 +425,13 @@ fn hook_indices(pre: &InstancePre<HostState>, exported: &BTreeSet<Hook>) -> Resu
                         .with_context(context)?,
                 )
             }
+            Hook::Outbound => {
+                indices.outbound = Some(
+                    hooks::outbound::GuestIndices::new(pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(context)?,
+                )
+            }
         }
     }
     Ok(indices)
@@ -345,6 +446,13 @@ mod tests {
         assert!(compatible("0.1.0", "0.1.0"));
         assert!(compatible("0.1.7", "0.1.0"));
         assert!(!compatible("0.2.0", "0.1.0"));
+        assert_eq!(check_version("x", Some("0.1.3")).unwrap(), "0.1.0");
+        assert_eq!(check_version("x", Some("0.2.0")).unwrap(), "0.2.0");
+        assert!(check_version("x", Some("0.3.0")).is_err());
+        assert!(check_wasi_import("wasi:clocks/wall-clock@0.2.9").is_ok());
+        assert!(check_wasi_import("wasi:sockets/tcp@0.2.9").is_ok());
+        let e = check_wasi_import("wasi:http/outgoing-handler@0.2.0").unwrap_err();
+        assert!(e.to_string().contains("wasi:http/outgoing-handler"), "{e}");
         assert!(compatible("1.4.0", "1.0.0"));
         assert!(!compatible("2.0.0", "1.0.0"));
         assert!(!compatible("garbage", "0.1.0"));

@@ -14,6 +14,7 @@
 pub mod bindings;
 pub mod breaker;
 pub mod check;
+pub mod compat_v01;
 mod convert;
 pub mod engine;
 pub mod generation;
@@ -31,9 +32,12 @@ pub use imports::dns::DnsOptions;
 pub use imports::kv::{KvStore, MemoryKv};
 pub use runtime::{Plugins, ReloadReport, Reloader, RuntimeOptions};
 
-/// The WIT package version this host implements. Plugins built against the same major version
-/// (for 0.x: the same minor) load; others are refused with both versions named.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The WIT package version this host implements. Plugins built against it or against an earlier
+/// version the host still speaks ([`SUPPORTED_VERSIONS`]) load; others are refused with the
+/// versions named.
+pub const WIT_VERSION: &str = "0.2.0";
+/// Every contract version the host loads plugins of (same major; for 0.x: same minor).
+pub const SUPPORTED_VERSIONS: [&str; 2] = [WIT_VERSION, compat_v01::VERSION];
 /// The WIT package name.
 pub const WIT_PACKAGE: &str = "mailwit:plugin";
 

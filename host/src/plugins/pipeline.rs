@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::bindings::exports::mailwit::plugin::{auth, data, delivery, rcpt, route};
+use super::bindings::exports::mailwit::plugin::{auth, data, delivery, outbound, rcpt, route};
 use super::bindings::mailwit::plugin::types as wit;
 use super::breaker::PluginStats;
 use super::convert;
@@ -16,8 +16,10 @@ use super::runtime::Plugins;
 use crate::config::plugins::OnError;
 use crate::policy::Hook;
 use crate::policy::{
-    AuthResult, Credentials, DataResult, DeliveryEvent, Envelope, HookFactory, Message, QueueHooks,
-    RcptResult, Recipient, Reply, ReversePath, RouteDecision, SessionHooks, SessionInfo, Verdict,
+    AuthResult, AuthenticationResults, Credentials, DataResult, DeliveryEvent, Envelope,
+    HookFactory, Message, OutboundAction, OutboundAttempt, OutboundDecision, OutboundDestination,
+    QueueHooks, RcptResult, Recipient, Reply, ReversePath, RouteDecision, SessionHooks,
+    SessionInfo, Verdict,
 };
 
 /// Most modifications one plugin may return from one data call, and their total size.
@@ -37,9 +39,15 @@ enum HookCall<'a> {
         &'a wit::ReversePath,
         &'a wit::Recipient,
     ),
-    Data(&'a wit::SessionInfo, &'a wit::Envelope, Arc<[u8]>),
+    Data(
+        &'a wit::SessionInfo,
+        &'a wit::Envelope,
+        Arc<[u8]>,
+        &'a data::Authentication,
+    ),
     Route(&'a wit::ReversePath, &'a wit::Recipient),
     Delivery(&'a delivery::DeliveryEvent),
+    Outbound(&'a outbound::OutboundAttempt, Arc<[u8]>),
 }
 
 impl HookCall<'_> {
@@ -53,6 +61,7 @@ impl HookCall<'_> {
             HookCall::Data(..) => Hook::Data,
             HookCall::Route(..) => Hook::Route,
             HookCall::Delivery(..) => Hook::Delivery,
+            HookCall::Outbound(..) => Hook::Outbound,
         }
     }
 }
@@ -65,6 +74,7 @@ enum HookOutput {
     Data(data::DataResult),
     Route(route::RouteDecision),
     Delivered,
+    Outbound(outbound::OutboundResult),
 }
 
 /// Calls one plugin in `slot` (instantiating it first if empty). `None` means the plugin failed
@@ -139,8 +149,8 @@ async fn call_plugin_unmeasured(
             .rcpt(loaded, s, from, to)
             .await
             .map(HookOutput::Rcpt),
-        HookCall::Data(s, env, msg) => instance
-            .data(loaded, s, env, msg)
+        HookCall::Data(s, env, msg, authentication) => instance
+            .data(loaded, s, env, msg, authentication)
             .await
             .map(HookOutput::Data),
         HookCall::Route(from, to) => instance
@@ -151,6 +161,10 @@ async fn call_plugin_unmeasured(
             .delivery(loaded, event)
             .await
             .map(|()| HookOutput::Delivered),
+        HookCall::Outbound(attempt, msg) => instance
+            .outbound(loaded, attempt, msg)
+            .await
+            .map(HookOutput::Outbound),
     };
     let checked = result.and_then(check_output);
     match checked {
@@ -181,6 +195,29 @@ fn check_output(output: HookOutput) -> anyhow::Result<HookOutput> {
             if bytes > MAX_MODIFICATION_BYTES {
                 anyhow::bail!(
                     "returned {bytes} bytes of modifications (at most {MAX_MODIFICATION_BYTES})"
+                );
+            }
+        }
+        HookOutput::Outbound(result) => {
+            let edits = &result.headers;
+            if edits.len() > MAX_MODIFICATIONS {
+                anyhow::bail!(
+                    "returned {} header edits (at most {MAX_MODIFICATIONS})",
+                    edits.len()
+                );
+            }
+            let bytes: usize = edits
+                .iter()
+                .map(|e| match e {
+                    outbound::HeaderEdit::Add(f) | outbound::HeaderEdit::Replace(f) => {
+                        f.name.len() + f.value.len()
+                    }
+                    outbound::HeaderEdit::Remove(name) => name.len(),
+                })
+                .sum();
+            if bytes > MAX_MODIFICATION_BYTES {
+                anyhow::bail!(
+                    "returned {bytes} bytes of header edits (at most {MAX_MODIFICATION_BYTES})"
                 );
             }
         }
@@ -224,7 +261,9 @@ fn failed(entry: &PluginEntry, session: &str, hook: Hook, why: &str, plugin_faul
     let plugin = entry.name();
     let policy = entry.loaded.config.on_error;
     tracing::warn!(plugin, session, %hook, ?policy, "plugin failed: {why}");
-    if plugin_fault && entry.breaker.failure() {
+    if !plugin_fault {
+        entry.breaker.abandon();
+    } else if entry.breaker.failure() {
         PluginStats::bump(&entry.stats.breaker_opened);
         tracing::error!(
             plugin,
@@ -348,6 +387,8 @@ pub struct PipelineSession {
     pipeline: Option<Arc<Pipeline>>,
     instances: HashMap<String, Option<LiveInstance>>,
     session_id: Arc<str>,
+    /// The transaction's message-authentication results, for the data hook.
+    authentication: AuthenticationResults,
 }
 
 impl PipelineSession {
@@ -361,6 +402,7 @@ impl PipelineSession {
             pipeline,
             instances: HashMap::new(),
             session_id: Arc::from(""),
+            authentication: AuthenticationResults::default(),
         }
     }
 
@@ -383,6 +425,16 @@ impl PipelineSession {
     }
 
     async fn call(&mut self, entry: &PluginEntry, call: HookCall<'_>) -> Option<HookOutput> {
+        if entry.loaded.config.stateless {
+            // No session state: borrow a warm instance for this one call.
+            let (mut slot, uses) = entry.take_idle();
+            if let Some(instance) = slot.as_mut() {
+                instance.set_session(&self.session_id);
+            }
+            let output = call_plugin(entry, &mut slot, &self.session_id, call).await;
+            entry.give_back(slot, uses + 1);
+            return output;
+        }
         let slot = self.instances.entry(entry.name().to_string()).or_default();
         call_plugin(entry, slot, &self.session_id, call).await
     }
@@ -430,6 +482,52 @@ impl PipelineSession {
     }
 }
 
+/// Relay control on plugin decisions: a decision that sends an unauthenticated session's mail
+/// off-site needs the plugin's "relay" grant.
+impl PipelineSession {
+    /// 554 5.7.1 for a rcpt rewrite to a non-local address by a plugin without the grant, for
+    /// an unauthenticated session.
+    fn relay_refusal(
+        &self,
+        entry: &PluginEntry,
+        session: &SessionInfo,
+        rewrite: &str,
+    ) -> Option<Verdict> {
+        if session.authenticated.is_some() || entry.may_relay() || !self.plugins.off_site(rewrite) {
+            return None;
+        }
+        tracing::warn!(
+            plugin = entry.name(),
+            session = &*self.session_id,
+            rewrite,
+            "relay control: the plugin rewrote a recipient off-site for an unauthenticated \
+             session without the \"relay\" grant; recipient refused"
+        );
+        Some(Verdict::Reject(Reply::new(
+            554,
+            "5.7.1",
+            format!("<{rewrite}>: Relay access denied"),
+        )))
+    }
+
+    /// The first non-local recipient a data result adds for an unauthenticated session, when
+    /// the plugin may not relay.
+    fn off_site_addition(
+        &self,
+        entry: &PluginEntry,
+        session: &SessionInfo,
+        result: &data::DataResult,
+    ) -> Option<String> {
+        if session.authenticated.is_some() || entry.may_relay() {
+            return None;
+        }
+        result.modifications.iter().find_map(|m| match m {
+            data::Modification::AddRecipient(a) if self.plugins.off_site(a) => Some(a.clone()),
+            _ => None,
+        })
+    }
+}
+
 enum VerdictArg<'a> {
     Connect,
     Ehlo(&'a str),
@@ -438,7 +536,12 @@ enum VerdictArg<'a> {
 
 #[async_trait::async_trait]
 impl SessionHooks for PipelineSession {
+    fn authentication_results(&mut self, results: AuthenticationResults) {
+        self.authentication = results;
+    }
+
     async fn begin_transaction(&mut self) {
+        self.authentication = AuthenticationResults::default();
         let current = self.plugins.current();
         if !Arc::ptr_eq(&current, &self.generation) {
             self.pipeline = current.pipeline(&self.pipeline_name).cloned();
@@ -524,6 +627,12 @@ impl SessionHooks for PipelineSession {
             match self.call(entry, HookCall::Rcpt(&s, &f, &current)).await {
                 Some(HookOutput::Rcpt(result)) => {
                     let result = convert::rcpt_result(result);
+                    if let Some(rewrite) = &result.rewrite
+                        && let Some(refusal) = self.relay_refusal(entry, session, rewrite)
+                    {
+                        outcome.verdict = refusal;
+                        return outcome;
+                    }
                     if let Some(rewrite) = result.rewrite {
                         // Later plugins and the core see the rewritten address.
                         current.address = rewrite.clone();
@@ -564,14 +673,37 @@ impl SessionHooks for PipelineSession {
         }
         let s = convert::session(session);
         let e = convert::envelope(envelope);
+        let authentication = convert::authentication(&self.authentication);
         // One copy shared by every plugin of the chain (the resource reads from it).
         let bytes: Arc<[u8]> = Arc::from(message.bytes);
         for entry in &chain {
             match self
-                .call(entry, HookCall::Data(&s, &e, bytes.clone()))
+                .call(
+                    entry,
+                    HookCall::Data(&s, &e, bytes.clone(), &authentication),
+                )
                 .await
             {
                 Some(HookOutput::Data(result)) => {
+                    if let Some(address) = self.off_site_addition(entry, session, &result) {
+                        // The plugin overstepped: its answer is dropped as a failure.
+                        failed(
+                            entry,
+                            &self.session_id,
+                            Hook::Data,
+                            &format!(
+                                "relay control: add-recipient <{address}> would send an \
+                                 unauthenticated session's mail off-site, and the plugin has no \
+                                 \"relay\" grant"
+                            ),
+                            true,
+                        );
+                        if let Some(v) = failure_verdict(entry.loaded.config.on_error) {
+                            outcome.verdict = v;
+                            return outcome;
+                        }
+                        continue;
+                    }
                     outcome
                         .modifications
                         .extend(result.modifications.into_iter().map(convert::modification));
@@ -673,6 +805,24 @@ impl PipelineQueueHooks {
     }
 }
 
+impl PipelineQueueHooks {
+    /// A relay or MX route for a recipient in a local domain sends mail that an unauthenticated
+    /// client could address off-site: only plugins with the "relay" grant may decide that.
+    /// (Recipients outside the local domains reached the queue through an authenticated session
+    /// or a plugin that had the grant.)
+    fn relays_local_recipient(
+        &self,
+        entry: &PluginEntry,
+        rcpt: &Recipient,
+        decision: &RouteDecision,
+    ) -> bool {
+        matches!(decision, RouteDecision::Relay(_) | RouteDecision::Mx)
+            && !entry.may_relay()
+            && self.plugins.relay_control()
+            && !self.plugins.off_site(&rcpt.address)
+    }
+}
+
 #[async_trait::async_trait]
 impl QueueHooks for PipelineQueueHooks {
     async fn route(&self, from: &ReversePath, rcpt: &Recipient) -> RouteDecision {
@@ -691,12 +841,111 @@ impl QueueHooks for PipelineQueueHooks {
                 .await
             {
                 let decision = convert::route_decision(decision);
+                if self.relays_local_recipient(entry, rcpt, &decision) {
+                    failed(
+                        entry,
+                        &session,
+                        Hook::Route,
+                        &format!(
+                            "relay control: routing local recipient <{}> off-site needs the \
+                             \"relay\" grant; the route table decides instead",
+                            rcpt.address
+                        ),
+                        true,
+                    );
+                    continue;
+                }
                 if decision != RouteDecision::Continue {
                     return decision;
                 }
             }
         }
         RouteDecision::Continue
+    }
+
+    async fn outbound(&self, attempt: &OutboundAttempt, message: &[u8]) -> OutboundDecision {
+        let generation = self.plugins.current();
+        let chain = self.chain(&generation, Hook::Outbound);
+        let mut decision = OutboundDecision::proceed();
+        if chain.is_empty() {
+            return decision;
+        }
+        let session: Arc<str> = Arc::from("queue");
+        let a = convert::outbound_attempt(attempt);
+        let bytes: Arc<[u8]> = Arc::from(message);
+        for entry in &chain {
+            let output = self
+                .call(
+                    &generation,
+                    entry,
+                    &session,
+                    HookCall::Outbound(&a, bytes.clone()),
+                )
+                .await;
+            let Some(HookOutput::Outbound(result)) = output else {
+                // A failed outbound plugin: its on_error decides the attempt.
+                match entry.loaded.config.on_error {
+                    OnError::Continue => continue,
+                    OnError::Reject => {
+                        decision.action = OutboundAction::Fail(Reply::new(
+                            554,
+                            "5.3.0",
+                            "Refused by local policy",
+                        ))
+                    }
+                    OnError::Tempfail | OnError::Disconnect => {
+                        decision.action = OutboundAction::Tempfail(Reply::new(
+                            451,
+                            "4.3.0",
+                            "Temporary local problem",
+                        ))
+                    }
+                }
+                return decision;
+            };
+            let result = convert::outbound_result(result);
+            if let OutboundAction::Reroute(
+                OutboundDestination::Relay { .. } | OutboundDestination::Mx(_),
+            ) = &result.action
+                && !entry.may_relay()
+                && self.plugins.relay_control()
+                && attempt.recipients.iter().any(|r| !self.plugins.off_site(r))
+            {
+                failed(
+                    entry,
+                    &session,
+                    Hook::Outbound,
+                    "relay control: re-routing local recipients off-site needs the \"relay\" grant",
+                    true,
+                );
+                continue;
+            }
+            decision.headers.extend(result.headers);
+            match result.action {
+                OutboundAction::Proceed => {}
+                OutboundAction::Tempfail(r) => {
+                    decision.action = OutboundAction::Tempfail(sanitize_reply(
+                        r,
+                        400..=499,
+                        Reply::new(451, "4.7.1", "Try again later"),
+                    ));
+                    return decision;
+                }
+                OutboundAction::Fail(r) => {
+                    decision.action = OutboundAction::Fail(sanitize_reply(
+                        r,
+                        500..=599,
+                        Reply::new(550, "5.7.1", "Refused by policy"),
+                    ));
+                    return decision;
+                }
+                reroute @ OutboundAction::Reroute(_) => {
+                    decision.action = reroute;
+                    return decision;
+                }
+            }
+        }
+        decision
     }
 
     async fn delivery(&self, event: &DeliveryEvent) {

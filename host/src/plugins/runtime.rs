@@ -45,6 +45,10 @@ pub struct RuntimeOptions {
     pub listener_pipelines: BTreeMap<String, String>,
     /// Where hook calls, kv and DNS operations are counted (a private registry by default).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The local domains, for relay control on plugin decisions (see
+    /// [`Grant::Relay`](crate::config::plugins::Grant::Relay)). `None` turns that check off
+    /// (embedding without a `[local]` section); the server always sets it.
+    pub local_domains: Option<Vec<String>>,
 }
 
 impl RuntimeOptions {
@@ -52,12 +56,19 @@ impl RuntimeOptions {
     /// in-memory kv, and each listener's `pipeline`.
     pub fn for_server(config: &crate::config::Config) -> Self {
         RuntimeOptions {
-            cache_dir: Some(config.server.state_dir.join("plugin-cache")),
+            cache_dir: Some(
+                config
+                    .server
+                    .plugin_cache_dir
+                    .clone()
+                    .unwrap_or_else(|| config.server.state_dir.join("plugin-cache")),
+            ),
             listener_pipelines: config
                 .listeners
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), l.pipeline.clone()?)))
                 .collect(),
+            local_domains: Some(config.local.domains.clone()),
             ..RuntimeOptions::default()
         }
     }
@@ -204,6 +215,24 @@ impl Plugins {
             next_generation: AtomicU64::new(2),
             reloading: Mutex::new(()),
         }))
+    }
+
+    /// Whether `address` leaves this server: its domain is not local. Always false when relay
+    /// control on plugin decisions is off (no local domains configured).
+    pub fn off_site(&self, address: &str) -> bool {
+        let Some(local) = &self.shared.options.local_domains else {
+            return false;
+        };
+        match address.rsplit_once('@') {
+            Some((_, domain)) => !local.iter().any(|d| d.eq_ignore_ascii_case(domain)),
+            // A bare "postmaster" is local.
+            None => false,
+        }
+    }
+
+    /// Whether relay control on plugin decisions is on (local domains are known).
+    pub fn relay_control(&self) -> bool {
+        self.shared.options.local_domains.is_some()
     }
 
     /// The generation new transactions run on.

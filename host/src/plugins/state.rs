@@ -2,12 +2,14 @@
 //! (empty) WASI context, resource limits and the current hook call's deadline.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView,
+};
 
 use super::imports::dns::Dns;
 use super::imports::kv::KvStore;
@@ -28,6 +30,83 @@ pub struct PluginContext {
     pub memory_bytes: usize,
     /// The server's metrics (hook calls, kv and DNS operations are counted here).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// What the plugin's WASI imports reach (see [`wasi_context`]).
+    pub wasi: WasiGrants,
+}
+
+/// The real WASI capabilities a plugin was granted; everything else WASI offers is linked but
+/// reaches nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WasiGrants {
+    /// `wasi:clocks` read the host's clocks (grant "clock"); otherwise a frozen clock.
+    pub clocks: bool,
+    /// `wasi:random` is the host's generator (grant "random"); otherwise a fixed sequence.
+    pub random: bool,
+}
+
+/// The frozen wall clock of a plugin without the "clock" grant: always the Unix epoch.
+struct FrozenWallClock;
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// The frozen monotonic clock of a plugin without the "clock" grant: always 0.
+struct FrozenMonotonicClock;
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The bytes `wasi:random` cycles through without the "random" grant (a fixed xorshift run, so
+/// runtimes that seed hash tables at start-up still get varied bits, the same on every run).
+fn deterministic_bytes() -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..256)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The WASI context of one plugin instance. Every WASI interface a Python, JavaScript or Rust
+/// std runtime imports at start-up is linked, but through this context it grants nothing real:
+/// no preopened directories, no environment or arguments, empty stdin, stdout discarded, no
+/// sockets (TCP, UDP and name lookup off, every address refused); stderr is captured for the
+/// log. Clocks and randomness are real only when granted, deterministic stubs otherwise.
+pub fn wasi_context(grants: WasiGrants, stderr: MemoryOutputPipe) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder
+        .stderr(stderr)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    if !grants.clocks {
+        builder
+            .wall_clock(FrozenWallClock)
+            .monotonic_clock(FrozenMonotonicClock);
+    }
+    if !grants.random {
+        builder
+            .secure_random(Deterministic::new(deterministic_bytes()))
+            .insecure_random(Deterministic::new(deterministic_bytes()))
+            .insecure_random_seed(0x6d61_696c_7769_74);
+    }
+    builder.build()
 }
 
 pub struct HostState {
@@ -45,8 +124,7 @@ pub struct HostState {
 impl HostState {
     pub fn new(ctx: PluginContext, session: Arc<str>) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        // Nothing but stderr: no files, sockets, environment or arguments.
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let wasi = wasi_context(ctx.wasi, stderr.clone());
         let limits = StoreLimitsBuilder::new()
             .memory_size(ctx.memory_bytes)
             .trap_on_grow_failure(true)

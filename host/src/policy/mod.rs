@@ -28,10 +28,12 @@ pub enum Hook {
     Data,
     Route,
     Delivery,
+    /// Before each relay, MX or LMTP delivery attempt (contract 0.2).
+    Outbound,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 8] = [
+    pub const ALL: [Hook; 9] = [
         Hook::Connect,
         Hook::Ehlo,
         Hook::Auth,
@@ -40,6 +42,7 @@ impl Hook {
         Hook::Data,
         Hook::Route,
         Hook::Delivery,
+        Hook::Outbound,
     ];
 
     /// The WIT interface name, which is also the pipeline key.
@@ -53,6 +56,7 @@ impl Hook {
             Hook::Data => "data",
             Hook::Route => "route",
             Hook::Delivery => "delivery",
+            Hook::Outbound => "outbound",
         }
     }
 
@@ -199,6 +203,98 @@ pub struct DeliveryEvent {
     pub attempts: u32,
 }
 
+/// What the host's message-authentication checks found, handed to the data hook (contract 0.2).
+/// A check that did not run is absent; `dkim` has one entry per signature checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthenticationResults {
+    pub spf: Option<SpfResult>,
+    pub dkim: Vec<DkimResult>,
+    pub dmarc: Option<DmarcResult>,
+    /// ARC chain validation: "pass", "fail" or "none".
+    pub arc: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpfResult {
+    /// RFC 8601 result keyword ("pass", "fail", "softfail", ...).
+    pub result: String,
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimResult {
+    pub result: String,
+    pub domain: String,
+    pub selector: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmarcResult {
+    pub result: String,
+    /// The published policy: "none", "quarantine" or "reject".
+    pub policy: String,
+    pub aligned: bool,
+}
+
+/// Where a delivery attempt goes, as the outbound hook sees and may change it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundDestination {
+    Relay {
+        host: String,
+        port: u16,
+    },
+    /// The MX hosts of this domain.
+    Mx(String),
+    /// LMTP to "host:port" or a unix socket path.
+    Lmtp(String),
+}
+
+/// One delivery attempt about to be made (relay, MX or LMTP; not local Maildir).
+#[derive(Debug, Clone)]
+pub struct OutboundAttempt {
+    pub queue_id: String,
+    pub reverse_path: String,
+    pub recipients: Vec<String>,
+    pub destination: OutboundDestination,
+    /// Delivery attempts of the message so far, this one included.
+    pub attempt: u32,
+}
+
+/// A header edit from the outbound hook, applied to the copy being sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    Add(String, String),
+    Remove(String),
+    Replace(String, String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundAction {
+    Proceed,
+    /// Defer the attempt's recipients with this 4xx reply.
+    Tempfail(Reply),
+    /// Fail them with this 5xx reply.
+    Fail(Reply),
+    /// Deliver there instead.
+    Reroute(OutboundDestination),
+}
+
+/// What the outbound hook chain decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundDecision {
+    pub action: OutboundAction,
+    pub headers: Vec<HeaderEdit>,
+}
+
+impl OutboundDecision {
+    pub fn proceed() -> Self {
+        OutboundDecision {
+            action: OutboundAction::Proceed,
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// The message as the data hook sees it: complete raw bytes (header + body, CRLF line ends,
 /// dot-unstuffed), before the host's own Received header.
 pub struct Message<'a> {
@@ -212,6 +308,11 @@ pub trait SessionHooks: Send {
     /// Called before each MAIL command is processed, so an implementation can move the session to the
     /// newest configuration generation between transactions (never inside one).
     async fn begin_transaction(&mut self) {}
+
+    /// The message-authentication results of the transaction in progress, for the data hook
+    /// (called before [`data`](Self::data) by whatever checks SPF/DKIM/DMARC/ARC; without it the
+    /// data hook sees no results).
+    fn authentication_results(&mut self, _results: AuthenticationResults) {}
 
     /// Whether the session holds something (plugin instances) it could give back while it waits
     /// for the client between transactions.
@@ -252,11 +353,6 @@ pub trait SessionHooks: Send {
         }
     }
 
-    /// The authentication results (SPF, DKIM, DMARC, ARC) of the message that the next `data`
-    /// call carries; called on mx listeners with `[authentication] verify` on, right before
-    /// `data`. An implementation keeps them for that call.
-    fn authentication_results(&mut self, _results: &crate::mailauth::AuthResults) {}
-
     async fn data(
         &mut self,
         _session: &SessionInfo,
@@ -282,6 +378,10 @@ pub trait QueueHooks: Send + Sync {
         RouteDecision::Continue
     }
     async fn delivery(&self, _event: &DeliveryEvent) {}
+    /// Before each relay, MX or LMTP delivery attempt, with the message as it will be sent.
+    async fn outbound(&self, _attempt: &OutboundAttempt, _message: &[u8]) -> OutboundDecision {
+        OutboundDecision::proceed()
+    }
 }
 
 /// No plugins: every hook has no opinion, so the core's defaults decide.

@@ -732,11 +732,47 @@ async fn deliver_group(
         .iter()
         .map(|&i| envelope.recipients[i].clone())
         .collect();
+    // The outbound hook (relay, MX, LMTP attempts): header edits, defer, fail or re-route.
+    let attempt = {
+        let messages = inner.messages.lock().unwrap();
+        let state = messages.get(&msg.meta.id).map(|e| &e.state);
+        members
+            .iter()
+            .filter_map(|&i| state.and_then(|s| s.rcpts.get(i)).map(|r| r.attempts))
+            .max()
+            .unwrap_or(0)
+            + 1
+    };
+    let prepared = super::outbound::prepare(
+        inner.opts.hooks.as_ref(),
+        &msg.meta.id.0,
+        &envelope.reverse_path,
+        &recipients,
+        attempt,
+        dest,
+        &msg.message,
+    )
+    .await;
+    let (dest, edited) = match prepared {
+        super::outbound::Prepared::Deliver(dest, edited) => (dest, edited),
+        super::outbound::Prepared::Decided(outcome) => {
+            return members
+                .iter()
+                .map(|&i| Answer {
+                    rcpt: i,
+                    outcome: outcome.clone(),
+                    remote_mta: None,
+                    dsn_passed_on: false,
+                    final_hop: true,
+                })
+                .collect();
+        }
+    };
     let outbound = Outbound {
         queue_id: &msg.meta.id.0,
         reverse_path: &envelope.reverse_path,
         recipients: &recipients,
-        message: &msg.message,
+        message: edited.as_deref().unwrap_or(&msg.message),
     };
     let result = inner.opts.agents.deliver(&dest, &outbound).await;
     let final_hop = matches!(dest, Destination::Maildir(_) | Destination::Lmtp(_));

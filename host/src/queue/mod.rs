@@ -17,6 +17,7 @@
 pub mod bounce;
 pub mod dsn;
 mod manager;
+mod outbound;
 pub mod route;
 pub mod schedule;
 pub mod state;

@@ -82,6 +82,8 @@ impl Shared {
             limits: self.limits.clone(),
             auth_failures: self.auth_failures.clone(),
             metrics: self.metrics.clone(),
+            // DKIM keys and verification settings need a restart (not reloaded yet).
+            mailauth: self.mailauth.clone(),
             shutdown: self.shutdown.clone(),
             next_session: self.next_session.clone(),
             boot: self.boot.clone(),

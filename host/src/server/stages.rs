@@ -304,7 +304,7 @@ impl Stage {
                 arc = results.arc.result.as_str(),
                 "authentication results"
             );
-            self.hooks.authentication_results(results);
+            self.hooks.authentication_results(results.to_policy());
         }
         let result = self
             .hooks

@@ -23,7 +23,12 @@ fn filter() -> &'static Result<Filter, String> {
 }
 
 impl DataHook for ContentFilter {
-    fn on_data(_session: SessionInfo, _envelope: Envelope, message: &Message) -> DataResult {
+    fn on_data(
+        _session: SessionInfo,
+        _envelope: Envelope,
+        message: &Message,
+        _authentication: Authentication,
+    ) -> DataResult {
         let filter = match filter() {
             Ok(filter) => filter,
             Err(error) => {

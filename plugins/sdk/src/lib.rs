@@ -1,7 +1,7 @@
 //! The Rust SDK for mailwit plugins.
 //!
 //! A mailwit plugin is a WebAssembly component that exports one or more *hooks* (`connect`, `ehlo`,
-//! `auth`, `mail`, `rcpt`, `data`, `route`, `delivery`) of the `mailwit:plugin@0.1.0` contract and
+//! `auth`, `mail`, `rcpt`, `data`, `route`, `delivery`) of the `mailwit:plugin@0.2.0` contract and
 //! imports only the host capabilities it uses (`log`, `config`, `kv`, `dns`, `clock`; `message` is
 //! always available). This crate holds the generated bindings, so a plugin crate needs neither the WIT
 //! files nor `wit-bindgen`: it implements the hook traits and calls [`export!`].
@@ -75,15 +75,19 @@ pub mod clock {
 pub mod types {
     pub use crate::bindings::auth::exports::mailwit::plugin::auth::{AuthResult, Credentials};
     pub use crate::bindings::data::exports::mailwit::plugin::data::{
-        DataResult, HeaderField, Modification,
+        ArcResult, Authentication, DataResult, DkimResult, DmarcResult, Modification, SpfResult,
     };
     pub use crate::bindings::delivery::exports::mailwit::plugin::delivery::{
         DeliveryEvent, Outcome,
     };
     pub use crate::bindings::mailwit::plugin::message::Message;
     pub use crate::bindings::mailwit::plugin::types::{
-        BodyType, DsnRet, Envelope, ListenerRole, Notify, Recipient, Reply, ReversePath,
-        SessionInfo, TlsInfo, Verdict,
+        BodyType, DsnRet, Envelope, HeaderField, ListenerRole, Notify, Recipient, Reply,
+        ReversePath, SessionInfo, TlsInfo, Verdict,
+    };
+    pub use crate::bindings::outbound::exports::mailwit::plugin::outbound::{
+        Destination, DestinationKind, HeaderEdit, OutboundAction, OutboundAttempt, OutboundResult,
+        Reroute,
     };
     pub use crate::bindings::rcpt::exports::mailwit::plugin::rcpt::RcptResult;
     pub use crate::bindings::route::exports::mailwit::plugin::route::{
@@ -99,6 +103,7 @@ pub mod hooks {
     pub use crate::bindings::delivery::exports::mailwit::plugin::delivery::Guest as DeliveryHook;
     pub use crate::bindings::ehlo::exports::mailwit::plugin::ehlo::Guest as EhloHook;
     pub use crate::bindings::mail::exports::mailwit::plugin::mail::Guest as MailHook;
+    pub use crate::bindings::outbound::exports::mailwit::plugin::outbound::Guest as OutboundHook;
     pub use crate::bindings::rcpt::exports::mailwit::plugin::rcpt::Guest as RcptHook;
     pub use crate::bindings::route::exports::mailwit::plugin::route::Guest as RouteHook;
 }
@@ -147,6 +152,9 @@ macro_rules! __export_hook {
     (route, $ty:ident) => {
         $crate::bindings::route::export_route!($ty with_types_in $crate::bindings::route);
     };
+    (outbound, $ty:ident) => {
+        $crate::bindings::outbound::export_outbound!($ty with_types_in $crate::bindings::outbound);
+    };
     (delivery, $ty:ident) => {
         $crate::bindings::delivery::export_delivery!($ty with_types_in $crate::bindings::delivery);
     };
@@ -154,7 +162,7 @@ macro_rules! __export_hook {
         compile_error!(concat!(
             "unknown mailwit hook `",
             stringify!($other),
-            "`: expected connect, ehlo, auth, mail, rcpt, data, route or delivery"
+            "`: expected connect, ehlo, auth, mail, rcpt, data, route, delivery or outbound"
         ));
     };
 }

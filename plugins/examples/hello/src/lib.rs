@@ -28,7 +28,12 @@ impl MailHook for Hello {
 }
 
 impl DataHook for Hello {
-    fn on_data(session: SessionInfo, _envelope: Envelope, _message: &Message) -> DataResult {
+    fn on_data(
+        session: SessionInfo,
+        _envelope: Envelope,
+        _message: &Message,
+        _authentication: Authentication,
+    ) -> DataResult {
         let stamp = format!("checked for {}", session.client_ip);
         DataResult {
             verdict: Verdict::Continue,

@@ -7,23 +7,26 @@
 //! import-loop (call the clock import forever), spin (busy loop of `spin` iterations, then
 //! continue), probe (rcpt: refuse only probe@ recipients with the tag), count (kv counter shared by instances; rejects with "count=N"), state (per-instance
 //! call counter; rejects with "calls=N"), rewrite (rcpt: rewrite to `rewrite_to`), mods (data: add
-//! `X-Chaos: <tag>` and continue).
+//! `X-Chaos: <tag>` and continue), flaky (kv counter: panic for the first `fail_first` calls,
+//! then refuse with "flaky N"), add-rcpt (data: add recipient `add_rcpt`);
+//! route: maildir | discard | mx | relay (to `relay_host`:`relay_port`).
 
 wit_bindgen::generate!({
     inline: "
         package mailwit-test:chaos;
         world chaos {
-            import mailwit:plugin/log@0.1.0;
-            import mailwit:plugin/config@0.1.0;
-            import mailwit:plugin/kv@0.1.0;
-            import mailwit:plugin/clock@0.1.0;
-            export mailwit:plugin/connect@0.1.0;
-            export mailwit:plugin/ehlo@0.1.0;
-            export mailwit:plugin/auth@0.1.0;
-            export mailwit:plugin/mail@0.1.0;
-            export mailwit:plugin/rcpt@0.1.0;
-            export mailwit:plugin/data@0.1.0;
-            export mailwit:plugin/route@0.1.0;
+            import mailwit:plugin/log@0.2.0;
+            import mailwit:plugin/config@0.2.0;
+            import mailwit:plugin/kv@0.2.0;
+            import mailwit:plugin/clock@0.2.0;
+            export mailwit:plugin/connect@0.2.0;
+            export mailwit:plugin/ehlo@0.2.0;
+            export mailwit:plugin/auth@0.2.0;
+            export mailwit:plugin/mail@0.2.0;
+            export mailwit:plugin/rcpt@0.2.0;
+            export mailwit:plugin/data@0.2.0;
+            export mailwit:plugin/route@0.2.0;
+            export mailwit:plugin/outbound@0.2.0;
         }
     ",
     path: "../../../wit",
@@ -33,7 +36,7 @@ wit_bindgen::generate!({
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use exports::mailwit::plugin::{auth, connect, data, ehlo, mail, rcpt, route};
+use exports::mailwit::plugin::{auth, connect, data, ehlo, mail, outbound, rcpt, route};
 use mailwit::plugin::config::{self, Value};
 use mailwit::plugin::types::{Envelope, Recipient, Reply, ReversePath, SessionInfo, Verdict};
 use mailwit::plugin::{clock, kv, log};
@@ -104,6 +107,15 @@ fn act(hook: &str) -> Verdict {
             Err(e) => Verdict::Tempfail(reply(451, "4.3.0", e)),
         },
         "state" => Verdict::Reject(reply(550, "5.7.1", format!("calls={calls}"))),
+        "flaky" => {
+            // Panics for the first `fail_first` calls across instances (a kv counter), then
+            // refuses with "flaky n": a plugin that recovers, for the breaker's half-open test.
+            let n = kv::increment("flaky", 1, None).unwrap_or(0);
+            if n <= integer("fail_first").unwrap_or(0) {
+                panic!("chaos flaky call {n} fails");
+            }
+            Verdict::Reject(reply(550, "5.7.1", format!("flaky {n}")))
+        }
         "log" => {
             log::log(log::Level::Info, &format!("chaos {hook} {tag}"));
             Verdict::Continue
@@ -186,6 +198,7 @@ impl data::Guest for Chaos {
         _session: SessionInfo,
         _envelope: Envelope,
         message: &data::Message,
+        _authentication: data::Authentication,
     ) -> data::DataResult {
         let tag = text("tag").unwrap_or_default();
         match text("data").as_deref() {
@@ -193,16 +206,22 @@ impl data::Guest for Chaos {
                 verdict: Verdict::Continue,
                 modifications: (0..10_000)
                     .map(|i| {
-                        data::Modification::AddHeader(data::HeaderField {
+                        data::Modification::AddHeader(mailwit::plugin::types::HeaderField {
                             name: format!("X-Flood-{i}"),
                             value: "x".repeat(64),
                         })
                     })
                     .collect(),
             },
+            Some("add-rcpt") => data::DataResult {
+                verdict: Verdict::Continue,
+                modifications: vec![data::Modification::AddRecipient(
+                    text("add_rcpt").unwrap_or_default(),
+                )],
+            },
             Some("mods") => data::DataResult {
                 verdict: Verdict::Continue,
-                modifications: vec![data::Modification::AddHeader(data::HeaderField {
+                modifications: vec![data::Modification::AddHeader(mailwit::plugin::types::HeaderField {
                     name: "X-Chaos".into(),
                     value: tag,
                 })],
@@ -235,11 +254,61 @@ impl route::Guest for Chaos {
         match text("route").as_deref() {
             Some("maildir") => route::RouteDecision::Maildir(recipient.address),
             Some("discard") => route::RouteDecision::Discard,
+            Some("mx") => route::RouteDecision::Mx,
+            Some("relay") => route::RouteDecision::Relay(route::RelayTarget {
+                host: text("relay_host").unwrap_or_else(|| "127.0.0.1".into()),
+                port: integer("relay_port").unwrap_or(25) as u16,
+                tls: route::TlsPolicy::None,
+                credentials: None,
+            }),
             Some("loop") | Some("panic") => {
                 act("route");
                 route::RouteDecision::Continue
             }
             _ => route::RouteDecision::Continue,
+        }
+    }
+}
+
+impl outbound::Guest for Chaos {
+    /// `outbound = "edit"`: tempfail when a recipient starts with "defer", fail when one starts
+    /// with "bounce", re-route to `reroute_port` when one starts with "reroute"; otherwise add
+    /// `X-Outbound: <kind> <target> attempt=<n> <subject>` and remove `X-Internal`.
+    fn on_outbound(
+        attempt: outbound::OutboundAttempt,
+        message: &outbound::Message,
+    ) -> outbound::OutboundResult {
+        let starts = |p: &str| attempt.recipients.iter().any(|r| r.starts_with(p));
+        let action = if text("outbound").as_deref() != Some("edit") {
+            outbound::OutboundAction::Proceed
+        } else if starts("defer") {
+            outbound::OutboundAction::Tempfail(reply(451, "4.7.1", "chaos outbound defers".into()))
+        } else if starts("bounce") {
+            outbound::OutboundAction::Fail(reply(550, "5.7.1", "chaos outbound refuses".into()))
+        } else if starts("reroute") {
+            let port = integer("reroute_port").unwrap_or(25) as u16;
+            outbound::OutboundAction::Reroute(outbound::Reroute::Relay(("127.0.0.1".into(), port)))
+        } else {
+            outbound::OutboundAction::Proceed
+        };
+        let kind = match attempt.destination.kind {
+            outbound::DestinationKind::Relay => "relay",
+            outbound::DestinationKind::Mx => "mx",
+            outbound::DestinationKind::Lmtp => "lmtp",
+        };
+        let subject = message.header("subject").unwrap_or_default();
+        outbound::OutboundResult {
+            action,
+            headers: vec![
+                outbound::HeaderEdit::Add(mailwit::plugin::types::HeaderField {
+                    name: "X-Outbound".into(),
+                    value: format!(
+                        "{kind} {} attempt={} {subject}",
+                        attempt.destination.target, attempt.attempt
+                    ),
+                }),
+                outbound::HeaderEdit::Remove("X-Internal".into()),
+            ],
         }
     }
 }

@@ -4,8 +4,8 @@ wit_bindgen::generate!({
     inline: "
         package mailwit-test:echo;
         world echo {
-            import mailwit:plugin/log@0.1.0;
-            export mailwit:plugin/mail@0.1.0;
+            import mailwit:plugin/log@0.2.0;
+            export mailwit:plugin/mail@0.2.0;
         }
     ",
     path: "../../../wit",

@@ -1,9 +1,9 @@
-//! Built against a hypothetical `mailwit:plugin@0.2.0`; the 0.1 host must refuse to load it and
+//! Built against a hypothetical `mailwit:plugin@0.3.0`; the 0.2 host must refuse to load it and
 //! name both versions.
 
 wit_bindgen::generate!({
     inline: "
-        package mailwit:plugin@0.2.0;
+        package mailwit:plugin@0.3.0;
         interface mail {
             on-mail: func(sender: string) -> bool;
         }
