@@ -29,6 +29,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", crate_dir.display());
     }
 
+    ensure_wasm_target();
+
     let target_dir = plugins.join("target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -58,9 +60,7 @@ fn main() {
         .status()
         .expect("running cargo for the plugins workspace");
     if !status.success() {
-        panic!(
-            "building plugins/ for wasm32-wasip2 failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
-        );
+        panic!("building plugins/ for wasm32-wasip2 failed (the errors are above)");
     }
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
@@ -69,6 +69,45 @@ fn main() {
         wasm_dir.display()
     );
     write_builtin_table(&plugins, &wasm_dir);
+}
+
+/// The plugins are built for wasm32-wasip2. A toolchain installed before `rust-toolchain.toml`
+/// listed that target lacks it (rustup adds a toolchain file's targets only when it installs the
+/// toolchain), so add it here with rustup rather than fail; without rustup, say what to install.
+fn ensure_wasm_target() {
+    const TARGET: &str = "wasm32-wasip2";
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(sysroot) = sysroot else {
+        return; // the plugin build below reports what is wrong with rustc
+    };
+    if sysroot.join("lib/rustlib").join(TARGET).is_dir() {
+        return;
+    }
+    // The toolchain directory's name is the rustup toolchain (e.g. 1.95.0-x86_64-unknown-linux-gnu).
+    let toolchain = sysroot
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Some(toolchain) = &toolchain {
+        rustup.args(["--toolchain", toolchain]);
+    }
+    match rustup.status() {
+        Ok(status) if status.success() => println!(
+            "cargo:warning=installed the {TARGET} target with rustup (the plugins are built for it)"
+        ),
+        _ => panic!(
+            "the Rust target {TARGET} is missing from {} and `rustup target add {TARGET}` did not \
+             work; install that target for this toolchain (the plugins in plugins/ are built for it)",
+            sysroot.display()
+        ),
+    }
 }
 
 /// Every crate directory in the plugins workspace (the SDK, first-party plugins, the examples of

@@ -1,5 +1,5 @@
-//! The plugin host's message accessors (header fields, body offset) and the checked application
-//! of a data hook's modifications, on arbitrary messages and modifications.
+//! The header accessors plugins see (`mail::header`: fields, lookup, body offset) and the checked
+//! application of a data hook's modifications, on arbitrary messages and modifications.
 //!
 //! Input: parts separated by 0xFF; the first is the message, each further part a modification
 //! (first byte: kind; the rest "name=value", lossily UTF-8). The message gets CRLF line endings
@@ -8,7 +8,7 @@
 //! Properties: no panic; the body (everything after the header section) is never changed by
 //! header edits; no modification can add more header fields than it names (no injection).
 #![no_main]
-use mailwit_fuzz::plugins::imports::message::{MessageHandle, body_offset, header_fields};
+use mailwit_fuzz::mail::header::{self, body_offset};
 use mailwit_fuzz::policy::{Envelope, Modification, Recipient, apply_modifications};
 
 fn modification(spec: &[u8]) -> Option<Modification> {
@@ -32,9 +32,9 @@ fn modification(spec: &[u8]) -> Option<Modification> {
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut parts = data.split(|&b| b == 0xff);
     let raw = parts.next().unwrap_or_default();
-    let raw_handle = MessageHandle::new(raw.into());
-    for (name, _) in raw_handle.headers().take(20) {
-        assert!(raw_handle.header(&name).is_some(), "{name:?} listed but not found");
+    let raw_header = &raw[..body_offset(raw)];
+    for (name, _) in header::list(raw_header).take(20) {
+        assert!(header::find(raw_header, &name).is_some(), "{name:?} listed but not found");
     }
     let message: Vec<u8> = raw
         .iter()
@@ -46,13 +46,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
 
     let split = body_offset(message);
     assert!(split <= message.len());
-    let handle = MessageHandle::new(message.into());
-    let fields: Vec<(String, String)> = handle.headers().collect();
+    let fields: Vec<(String, String)> = header::list(&message[..split]).collect();
     // Every listed name can be looked up (names that are not UTF-8 are compared lossily).
     for (name, _) in fields.iter().take(20) {
-        assert!(handle.header(name).is_some(), "{name:?} listed but not found");
+        assert!(header::find(&message[..split], name).is_some(), "{name:?} listed but not found");
     }
-    let original = header_fields(&message[..split]).count();
+    let original = header::fields(&message[..split]).count();
     assert_eq!(original, fields.len());
 
     let mut envelope = Envelope {
@@ -77,6 +76,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             )
         })
         .count();
-    let now = header_fields(&out[..new_split]).count();
+    let now = header::fields(&out[..new_split]).count();
     assert!(now <= original + adds, "{now} fields from {original} + {adds} additions");
 });

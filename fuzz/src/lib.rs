@@ -1,43 +1,26 @@
-//! mailwit's parsers, compiled from the host crate's own source files for fuzzing.
+//! mailwit's pure layers compiled for fuzzing, from the host crate's own source files.
 //!
 //! Why not depend on the `mailwit` crate? Its dependency tree (wasmtime with cranelift, tokio,
 //! rustls, hickory) takes a long time to build with sanitizer coverage, and its build script builds
-//! the Wasm plugins for a target the nightly toolchain may lack. The code under test (the sans-IO
-//! SMTP session, the config loader, the downstream reply parser) uses none of that, so the same
-//! files are compiled here as modules with the same paths (`crate::policy`, `crate::smtp`, ...).
+//! the Wasm plugins for a target the nightly toolchain may lack. The fuzzed code sits in the layers
+//! that use none of that and nothing above them: `mail` (headers, addresses, envelope, xtext),
+//! `smtp` (the sans-IO session), `policy` (the hook seam and the data hook's modifications),
+//! `config` (the loader) and the downstream reply parser. They are compiled here as modules with
+//! the same paths (`crate::mail`, `crate::smtp`, ...), unchanged: if one of them starts to use a
+//! module above it, this crate stops building.
 #![allow(dead_code, unused_imports)]
 
-#[path = "../../host/src/policy/mod.rs"]
-pub mod policy;
+#[path = "../../host/src/mail/mod.rs"]
+pub mod mail;
 
 #[path = "../../host/src/smtp/mod.rs"]
 pub mod smtp;
 
+#[path = "../../host/src/policy/mod.rs"]
+pub mod policy;
+
 #[path = "../../host/src/config/mod.rs"]
 pub mod config;
-
-/// The plugin host's message accessors without their wasmtime glue (see build.rs); the policy's
-/// `apply_modifications` uses `body_offset` from here, as in the host.
-pub mod plugins {
-    /// Only named by `config::plugins::PipelineConfig::chains` (not called by the loader).
-    #[derive(Debug, Clone, Copy)]
-    pub enum Hook {
-        Connect,
-        Ehlo,
-        Auth,
-        Mail,
-        Rcpt,
-        Data,
-        Route,
-        Delivery,
-    }
-
-    pub mod imports {
-        pub mod message {
-            include!(concat!(env!("OUT_DIR"), "/message_pure.rs"));
-        }
-    }
-}
 
 #[path = "../../host/src/delivery/smtp_client/reply.rs"]
 pub mod downstream_reply;

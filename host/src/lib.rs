@@ -1,6 +1,7 @@
 //! mailwit: a programmable ESMTP server whose policy lives in sandboxed WebAssembly components.
 //!
-//! Concerns, one module each:
+//! Concerns, one module each, from the bottom layer up (a module uses only those below it):
+//! - [`mail`]: envelope, replies and status codes, headers, addresses, xtext (pure, no I/O).
 //! - [`smtp`]: the sans-IO protocol state machine (bytes in, replies and events out; no sockets).
 //! - [`server`]: listeners, the per-connection IO loop, TLS, connection limits, timeouts.
 //! - [`config`]: the TOML schema, validation and file:line diagnostics.
@@ -10,11 +11,14 @@
 //! - [`queue`]: the scheduler, retries and bounces.
 //! - [`delivery`]: the delivery agents (Maildir, LMTP, SMTP relay, MX).
 //! - [`admin`]: the local admin socket (`mailwit reload`, `mailwit queue …`).
+//! - [`app`]: the composition root that wires them together for `mailwit serve`.
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod mail;
 pub mod plugins;
 pub mod policy;
 pub mod queue;

@@ -94,12 +94,12 @@ fn serve(config: Option<PathBuf>, state_dir: Option<PathBuf>) -> anyhow::Result<
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(mailwit::server::run(config))
+    runtime.block_on(mailwit::app::run(config))
 }
 
 fn check_config(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    let plugins = mailwit::server::check(&config)?;
+    let plugins = mailwit::app::check(&config)?;
     println!(
         "{}: ok ({} listeners, {} local domains)",
         path.display(),

@@ -2,11 +2,10 @@
 //! fault injection), a small rustls SMTP server where smtp-sink cannot help (STARTTLS, AUTH,
 //! SIZE, SMTPUTF8, CHUNKING), smtp-sink in LMTP mode, and a DNS responder for MX resolution.
 
-mod delivery_common;
+mod support;
 
 use std::time::Duration;
 
-use delivery_common::*;
 use mailwit::delivery::lmtp::{self, LmtpTarget};
 use mailwit::delivery::maildir::Maildir;
 use mailwit::delivery::mx::{MxConfig, MxResolver};
@@ -16,6 +15,11 @@ use mailwit::delivery::smtp_client::{
 };
 use mailwit::delivery::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, ReversePath, TlsPolicy};
+use support::dns::*;
+use support::free_port;
+use support::outbound::*;
+use support::peer::*;
+use support::sink::*;
 
 fn outbound<'a>(rp: &'a ReversePath, rcpts: &'a [Recipient], msg: &'a [u8]) -> Outbound<'a> {
     Outbound {
@@ -424,10 +428,10 @@ async fn lmtp_over_tcp_and_unix_socket() {
 
 #[tokio::test]
 async fn lmtp_replies_per_recipient_after_data() {
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into(), "ENHANCEDSTATUSCODES".into()],
         lmtp: true,
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -464,10 +468,10 @@ async fn lmtp_replies_per_recipient_after_data() {
 #[tokio::test]
 async fn starttls_opportunistic_and_required() {
     let ca = TestCa::new();
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into(), "8BITMIME".into()],
         tls: Some(ca.clone()),
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -518,11 +522,11 @@ async fn starttls_opportunistic_and_required() {
 #[tokio::test]
 async fn auth_plain_and_login_to_a_smarthost() {
     let ca = TestCa::new();
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into()],
         tls: Some(ca),
         auth: Some(("relayuser".into(), "s3cret pw".into())),
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -566,9 +570,9 @@ async fn auth_plain_and_login_to_a_smarthost() {
 
 #[tokio::test]
 async fn size_limit_fails_5_3_4_and_size_is_declared() {
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into(), "SIZE 400".into()],
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -595,9 +599,9 @@ async fn size_limit_fails_5_3_4_and_size_is_declared() {
 
 #[tokio::test]
 async fn smtputf8_passed_when_offered() {
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["8BITMIME".into(), "SMTPUTF8".into()],
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -612,9 +616,9 @@ async fn smtputf8_passed_when_offered() {
 
 #[tokio::test]
 async fn chunking_sends_bdat_and_mixed_recipient_outcomes() {
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into(), "CHUNKING".into(), "8BITMIME".into()],
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -646,9 +650,9 @@ async fn chunking_sends_bdat_and_mixed_recipient_outcomes() {
 
 #[tokio::test]
 async fn rset_after_a_transaction_without_recipients() {
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into()],
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -826,9 +830,9 @@ async fn mx_list_stops_at_ourselves() {
 
 #[tokio::test]
 async fn many_recipients_are_split_into_transactions() {
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into()],
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let rp = sender("alice@origin.test");
@@ -852,20 +856,8 @@ async fn many_recipients_are_split_into_transactions() {
 #[ignore]
 async fn throughput_to_smtp_sink() {
     // smtp-sink without -d: measure the client, not the disk.
-    let port = free_port("127.0.0.1");
-    let mut child = std::process::Command::new("/usr/sbin/smtp-sink")
-        .args(["-u", "nobody", "-m", "512"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("256")
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let sink = FastSink::start(&["-m", "512"], 256);
+    let addr = sink.addr;
     let rp = sender("alice@origin.test");
     let rcpts = [rcpt("bob@dest.test")];
     let msg = message(
@@ -921,7 +913,7 @@ async fn throughput_to_smtp_sink() {
     .unwrap();
     let relay = Destination::Relay(RelayTarget {
         host: "127.0.0.1".into(),
-        port,
+        port: addr.port(),
         tls: TlsPolicy::None,
         credentials: None,
     });
@@ -932,8 +924,7 @@ async fn throughput_to_smtp_sink() {
     }
     let pooled = (fresh * 4) as f64 / start.elapsed().as_secs_f64();
     agents.close_idle().await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(sink);
     println!(
         "throughput ({} byte message, 1 recipient): one reused connection {one:.0} msg/s; \
          {parallel} connections {many:.0} msg/s; new connection per message {per_connection:.0} msg/s; \

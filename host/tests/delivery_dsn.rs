@@ -1,16 +1,17 @@
 //! RFC 3464 reports: built by `delivery::dsn`, parsed back with mail-parser, and a bounce for a
 //! recipient smtp-sink rejected delivered to another smtp-sink.
 
-mod delivery_common;
+mod support;
 
 use std::time::{Duration, SystemTime};
 
-use delivery_common::*;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
-use mailwit::delivery::dsn::{self, Action, RecipientReport, Report};
 use mailwit::delivery::smtp_client;
 use mailwit::delivery::{Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, Reply, ReversePath};
+use mailwit::queue::dsn::{self, Action, RecipientReport, Report};
+use support::outbound::*;
+use support::sink::*;
 
 fn original() -> Vec<u8> {
     message(

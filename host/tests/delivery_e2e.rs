@@ -3,16 +3,15 @@
 //! Maildir), and the SMTP client delivers to a running mailwit as its downstream peer
 //! (STARTTLS, pipelining, CHUNKING as offered, per-recipient replies).
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
 
 use std::time::Duration;
 
-use delivery_common::{Sink, client, rcpt, sender};
 use mailwit::delivery::smtp_client::Connection;
 use mailwit::delivery::{Outbound, RecipientOutcome};
 use mailwit::policy::TlsPolicy;
+use support::outbound::{client, rcpt, sender};
+use support::sink::Sink;
 use support::{ALICE, Client, TestServer};
 
 fn with_smarthost(port: u16) -> String {
@@ -96,7 +95,7 @@ async fn smtp_client_delivers_to_a_running_mailwit() {
     let rp = sender("carol@remote.test");
     let rcpts = [rcpt("bob@example.test"), rcpt("nobody@example.test")];
     let body = "Line one.\r\n.dot line\r\nGrüße\r\n";
-    let msg = delivery_common::message("from the client", body);
+    let msg = support::outbound::message("from the client", body);
     for _ in 0..2 {
         let attempt = conn
             .send(&Outbound {

@@ -2,13 +2,12 @@
 //! smarthost (smtp-sink), a rejecting smarthost producing a bounce in the sender's Maildir,
 //! deferral while the smarthost is down, and session reuse towards a relay.
 
-mod delivery_common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use delivery_common::*;
 use mail_parser::{MessageParser, MimeHeaders};
 use mailwit::config::queue::{QueueConfig, RelayConfig, RoutesConfig};
 use mailwit::delivery::maildir::Maildir;
@@ -18,6 +17,10 @@ use mailwit::delivery::{Agents, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{Envelope, NoHooks, RelayTarget, TlsPolicy};
 use mailwit::queue::{LocalDomains, Queue, QueueOptions};
 use mailwit::spool::{Incoming, Spool};
+use support::free_port;
+use support::outbound::*;
+use support::peer::*;
+use support::sink::*;
 
 struct Local;
 
@@ -184,9 +187,9 @@ async fn smarthost_down_defers_and_summary_shows_the_domain() {
 
 #[tokio::test]
 async fn relay_sessions_are_reused_between_deliveries() {
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into(), "8BITMIME".into()],
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -243,10 +246,10 @@ async fn a_cached_session_the_peer_dropped_is_replaced_at_once() {
     // The relay hangs up after each message; the cached session is dead when the next
     // delivery takes it. Its pipelined RSET finds that out before anything is sent, and the
     // message goes over a new session: delivered, not deferred.
-    let server = TestServer::start(ServerOptions {
+    let server = ScriptedPeer::start(PeerOptions {
         extensions: vec!["PIPELINING".into()],
         close_after: Some(1),
-        ..ServerOptions::default()
+        ..PeerOptions::default()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();

@@ -11,16 +11,14 @@
 //! Default: 5 cycles. Full run: `HARDENING_CRASH_CYCLES=25 cargo test -p mailwit --test
 //! hardening_crash -- --nocapture`.
 
-mod delivery_common;
-#[path = "support/mod.rs"]
 mod support;
 
-use delivery_common::Sink;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::sink::Sink;
 use support::{ALICE, Client, TestServer};
 
 const PAYLOAD_LINES: usize = 40;

@@ -9,6 +9,8 @@
 //! The child is this test binary re-run with MAILWIT_CRASH_CHILD set (and MAILWIT_CRASH_SINK
 //! to the sink's port in the relay variant).
 
+mod support;
+
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::delivery::{Agents, LocalOnly, maildir::Maildir};
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
@@ -20,6 +22,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use support::sink::Sink;
 
 struct Local;
 impl LocalDomains for Local {
@@ -151,45 +154,6 @@ fn copies(dir: &Path) -> HashMap<usize, usize> {
     counts
 }
 
-/// smtp-sink dumping transactions into a directory; killed on drop.
-struct Sink(std::process::Child);
-
-impl Sink {
-    fn start(port: u16, dir: &Path) -> Sink {
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-        let mut cmd = Command::new("/usr/sbin/smtp-sink");
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.args(["-u", "nobody"]);
-        }
-        let mut child = cmd
-            .args(["-d", &format!("{}/msg.", dir.display())])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("64")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink (Debian package postfix) is installed");
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Sink(child);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("smtp-sink did not start");
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn crash_during_store_and_delivery_loses_nothing() {
     crash_rounds(false).await;
@@ -203,6 +167,8 @@ async fn crash_during_relay_delivery_loses_nothing() {
 async fn crash_rounds(relay: bool) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let state = dir.path();
+    // The relay variant's smtp-sink dumps (it may run as another user, see support/helper_dir.rs).
+    let dumps = support::helper_dir::helper_dir();
     let mut acked = Vec::new();
     for round in 0..3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -210,7 +176,9 @@ async fn crash_rounds(relay: bool) {
             .local_addr()
             .unwrap()
             .port();
-        let sink = relay.then(|| Sink::start(port, &state.join(format!("round{round}/carol"))));
+        let sink = relay.then(|| {
+            Sink::start_dumping_to(port, &dumps.path().join(format!("round{round}")), &[])
+        });
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args([
@@ -277,10 +245,14 @@ async fn crash_rounds(relay: bool) {
     let second = if relay { "carol" } else { "alice" };
     for round in 0..3usize {
         for mailbox in ["bob", second] {
-            let mut dir = state.join(format!("round{round}")).join(mailbox);
-            if mailbox != "carol" {
-                dir = dir.join("new");
-            }
+            let dir = if mailbox == "carol" {
+                dumps.path().join(format!("round{round}"))
+            } else {
+                state
+                    .join(format!("round{round}"))
+                    .join(mailbox)
+                    .join("new")
+            };
             let counts = copies(&dir);
             for &a in acked.iter().filter(|&&a| a / 1_000_000 == round) {
                 match counts.get(&(a % 1_000_000)) {

@@ -3,16 +3,15 @@
 //! bounce in her Maildir; with the sink down, `mailwit queue summary` shows the deferred mail and
 //! `mailwit queue flush` sends it once the sink is back. Also `mailwit queue` against the socket.
 
-mod delivery_common;
 mod support;
 
-use delivery_common::Sink;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::sink::Sink;
 use support::{Client, TestServer};
 
 fn free_port() -> u16 {
-    delivery_common::free_port("127.0.0.1")
+    support::free_port("127.0.0.1")
 }
 
 fn server(sink_port: u16) -> TestServer {

@@ -249,7 +249,7 @@ impl LocalConfig {
     pub fn resolve(&self, address: &str) -> Option<String> {
         let mut current = address.to_ascii_lowercase();
         for _ in 0..8 {
-            let (local, domain) = current.rsplit_once('@')?;
+            let (local, domain) = crate::mail::address::split(&current)?;
             if !self.is_local_domain(domain) {
                 return None;
             }

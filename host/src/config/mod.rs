@@ -245,7 +245,7 @@ impl Config {
             }
         }
         for (i, mailbox) in self.local.mailboxes.iter().enumerate() {
-            match mailbox.rsplit_once('@') {
+            match crate::mail::address::split(mailbox) {
                 Some((local, domain))
                     if !local.is_empty() && self.local.is_local_domain(domain) => {}
                 _ => {

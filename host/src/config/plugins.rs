@@ -161,8 +161,8 @@ pub struct PipelineConfig {
 
 impl PipelineConfig {
     /// (hook, plugins) for every hook, in transaction order.
-    pub fn chains(&self) -> [(crate::plugins::Hook, &[String]); 8] {
-        use crate::plugins::Hook;
+    pub fn chains(&self) -> [(crate::policy::Hook, &[String]); 8] {
+        use crate::policy::Hook;
         [
             (Hook::Connect, &self.connect),
             (Hook::Ehlo, &self.ehlo),

@@ -35,7 +35,7 @@ impl Maildir {
     /// address cannot name a directory safely.
     pub fn path_of(&self, mailbox: &str) -> Option<PathBuf> {
         let mailbox = mailbox.to_ascii_lowercase();
-        let (local, domain) = mailbox.rsplit_once('@')?;
+        let (local, domain) = crate::mail::address::split(&mailbox)?;
         let safe = |part: &str| {
             !part.is_empty()
                 && !part.starts_with('.')

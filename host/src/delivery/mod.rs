@@ -6,7 +6,6 @@
 //! agents through the [`Agents`] trait so it can be tested without a network and so the remote
 //! agents plug in without the queue knowing their internals.
 
-pub mod dsn;
 pub mod lmtp;
 pub mod maildir;
 pub mod mx;

@@ -17,7 +17,7 @@
 //! Files: this one holds the configuration and the [`Connection`] type; `session` opens and
 //! closes sessions, `transaction` runs MAIL/RCPT/DATA|BDAT, `wire` reads and writes under
 //! timeouts, `reply` parses replies, `capabilities` reads EHLO, `encode` has dot-stuffing and
-//! xtext, `tls` the certificate policies.
+//! NOTIFY, `tls` the certificate policies (xtext is `crate::mail::xtext`).
 
 pub mod capabilities;
 pub mod encode;
@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use capabilities::Capabilities;
-pub use encode::{dot_stuff, has_8bit, header_of, needs_smtputf8, notify_param, xtext};
+pub use encode::{dot_stuff, has_8bit, needs_smtputf8, notify_param};
 pub use reply::{ReplyError, ServerReply, parse_reply};
 pub use tls::TlsVerify;
 pub use transaction::outcome_of;

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::Hook;
 use super::generation::PluginSettings;
 use super::runtime::{Plugins, RuntimeOptions};
+use crate::policy::Hook;
 
 /// Loads and validates every plugin of `config` (paths relative to the current directory) and
 /// returns the plugins x hooks table.

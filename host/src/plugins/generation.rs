@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use super::Hook;
 use super::breaker::{Breaker, PluginStats};
 use super::loader::{LoadContext, LoadedPlugin, load};
 use super::runtime::Shared;
 use super::state::PluginContext;
 use crate::config::plugins::{PipelineConfig, PluginConfig, QUEUE_PIPELINE};
+use crate::policy::Hook;
 
 /// The plugin part of the configuration file: `[plugins.*]` and `[pipelines.*]`. Reload reads
 /// only these; every other section of the file is ignored here (engine settings need a restart).

@@ -12,8 +12,9 @@ use wasmtime::component::{Component, InstancePre};
 use super::bindings::exports::mailwit::plugin as hooks;
 use super::engine::{MAX_MEMORY_MIB, WasmEngine};
 use super::state::HostState;
-use super::{Hook, WIT_PACKAGE, WIT_VERSION};
+use super::{WIT_PACKAGE, WIT_VERSION};
 use crate::config::plugins::{Grant, PluginConfig};
+use crate::policy::Hook;
 
 /// A compiled, checked, pre-instantiated plugin, ready to instantiate per session.
 pub struct LoadedPlugin {

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod runtime;
 pub mod state;
 
+pub use crate::policy::Hook;
 pub use check::{check_report, check_report_at};
 pub use generation::Generation;
 pub use imports::dns::DnsOptions;
@@ -35,56 +36,6 @@ pub use runtime::{Plugins, ReloadReport, Reloader, RuntimeOptions};
 pub const WIT_VERSION: &str = "0.1.0";
 /// The WIT package name.
 pub const WIT_PACKAGE: &str = "mailwit:plugin";
-
-/// The hooks a plugin can export, one WIT interface each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Hook {
-    Connect,
-    Ehlo,
-    Auth,
-    Mail,
-    Rcpt,
-    Data,
-    Route,
-    Delivery,
-}
-
-impl Hook {
-    pub const ALL: [Hook; 8] = [
-        Hook::Connect,
-        Hook::Ehlo,
-        Hook::Auth,
-        Hook::Mail,
-        Hook::Rcpt,
-        Hook::Data,
-        Hook::Route,
-        Hook::Delivery,
-    ];
-
-    /// The WIT interface name, which is also the pipeline key.
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::Connect => "connect",
-            Hook::Ehlo => "ehlo",
-            Hook::Auth => "auth",
-            Hook::Mail => "mail",
-            Hook::Rcpt => "rcpt",
-            Hook::Data => "data",
-            Hook::Route => "route",
-            Hook::Delivery => "delivery",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Hook> {
-        Hook::ALL.into_iter().find(|h| h.name() == name)
-    }
-}
-
-impl std::fmt::Display for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 pub mod builtin {
     //! First-party plugins embedded at build time by `host/build.rs`, by short name.

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Hook;
 use super::bindings::exports::mailwit::plugin::{auth, data, delivery, rcpt, route};
 use super::bindings::mailwit::plugin::types as wit;
 use super::breaker::PluginStats;
@@ -15,6 +14,7 @@ use super::generation::{Generation, Pipeline, PluginEntry};
 use super::instance::{LiveInstance, PoolExhausted};
 use super::runtime::Plugins;
 use crate::config::plugins::OnError;
+use crate::policy::Hook;
 use crate::policy::{
     AuthResult, Credentials, DataResult, DeliveryEvent, Envelope, HookFactory, Message, QueueHooks,
     RcptResult, Recipient, Reply, ReversePath, RouteDecision, SessionHooks, SessionInfo, Verdict,

@@ -408,15 +408,6 @@ impl Reloader {
             .context("the reload task panicked")?
     }
 
-    /// The callback the admin socket runs for `mailwit reload`.
-    pub fn admin_fn(&self) -> crate::admin::ReloadFn {
-        let reloader = self.clone();
-        Arc::new(move || {
-            let reloader = reloader.clone();
-            Box::pin(async move { reloader.reload().await.map(|report| report.to_string()) })
-        })
-    }
-
     pub fn plugins(&self) -> &Arc<Plugins> {
         &self.plugins
     }

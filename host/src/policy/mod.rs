@@ -10,24 +10,60 @@ pub mod modifications;
 
 pub use modifications::apply_modifications;
 
+// The types hooks receive, from the layers below; re-exported so that a hook implementation
+// needs this module only.
+pub use crate::mail::{BodyType, DsnRet, Envelope, Notify, Recipient, Reply, ReversePath};
+pub use crate::smtp::{Credentials, TlsInfo};
+
 use std::net::SocketAddr;
 
-/// An SMTP reply with its RFC 3463 enhanced status code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    /// e.g. "5.7.1"
-    pub enhanced: String,
-    pub text: String,
+/// The hooks a plugin can export, one WIT interface each (`wit/hooks.wit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    Connect,
+    Ehlo,
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+    Route,
+    Delivery,
 }
 
-impl Reply {
-    pub fn new(code: u16, enhanced: impl Into<String>, text: impl Into<String>) -> Self {
-        Reply {
-            code,
-            enhanced: enhanced.into(),
-            text: text.into(),
+impl Hook {
+    pub const ALL: [Hook; 8] = [
+        Hook::Connect,
+        Hook::Ehlo,
+        Hook::Auth,
+        Hook::Mail,
+        Hook::Rcpt,
+        Hook::Data,
+        Hook::Route,
+        Hook::Delivery,
+    ];
+
+    /// The WIT interface name, which is also the pipeline key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Connect => "connect",
+            Hook::Ehlo => "ehlo",
+            Hook::Auth => "auth",
+            Hook::Mail => "mail",
+            Hook::Rcpt => "rcpt",
+            Hook::Data => "data",
+            Hook::Route => "route",
+            Hook::Delivery => "delivery",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.name() == name)
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -53,14 +89,6 @@ pub enum ListenerRole {
     Submissions,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// e.g. "TLSv1.3"
-    pub version: String,
-    /// e.g. "TLS13_AES_256_GCM_SHA384"
-    pub cipher: String,
-}
-
 /// What a hook knows about the session it runs in.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -72,63 +100,6 @@ pub struct SessionInfo {
     pub helo: Option<String>,
     pub tls: Option<TlsInfo>,
     pub authenticated: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum BodyType {
-    SevenBit,
-    EightBitMime,
-    BinaryMime,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum DsnRet {
-    Full,
-    Hdrs,
-}
-
-/// RFC 3461 NOTIFY. `None` on a recipient means the client did not say; all false means NEVER.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Notify {
-    pub success: bool,
-    pub failure: bool,
-    pub delay: bool,
-}
-
-/// MAIL FROM with its parameters. `address` is empty for the null reverse-path `<>`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ReversePath {
-    pub address: String,
-    pub size: Option<u64>,
-    pub body: Option<BodyType>,
-    pub smtputf8: bool,
-    pub ret: Option<DsnRet>,
-    pub envid: Option<String>,
-}
-
-/// RCPT TO with its parameters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Recipient {
-    pub address: String,
-    pub notify: Option<Notify>,
-    /// ORCPT as given, e.g. "rfc822;bob@example.test".
-    pub orcpt: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Envelope {
-    pub reverse_path: ReversePath,
-    pub recipients: Vec<Recipient>,
-}
-
-/// Credentials offered with AUTH.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    /// "PLAIN" or "LOGIN"
-    pub mechanism: String,
-    pub authzid: String,
-    pub authcid: String,
-    pub secret: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! under 998 octets, and counts and sizes are capped. An invalid modification is skipped and logged;
 //! the rest still apply, in order.
 
-use super::{Envelope, Modification, Recipient};
+use super::Modification;
+use crate::mail::{Envelope, Recipient, address, header};
 
 /// Longest header field name.
 pub const MAX_HEADER_NAME: usize = 76;
@@ -25,9 +26,9 @@ pub fn apply_modifications(
     envelope: &mut Envelope,
     mods: &[Modification],
 ) -> Vec<u8> {
-    let (blank_line, split) = crate::plugins::imports::message::header_boundary(message);
-    let (header, body) = message.split_at(split);
-    let mut fields = split_fields(&header[..blank_line]);
+    let (blank_line, split) = header::boundary(message);
+    let (head, body) = message.split_at(split);
+    let mut fields = split_fields(&head[..blank_line]);
     let mut header_changed = false;
     if mods.len() > MAX_MODIFICATIONS {
         tracing::warn!(
@@ -49,7 +50,7 @@ pub fn apply_modifications(
     }
     // The separator: the original blank line, or a new one when the message had no body.
     let separator: &[u8] = if blank_line < split {
-        &header[blank_line..]
+        &head[blank_line..]
     } else {
         b"\r\n"
     };
@@ -61,21 +62,10 @@ pub fn apply_modifications(
 /// Raw fields (each with its continuation lines and line ending) of a header section given
 /// without its blank line.
 fn split_fields(content: &[u8]) -> Vec<Vec<u8>> {
-    let mut fields: Vec<Vec<u8>> = Vec::new();
-    let mut pos = 0;
-    while pos < content.len() {
-        let end = content[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(content.len(), |i| pos + i + 1);
-        let line = &content[pos..end];
-        if (line[0] == b' ' || line[0] == b'\t') && !fields.is_empty() {
-            fields.last_mut().unwrap().extend_from_slice(line);
-        } else {
-            fields.push(line.to_vec());
-        }
-        pos = end;
-    }
+    let mut fields: Vec<Vec<u8>> = header::raw_fields(content)
+        .into_iter()
+        .map(|(start, end)| content[start..end].to_vec())
+        .collect();
     // A last field without a line ending gets one, so appended fields start on their own line.
     if let Some(last) = fields.last_mut()
         && !last.ends_with(b"\n")
@@ -83,15 +73,6 @@ fn split_fields(content: &[u8]) -> Vec<Vec<u8>> {
         last.extend_from_slice(b"\r\n");
     }
     fields
-}
-
-fn field_name(field: &[u8]) -> &[u8] {
-    let colon = field.iter().position(|&b| b == b':').unwrap_or(field.len());
-    let mut name = &field[..colon];
-    while let [rest @ .., b' ' | b'\t'] = name {
-        name = rest;
-    }
-    name
 }
 
 fn apply_one(
@@ -112,14 +93,14 @@ fn apply_one(
         Modification::RemoveHeader(name) => {
             check_name(name)?;
             let before = fields.len();
-            fields.retain(|f| !field_name(f).eq_ignore_ascii_case(name.as_bytes()));
+            fields.retain(|f| !header::field_name(f).eq_ignore_ascii_case(name.as_bytes()));
             *header_changed |= fields.len() != before;
         }
         Modification::ReplaceHeader { name, value } => {
             let rendered = render_field(name, value)?;
             match fields
                 .iter()
-                .position(|f| field_name(f).eq_ignore_ascii_case(name.as_bytes()))
+                .position(|f| header::field_name(f).eq_ignore_ascii_case(name.as_bytes()))
             {
                 Some(i) => fields[i] = rendered,
                 None => fields.push(rendered),
@@ -172,7 +153,7 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// "Name: value\r\n", folded at whitespace so no line exceeds 998 octets.
+/// "Name: value\r\n", folded at whitespace; refused when a line would exceed 998 octets.
 fn render_field(name: &str, value: &str) -> Result<Vec<u8>, String> {
     check_name(name)?;
     if value.len() > MAX_HEADER_VALUE {
@@ -181,27 +162,11 @@ fn render_field(name: &str, value: &str) -> Result<Vec<u8>, String> {
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err("header value contains CR, LF or NUL".into());
     }
-    let mut out = Vec::with_capacity(name.len() + value.len() + 8);
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    let mut line_len = out.len();
-    for (i, word) in value.split(' ').enumerate() {
-        if i > 0 {
-            if line_len + 1 + word.len() > 78 && line_len > 1 {
-                out.extend_from_slice(b"\r\n");
-                line_len = 0;
-            }
-            out.push(b' ');
-            line_len += 1;
-        }
-        if line_len + word.len() > 998 {
-            return Err("header value has a word too long to fold under 998 octets".into());
-        }
-        out.extend_from_slice(word.as_bytes());
-        line_len += word.len();
+    let field = header::fold(name, value);
+    if field.split("\r\n").any(|line| line.len() > 998) {
+        return Err("header value has a word too long to fold under 998 octets".into());
     }
-    out.extend_from_slice(b"\r\n");
-    Ok(out)
+    Ok(field.into_bytes())
 }
 
 /// A plausible mailbox address: "local@domain" (or "postmaster"), no spaces, controls, or brackets.
@@ -218,7 +183,7 @@ pub fn valid_address(address: &str) -> bool {
     if address.eq_ignore_ascii_case("postmaster") {
         return true;
     }
-    match address.rsplit_once('@') {
+    match address::split(address) {
         Some((local, domain)) => !local.is_empty() && !domain.is_empty(),
         None => false,
     }
@@ -352,8 +317,8 @@ mod tests {
                 String::from_utf8_lossy(&out),
                 String::from_utf8_lossy(expected)
             );
-            let split = crate::plugins::imports::message::body_offset(&out);
-            let original = crate::plugins::imports::message::body_offset(message);
+            let split = header::body_offset(&out);
+            let original = header::body_offset(message);
             assert_eq!(&out[split..], &message[original..], "the body changed");
         }
     }

@@ -7,11 +7,11 @@
 //! the next hop could not take the DSN request ("relayed"). A DSN is a new spooled message from
 //! `<>` (with NOTIFY=NEVER on its recipient).
 
-use crate::delivery::dsn::{self, Action, RecipientReport, Report};
+use super::dsn::{self, Action, RecipientReport, Report};
 use crate::spool::{Incoming, MessageMeta};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use crate::delivery::dsn::notify_allows as wanted;
+pub use super::dsn::notify_allows as wanted;
 
 /// The DSN to spool for `meta`'s message, or None when nobody may get one.
 pub fn report(

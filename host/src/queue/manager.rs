@@ -1,13 +1,14 @@
 //! The scheduler and one delivery attempt of one message.
 
 use super::bounce;
-use super::route::{self, Routed, domain_of};
+use super::dsn::Action as DsnAction;
+use super::route::{self, Routed};
 use super::schedule;
 use super::state::{self, MessageState, RcptStatus, Record};
 use super::table::{Entry, Table};
 use super::{DomainSummary, MessageView, QueueOptions, RecipientView};
-use crate::delivery::dsn::Action as DsnAction;
 use crate::delivery::{Destination, Outbound, RecipientOutcome};
+use crate::mail::address;
 use crate::policy::{DeliveryEvent, DeliveryOutcome, Recipient, Reply};
 use crate::spool::{QueueId, Spool, SpooledMessage, now_ms};
 use futures::StreamExt;
@@ -95,7 +96,9 @@ impl Queue {
                 let mut touched = false;
                 for (i, r) in entry.state.rcpts.iter_mut().enumerate() {
                     let address = &entry.state.meta.envelope.recipients[i].address;
-                    let matches = domain.as_ref().is_none_or(|d| domain_of(address) == *d);
+                    let matches = domain
+                        .as_ref()
+                        .is_none_or(|d| address::domain(address) == *d);
                     if r.status == RcptStatus::Deferred && matches {
                         r.next_attempt_ms = 0;
                         touched = true;
@@ -195,7 +198,7 @@ impl Queue {
                 if r.status.is_final() {
                     continue;
                 }
-                let domain = domain_of(&entry.state.meta.envelope.recipients[i].address);
+                let domain = address::domain(&entry.state.meta.envelope.recipients[i].address);
                 let s = by_domain
                     .entry(domain.clone())
                     .or_insert_with(|| DomainSummary {

@@ -9,11 +9,13 @@
 //! - [`route`]: the route hook, then the `[routes]` table.
 //! - [`schedule`]: exponential back-off with jitter, lifetime.
 //! - [`bounce`]: when a DSN goes out (NOTIFY rules, never for `<>`), spooled from `<>`.
+//! - [`dsn`]: the DSN itself (RFC 3464 report format).
 //!
 //! At-least-once: outcomes are recorded after the agent answered, so a crash in between repeats
 //! the delivery (a duplicate) rather than losing it.
 
 pub mod bounce;
+pub mod dsn;
 mod manager;
 pub mod route;
 pub mod schedule;

@@ -3,6 +3,7 @@
 
 use crate::config::queue::RoutesConfig;
 use crate::delivery::Destination;
+use crate::mail::address;
 use crate::policy::{QueueHooks, Recipient, Reply, ReversePath, RouteDecision};
 
 /// The local domains and mailboxes, as the engine's `[local]` configuration knows them.
@@ -34,13 +35,6 @@ pub enum Routed {
     Fail(Reply),
 }
 
-pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
 pub async fn route(
     hooks: &dyn QueueHooks,
     routes: &RoutesConfig,
@@ -48,7 +42,7 @@ pub async fn route(
     from: &ReversePath,
     rcpt: &Recipient,
 ) -> Routed {
-    let domain = domain_of(&rcpt.address);
+    let domain = address::domain(&rcpt.address);
     match hooks.route(from, rcpt).await {
         RouteDecision::Maildir(mailbox) => return Routed::To(Destination::Maildir(mailbox)),
         RouteDecision::Lmtp(target) => return Routed::To(Destination::Lmtp(target)),
@@ -62,7 +56,7 @@ pub async fn route(
 
 /// The route table alone (no hooks).
 pub fn table_route(routes: &RoutesConfig, local: &dyn LocalDomains, address: &str) -> Routed {
-    let domain = domain_of(address);
+    let domain = address::domain(address);
     if domain.is_empty() {
         return Routed::Fail(Reply::new(550, "5.1.3", "recipient address has no domain"));
     }

@@ -311,7 +311,7 @@ impl Connection {
                     }
                     // Shutdown closes idle sessions at once; a transaction in flight finishes
                     // first (this branch is re-armed after its reply, when the session is idle).
-                    _ = super::listener::stopped(&mut shutdown), if idle => {
+                    _ = super::stopped(&mut shutdown), if idle => {
                         self.session.refuse(Reply::new(
                             421,
                             "4.3.2",

@@ -14,7 +14,7 @@ pub async fn accept_loop(shared: Arc<Shared>, listener_index: usize, socket: Tcp
     let name = &shared.config.listeners[listener_index].name;
     loop {
         tokio::select! {
-            _ = stopped(&mut shutdown) => break,
+            _ = super::stopped(&mut shutdown) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -37,10 +37,4 @@ pub async fn accept_loop(shared: Arc<Shared>, listener_index: usize, socket: Tcp
     drop(socket);
     tracing::info!(listener = %name, active = connections.len(), "listener closed");
     while connections.join_next().await.is_some() {}
-}
-
-/// Resolves once the shutdown flag is set (or its sender is gone).
-pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not Send: drop it here, not across an await.
-    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }

@@ -1,5 +1,6 @@
 //! The SMTP server around the sans-IO protocol: listeners, the per-connection IO loop, TLS,
-//! connection limits, timeouts, core policy and graceful shutdown.
+//! connection limits, timeouts, core policy and graceful shutdown. What starts it with the
+//! spool, queue, plugins and admin socket is `crate::app`.
 //!
 //! - [`listener`]: binds the configured addresses and accepts connections.
 //! - [`connection`]: drives one `smtp::Session` over a socket (read, write, timeouts, STARTTLS).
@@ -19,13 +20,10 @@ pub mod relay;
 pub mod stages;
 pub mod tls;
 
-use crate::admin::AdminServer;
 use crate::auth::UserDb;
 use crate::config::Config;
-use crate::config::engine::LocalConfig;
-use crate::delivery::Agents;
-use crate::policy::{HookFactory, QueueHooks};
-use crate::queue::{LocalDomains, Queue, QueueOptions};
+use crate::policy::HookFactory;
+use crate::queue::Queue;
 use crate::spool::Spool;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -59,6 +57,12 @@ impl Shared {
         let n = self.next_session.fetch_add(1, Ordering::Relaxed);
         format!("{}.{n}", self.boot)
     }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send: drop it here, not across an await.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
 /// A running server.
@@ -167,7 +171,8 @@ impl Server {
     }
 }
 
-fn load_users(config: &Config) -> anyhow::Result<UserDb> {
+/// The built-in users: `[auth] users` and the lines of `users_file`.
+pub fn load_users(config: &Config) -> anyhow::Result<UserDb> {
     let mut lines: Vec<String> = config.auth.users.clone();
     if let Some(path) = &config.auth.users_file {
         let text = std::fs::read_to_string(path)
@@ -175,112 +180,4 @@ fn load_users(config: &Config) -> anyhow::Result<UserDb> {
         lines.extend(text.lines().map(str::to_string));
     }
     UserDb::parse(lines.iter().map(String::as_str)).context("users")
-}
-
-/// Checks what `check-config` can check beyond the schema: the users file, TLS material and
-/// every plugin (loaded, exports and grants validated). Returns the plugins x hooks table.
-pub fn check(config: &Config) -> anyhow::Result<String> {
-    load_users(config)?;
-    if config.server.tls.cert.is_some() {
-        tls::acceptor(&config.server.tls, &config.server.hostname)?;
-    }
-    let base_dir = config
-        .source
-        .as_deref()
-        .and_then(std::path::Path::parent)
-        .unwrap_or(std::path::Path::new("."));
-    let options = crate::plugins::RuntimeOptions {
-        cache_dir: None,
-        ..crate::plugins::RuntimeOptions::for_server(config)
-    };
-    crate::plugins::check_report_at(config, base_dir, options)
-}
-
-/// The `[local]` section answers the queue's routing questions too.
-impl LocalDomains for LocalConfig {
-    fn is_local_domain(&self, domain: &str) -> bool {
-        LocalConfig::is_local_domain(self, domain)
-    }
-    fn resolve(&self, address: &str) -> Option<String> {
-        LocalConfig::resolve(self, address)
-    }
-}
-
-/// `mailwit serve`: opens the spool, starts the queue manager (which resumes whatever the
-/// spool holds), the admin socket and the listeners; runs until SIGTERM/SIGINT, then shuts
-/// down gracefully.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    let state_dir = config.server.state_dir.clone();
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("{}: cannot create state dir", state_dir.display()))?;
-    let spool_dir = state_dir.join("queue");
-    let spool = Arc::new(
-        Spool::open(spool_dir.clone())
-            .await
-            .with_context(|| format!("{}: cannot open spool", spool_dir.display()))?,
-    );
-    // The plugin platform: pipelines per listener, the "queue" pipeline for route/delivery, and
-    // reload by file watch, SIGHUP and the admin socket.
-    let plugins = crate::plugins::Plugins::from_config(
-        &config,
-        config.source.as_deref(),
-        crate::plugins::RuntimeOptions::for_server(&config),
-    )
-    .context("cannot load plugins")?;
-    let hooks: Arc<dyn HookFactory> = plugins.hook_factory();
-    let queue_hooks: Arc<dyn QueueHooks> = plugins.queue_hooks();
-    let _plugin_watch = config
-        .source
-        .is_some()
-        .then(|| plugins.watch_default())
-        .flatten();
-    let _sighup = plugins.reload_on_sighup()?;
-    let reload = plugins.reloader().admin_fn();
-    // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes].
-    let agents: Arc<dyn Agents> = Arc::new(
-        crate::delivery::from_config(
-            &state_dir,
-            &config.server.hostname,
-            &config.queue,
-            &config.routes,
-        )
-        .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
-    );
-    let queue = Queue::start(
-        spool.clone(),
-        QueueOptions {
-            config: config.queue.clone(),
-            routes: config.routes.clone(),
-            hostname: config.server.hostname.clone(),
-            hooks: queue_hooks,
-            local: Arc::new(config.local.clone()),
-            agents,
-        },
-    )
-    .await
-    .context("cannot start the queue manager")?;
-    let _admin = AdminServer::start(&state_dir, Some(queue.clone()), Some(reload))
-        .await
-        .context("cannot start the admin socket")?;
-    let server = Server::start(config.clone(), hooks, spool, Some(queue.clone())).await?;
-    server.write_listeners_json(&state_dir)?;
-    tracing::info!(state_dir = %state_dir.display(), "mailwit ready");
-
-    wait_for_signal().await?;
-    tracing::info!("shutting down: no new connections; finishing transactions in flight");
-    server.shutdown().await;
-    queue.shutdown();
-    tracing::info!("stopped");
-    Ok(())
-}
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }

@@ -20,23 +20,6 @@ pub enum Destination {
     Remote(String),
 }
 
-/// Splits an address at the last `@` that is not inside a quoted local part.
-pub fn split_address(address: &str) -> Option<(&str, &str)> {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut at = None;
-    for (i, c) in address.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '@' if !in_quotes => at = Some(i),
-            _ => {}
-        }
-    }
-    at.map(|i| (&address[..i], &address[i + 1..]))
-}
-
 fn relay_denied(address: &str) -> Reply {
     Reply::new(554, "5.7.1", format!("<{address}>: Relay access denied"))
 }
@@ -47,7 +30,7 @@ pub fn check(
     authenticated: bool,
     local: &LocalConfig,
 ) -> Result<Destination, Reply> {
-    let Some((local_part, domain)) = split_address(address) else {
+    let Some((local_part, domain)) = crate::mail::address::split(address) else {
         // RFC 5321 4.5.1: "postmaster" without a domain must be accepted.
         if address.eq_ignore_ascii_case("postmaster")
             && let Some(first) = local.domains.first()
@@ -142,11 +125,5 @@ mod tests {
             Ok(Destination::Local("postmaster@example.test".into()))
         );
         assert_eq!(check("bob", false, &local()).unwrap_err().code, 550);
-    }
-
-    #[test]
-    fn quoted_at_does_not_split() {
-        assert_eq!(split_address("\"a@b\"@c.test"), Some(("\"a@b\"", "c.test")));
-        assert_eq!(split_address("nodomain"), None);
     }
 }

@@ -171,7 +171,7 @@ impl Stage {
             other => return verdict_answer(other),
         }
         // Core default: a local domain's recipient must be a mailbox (or an alias of one).
-        match relay::split_address(&rcpt.address) {
+        match crate::mail::address::split(&rcpt.address) {
             Some((_, domain)) if local.is_local_domain(domain) => {
                 match local.resolve(&rcpt.address) {
                     Some(mailbox) => accept_as(&original, mailbox),

@@ -8,10 +8,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::Credentials;
 use super::reply::{self, push_reply};
 use super::session::{Pending, Phase, Session};
 use super::{Answer, Event};
-use crate::policy::Credentials;
 
 /// What the next SASL response line is.
 #[derive(Debug)]

@@ -3,9 +3,10 @@
 //!
 //! Used by the unit tests below with a fixed-seed generator, and by `fuzz/` (cargo-fuzz).
 
+use super::TlsInfo;
 use super::data::{DataDecoder, Defect, TextCheck};
 use super::{Answer, Event, Session, SessionConfig};
-use crate::policy::{Reply, TlsInfo};
+use crate::mail::Reply;
 
 /// Feeds `input` to a session (in pieces whose sizes come from the input itself) and answers every
 /// event. Must never panic, whatever the input.

@@ -6,7 +6,7 @@ use super::params;
 use super::reply::{self, push_reply};
 use super::session::{Body, Pending, Phase, Session, Transaction};
 use super::{Answer, Event};
-use crate::policy::{Envelope, ReversePath};
+use crate::mail::{Envelope, ReversePath};
 
 impl Session {
     pub(super) fn cmd_mail(&mut self, arg: &str) -> Option<Event> {

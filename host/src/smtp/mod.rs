@@ -1,6 +1,6 @@
 //! The SMTP server session as a sans-IO state machine: bytes in, reply bytes and events out.
 //!
-//! No sockets, no tokio, no clocks: the engine (`crate::server`) reads from the socket, feeds the
+//! No sockets, no tokio, no clocks: the engine (the server module) reads from the socket, feeds the
 //! bytes to [`Session::receive`], drives [`Session::poll`] until it returns `None`, answers each
 //! [`Event`] that needs a decision with [`Session::answer`], and writes [`Session::take_output`].
 //!
@@ -46,9 +46,28 @@ pub mod reply;
 pub mod session;
 pub mod starttls;
 
-pub use crate::policy::{Credentials, Envelope, Recipient, Reply, ReversePath, TlsInfo};
+pub use crate::mail::{Envelope, Recipient, Reply, ReversePath};
 pub use fuzz::fuzz_session;
 pub use session::Session;
+
+/// The TLS a session runs under, as the engine reports it after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// e.g. "TLSv1.3"
+    pub version: String,
+    /// e.g. "TLS13_AES_256_GCM_SHA384"
+    pub cipher: String,
+}
+
+/// Credentials offered with AUTH.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// "PLAIN" or "LOGIN"
+    pub mechanism: String,
+    pub authzid: String,
+    pub authcid: String,
+    pub secret: String,
+}
 
 /// What one listener's sessions allow. Built by the engine from `[server]` and `[[listeners]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

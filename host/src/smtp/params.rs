@@ -3,7 +3,7 @@
 //! A parameter we do not advertise gets 555 5.5.4; a duplicate or malformed one 501 5.5.4.
 
 use super::reply::{self, Static};
-use crate::policy::{BodyType, DsnRet, Notify};
+use crate::mail::{BodyType, DsnRet, Notify, xtext};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailParams {
@@ -79,10 +79,10 @@ pub fn parse_mail(rest: &str, auth_param: bool) -> Result<MailParams, Static> {
             if v.is_empty() || v.len() > 100 {
                 return Err(reply::SYNTAX);
             }
-            set_once(&mut params.envid, decode_xtext(v).ok_or(reply::SYNTAX)?)?;
+            set_once(&mut params.envid, xtext::decode(v).ok_or(reply::SYNTAX)?)?;
         } else if key.eq_ignore_ascii_case("AUTH") && auth_param {
             let v = value.ok_or(reply::SYNTAX)?;
-            if seen_auth || v.is_empty() || (v != "<>" && decode_xtext(v).is_none()) {
+            if seen_auth || v.is_empty() || (v != "<>" && xtext::decode(v).is_none()) {
                 return Err(reply::SYNTAX);
             }
             seen_auth = true;
@@ -143,43 +143,12 @@ fn parse_orcpt(value: &str) -> Result<&str, Static> {
         !addr.is_empty() && addr.len() <= 500 && addr.bytes().all(|b| (33..=126).contains(&b));
     if type_ok
         && addr_ok
-        && (decode_xtext(addr).is_some() || !addr_type.eq_ignore_ascii_case("rfc822"))
+        && (xtext::decode(addr).is_some() || !addr_type.eq_ignore_ascii_case("rfc822"))
     {
         Ok(value)
     } else {
         Err(reply::SYNTAX)
     }
-}
-
-/// RFC 3461 §4 xtext: printable ASCII except "+" and "=", with "+XX" hex escapes.
-pub fn decode_xtext(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                let hex = s.get(i + 1..i + 3)?;
-                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return None;
-                }
-                let byte = u8::from_str_radix(hex, 16).ok()?;
-                // Decoded values end up in DSN headers: no control characters, no 8-bit.
-                if !(32..=126).contains(&byte) {
-                    return None;
-                }
-                out.push(byte);
-                i += 3;
-            }
-            b'=' => return None,
-            b @ 33..=126 => {
-                out.push(b);
-                i += 1;
-            }
-            _ => return None,
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::params;
 use super::reply::{self, push_reply};
 use super::session::{Body, Pending, Phase, Session};
 use super::{Answer, Event};
-use crate::policy::Recipient;
+use crate::mail::Recipient;
 
 impl Session {
     pub(super) fn cmd_rcpt(&mut self, arg: &str) -> Option<Event> {

@@ -5,7 +5,8 @@
 //! The session's own replies are `Static` constants written straight into the output buffer, so a
 //! pipelined batch costs no allocation per reply.
 
-use crate::policy::Reply;
+use crate::mail::Reply;
+use crate::mail::reply::enhanced_code_fits;
 
 /// A reply known at compile time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,8 +176,7 @@ pub fn push_reply(out: &mut Vec<u8>, reply: &Reply) {
         451
     };
     let class = (b'0' + (code / 100) as u8) as char;
-    let enhanced_ok = valid_enhanced(&reply.enhanced) && reply.enhanced.starts_with(class);
-    if enhanced_ok {
+    if enhanced_code_fits(code, &reply.enhanced) {
         push(out, code, &reply.enhanced, &reply.text);
     } else {
         let fallback = match class {
@@ -187,18 +187,6 @@ pub fn push_reply(out: &mut Vec<u8>, reply: &Reply) {
         };
         push(out, code, fallback, &reply.text);
     }
-}
-
-/// "class.subject.detail" with 1-3 digit parts (RFC 3463).
-fn valid_enhanced(s: &str) -> bool {
-    let mut parts = 0;
-    for part in s.split('.') {
-        parts += 1;
-        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-    }
-    parts == 3
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 
 use memchr::memchr;
 
+use super::TlsInfo;
 use super::command::{self, Command};
 use super::data::DataDecoder;
 use super::reply::{self, Static};
 use super::{Answer, Event, SessionConfig, Timeout};
-use crate::policy::{Envelope, Recipient, Reply, ReversePath, TlsInfo};
+use crate::mail::{Envelope, Recipient, Reply, ReversePath};
 
 /// RFC 4954 §4: AUTH command lines and SASL responses may be up to 12288 octets.
 pub(super) const MAX_AUTH_LINE: usize = 12288;

@@ -1,7 +1,7 @@
 //! Session-level tests: whole dialogues fed as bytes, asserting the exact replies and events.
 
 use super::*;
-use crate::policy::{Notify, Reply};
+use crate::mail::{Notify, Reply};
 
 fn config() -> SessionConfig {
     SessionConfig {
@@ -346,8 +346,8 @@ fn mail_parameters_reach_the_engine() {
         panic!("no MAIL event")
     };
     assert_eq!(from.size, Some(100));
-    assert_eq!(from.body, Some(crate::policy::BodyType::EightBitMime));
-    assert_eq!(from.ret, Some(crate::policy::DsnRet::Hdrs));
+    assert_eq!(from.body, Some(crate::mail::BodyType::EightBitMime));
+    assert_eq!(from.ret, Some(crate::mail::DsnRet::Hdrs));
     assert_eq!(from.envid.as_deref(), Some("id+1"));
     assert_eq!(s.envelope(), None);
     s.answer(Answer::Accept);

@@ -1,8 +1,8 @@
-//! Encodings on the wire: dot-stuffing, RFC 3461 xtext and NOTIFY, and the checks that decide
+//! Encodings on the wire: dot-stuffing, RFC 3461 NOTIFY, and the checks that decide
 //! whether a message needs 8BITMIME or SMTPUTF8.
 
 use crate::delivery::Outbound;
-use crate::policy::Notify;
+use crate::mail::{Notify, header};
 
 /// Whether any byte has the high bit set.
 pub fn has_8bit(message: &[u8]) -> bool {
@@ -14,18 +14,7 @@ pub fn has_8bit(message: &[u8]) -> bool {
 pub fn needs_smtputf8(out: &Outbound<'_>) -> bool {
     let addresses = !out.reverse_path.address.is_ascii()
         || out.recipients.iter().any(|r| !r.address.is_ascii());
-    addresses || (out.reverse_path.smtputf8 && !header_of(out.message).is_ascii())
-}
-
-/// The header section of a message (up to the first empty line).
-pub fn header_of(message: &[u8]) -> &[u8] {
-    if message.starts_with(b"\r\n") {
-        return &[];
-    }
-    match message.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => &message[..i + 2],
-        None => message,
-    }
+    addresses || (out.reverse_path.smtputf8 && !header::section(out.message).is_ascii())
 }
 
 /// RFC 3461 NOTIFY value.
@@ -45,19 +34,6 @@ pub fn notify_param(n: Notify) -> String {
     } else {
         words.join(",")
     }
-}
-
-/// RFC 3461 §4 xtext: "+" and characters outside "!".."~" and "=" become "+XX".
-pub fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Message data for DATA: dot-stuffed, bare LF made CRLF, ending in CRLF "." CRLF.
@@ -99,8 +75,7 @@ mod tests {
     }
 
     #[test]
-    fn xtext_and_notify() {
-        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+    fn notify() {
         assert_eq!(notify_param(Notify::default()), "NEVER");
         let n = Notify {
             success: true,
@@ -108,11 +83,5 @@ mod tests {
             delay: false,
         };
         assert_eq!(notify_param(n), "SUCCESS,FAILURE");
-    }
-
-    #[test]
-    fn header_split() {
-        assert_eq!(header_of(b"A: b\r\n\r\nbody"), b"A: b\r\n");
-        assert_eq!(header_of(b"\r\nbody"), b"");
     }
 }

@@ -6,7 +6,8 @@
 
 use std::borrow::Cow;
 
-use crate::policy::Reply;
+use crate::mail::Reply;
+use crate::mail::reply::enhanced_code_fits;
 
 /// Longest reply line we accept, CRLF included. RFC 5321 §4.5.3.1.5 says 512; real servers
 /// exceed it with long texts, so allow some slack but stay bounded.
@@ -155,16 +156,7 @@ fn split_enhanced(code: u16, text: &str) -> Option<(String, &str)> {
         Some(i) => (&text[..i], &text[i + 1..]),
         None => (text, ""),
     };
-    let mut parts = candidate.split('.');
-    let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let number = |s: &str, max: usize| {
-        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
-    };
-    let class_ok = class.len() == 1 && class.parse::<u16>().ok()? == code / 100;
-    if class_ok && matches!(class, "2" | "4" | "5") && number(subject, 3) && number(detail, 3) {
+    if enhanced_code_fits(code, candidate) {
         Some((candidate.to_string(), rest))
     } else {
         None

@@ -1,9 +1,10 @@
 //! One mail transaction: what can be decided before talking (size, 8-bit, UTF-8), MAIL with its
 //! parameters, RCPTs, then DATA or BDAT, pipelined when the peer allows; one outcome per recipient.
 
-use super::encode::{dot_stuff, has_8bit, needs_smtputf8, notify_param, xtext};
+use super::encode::{dot_stuff, has_8bit, needs_smtputf8, notify_param};
 use super::{Connection, Failure, Protocol};
 use crate::delivery::{Attempt, Outbound, RecipientOutcome};
+use crate::mail::xtext;
 use crate::policy::{BodyType, DsnRet, Recipient, Reply};
 
 impl Connection {
@@ -323,7 +324,7 @@ impl Connection {
             }
             if let Some(envid) = &rp.envid {
                 cmd.push_str(" ENVID=");
-                cmd.push_str(&xtext(envid));
+                cmd.push_str(&xtext::encode(envid));
             }
         }
         cmd

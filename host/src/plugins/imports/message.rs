@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
+use crate::mail::header;
 use crate::plugins::bindings::mailwit::plugin::message::{Host, HostMessage};
 use crate::plugins::state::HostState;
 
@@ -23,105 +24,20 @@ pub struct MessageHandle {
 
 impl MessageHandle {
     pub fn new(bytes: Arc<[u8]>) -> Self {
-        let body_offset = body_offset(&bytes);
+        let body_offset = header::body_offset(&bytes);
         MessageHandle { bytes, body_offset }
     }
 
     /// Every header field in order as (name, unfolded value).
     pub fn headers(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        header_fields(&self.bytes[..self.body_offset])
-            .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), unfold(value)))
+        header::list(&self.bytes[..self.body_offset])
     }
 
     /// The first field named `name` (ASCII case-insensitive). Names are compared in the same lossy
     /// UTF-8 form `headers` lists them in, so every listed name can be looked up.
     pub fn header(&self, name: &str) -> Option<String> {
-        header_fields(&self.bytes[..self.body_offset])
-            .find(|(n, _)| String::from_utf8_lossy(n).eq_ignore_ascii_case(name))
-            .map(|(_, value)| unfold(value))
+        header::find(&self.bytes[..self.body_offset], name)
     }
-}
-
-/// Offset of the first body octet: just past the first empty line, or the whole message when
-/// there is no body.
-pub fn body_offset(bytes: &[u8]) -> usize {
-    header_boundary(bytes).1
-}
-
-/// Where the header section ends, as (start, end) of the blank line that ends it: an empty line is
-/// "\r\n" or "\n" whatever the previous line ended with, so CRLF CRLF, LF LF and the mixed
-/// "\n\r\n" and "\r\n\n" all end it. Without a blank line both are `bytes.len()` (no body).
-/// The one definition of the boundary: the accessors and `policy::apply_modifications` share it.
-pub fn header_boundary(bytes: &[u8]) -> (usize, usize) {
-    let mut line_start = 0;
-    while line_start < bytes.len() {
-        let rest = &bytes[line_start..];
-        if rest.starts_with(b"\n") {
-            return (line_start, line_start + 1);
-        }
-        if rest.starts_with(b"\r\n") {
-            return (line_start, line_start + 2);
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => line_start += i + 1,
-            None => break,
-        }
-    }
-    (bytes.len(), bytes.len())
-}
-
-/// Splits a header section into raw fields (name, value with its folding), continuation lines
-/// included. Lines without a colon are skipped.
-pub fn header_fields(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut fields: Vec<(usize, usize)> = Vec::new(); // (start, end) of each field
-    let mut pos = 0;
-    while pos < header.len() {
-        let line_end = header[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(header.len(), |i| pos + i + 1);
-        let first = header[pos];
-        if (first == b' ' || first == b'\t') && !fields.is_empty() {
-            fields.last_mut().unwrap().1 = line_end;
-        } else if first != b'\r' && first != b'\n' {
-            fields.push((pos, line_end));
-        }
-        pos = line_end;
-    }
-    fields.into_iter().filter_map(move |(start, end)| {
-        let field = &header[start..end];
-        let colon = field.iter().position(|&b| b == b':')?;
-        let name = trim(&field[..colon]);
-        (!name.is_empty()).then_some((name, &field[colon + 1..]))
-    })
-}
-
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = bytes {
-        if first.is_ascii_whitespace() {
-            bytes = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = bytes {
-        if last.is_ascii_whitespace() {
-            bytes = rest;
-        } else {
-            break;
-        }
-    }
-    bytes
-}
-
-/// Removes line breaks of folded lines and surrounding whitespace (RFC 5322 unfolding).
-fn unfold(value: &[u8]) -> String {
-    let unfolded: Vec<u8> = value
-        .iter()
-        .copied()
-        .filter(|&b| b != b'\r' && b != b'\n')
-        .collect();
-    String::from_utf8_lossy(trim(&unfolded)).into_owned()
 }
 
 impl HostMessage for HostState {
@@ -182,8 +98,8 @@ mod tests {
         assert_eq!(m.header("To"), None);
         assert_eq!(m.headers().count(), 3);
         assert_eq!(&raw[m.body_offset..], b"body\r\n");
-        assert_eq!(body_offset(b"\r\nonly body"), 2);
-        assert_eq!(body_offset(b"No-Body: x\r\n"), 12);
+        assert_eq!(header::body_offset(b"\r\nonly body"), 2);
+        assert_eq!(header::body_offset(b"No-Body: x\r\n"), 12);
     }
 
     #[test]
@@ -202,7 +118,7 @@ mod tests {
         ];
         for (raw, header_len) in cases {
             assert_eq!(
-                body_offset(raw),
+                header::body_offset(raw),
                 header_len,
                 "{:?}",
                 String::from_utf8_lossy(raw)
@@ -212,8 +128,8 @@ mod tests {
         assert_eq!(m.header("subject").as_deref(), Some("s"));
         assert_eq!(m.header("x-in-body"), None);
         assert_eq!(m.headers().count(), 2);
-        assert_eq!(header_boundary(b"A: 1\n\r\nb"), (5, 7));
-        assert_eq!(header_boundary(b"A: 1"), (4, 4));
+        assert_eq!(header::boundary(b"A: 1\n\r\nb"), (5, 7));
+        assert_eq!(header::boundary(b"A: 1"), (4, 4));
     }
 
     #[test]

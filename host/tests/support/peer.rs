@@ -1,268 +1,14 @@
-//! Real peers for the delivery tests: Postfix's smtp-sink, a small DNS responder and a small
-//! TLS-capable SMTP server (for what smtp-sink lacks: STARTTLS, AUTH with 235, SIZE, SMTPUTF8,
-//! CHUNKING, selective per-recipient replies).
-#![allow(dead_code)]
+//! A scripted SMTP/LMTP peer for what Postfix's smtp-sink cannot do: STARTTLS, AUTH with 235,
+//! SIZE, SMTPUTF8, CHUNKING, selective per-recipient replies.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, MX};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use mailwit::delivery::smtp_client::{ClientConfig, Timeouts};
-use mailwit::policy::{Notify, Recipient, ReversePath, TlsPolicy};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-/// A port free on `ip` right now.
-pub fn free_port(ip: &str) -> u16 {
-    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A client configuration with short timeouts, no TLS unless a test says so.
-pub fn client() -> ClientConfig {
-    let mut c = ClientConfig::new("client.mailwit.test");
-    c.timeouts = Timeouts::all(Duration::from_secs(10));
-    c.tls = TlsPolicy::None;
-    c
-}
-
-pub fn sender(address: &str) -> ReversePath {
-    ReversePath {
-        address: address.into(),
-        ..ReversePath::default()
-    }
-}
-
-pub fn rcpt(address: &str) -> Recipient {
-    Recipient {
-        address: address.into(),
-        notify: None,
-        orcpt: None,
-    }
-}
-
-pub fn rcpt_dsn(address: &str, notify: Notify) -> Recipient {
-    Recipient {
-        address: address.into(),
-        notify: Some(notify),
-        orcpt: Some(format!("rfc822;{address}")),
-    }
-}
-
-pub fn message(subject: &str, body: &str) -> Vec<u8> {
-    format!(
-        "From: alice@origin.test\r\nTo: bob@dest.test\r\nSubject: {subject}\r\n\
-         Message-ID: <{subject}@origin.test>\r\n\r\n{body}"
-    )
-    .into_bytes()
-}
-
-/// Postfix's smtp-sink on 127.0.0.1 (or another loopback address), dumping each message to a
-/// file. Killed on drop.
-pub struct Sink {
-    child: Child,
-    pub addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Sink {
-    pub fn start(args: &[&str]) -> Sink {
-        let port = free_port("127.0.0.1");
-        Sink::start_on("127.0.0.1", port, args)
-    }
-
-    pub fn start_on(ip: &str, port: u16, args: &[&str]) -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        // smtp-sink drops to "nobody" and writes the dumps as that user.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
-        let template = format!("{}/msg.", dir.path().display());
-        let mut cmd = Command::new("/usr/sbin/smtp-sink");
-        if nix_is_root() {
-            cmd.args(["-u", "nobody"]);
-        }
-        cmd.args(["-d", &template])
-            .args(args)
-            .arg(format!("{ip}:{port}"))
-            .arg("64")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd
-            .spawn()
-            .expect("smtp-sink (Debian package postfix) is installed");
-        let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
-        let sink = Sink { child, addr, dir };
-        sink.wait_listening();
-        sink
-    }
-
-    fn wait_listening(&self) {
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(self.addr).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("smtp-sink did not start on {}", self.addr);
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// The completely dumped transactions so far, sorted, as text (smtp-sink writes a dump while
-    /// it replies, so a file without its final newline is still being written and is left out).
-    pub fn messages(&self) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
-            .filter(|m| m.ends_with('\n'))
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// Waits (bounded) until `n` transactions are dumped; smtp-sink writes the file as it replies.
-    pub fn wait_messages(&self, n: usize) -> Vec<String> {
-        for _ in 0..200 {
-            let m = self.messages();
-            if m.len() >= n {
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        self.messages()
-    }
-
-    pub fn dump_dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// What the DNS responder knows.
-#[derive(Clone)]
-pub enum Rr {
-    Mx(u16, &'static str),
-    A(&'static str),
-}
-
-/// A tiny authoritative DNS server on UDP 127.0.0.1:<port>: names in `zone` answer their records
-/// of the asked type (NOERROR with no answer when none); names listed in `nxdomain` or unknown
-/// answer NXDOMAIN.
-pub struct DnsServer {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-    pub queries: Arc<Mutex<Vec<(String, RecordType)>>>,
-}
-
-impl DnsServer {
-    pub async fn start(zone: Vec<(&'static str, Rr)>) -> DnsServer {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let mut names: HashMap<String, Vec<Rr>> = HashMap::new();
-        for (name, rr) in zone {
-            names
-                .entry(format!("{}.", name.trim_end_matches('.')).to_ascii_lowercase())
-                .or_default()
-                .push(rr);
-        }
-        let queries = Arc::new(Mutex::new(Vec::new()));
-        let log = queries.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
-                    return;
-                };
-                let Ok(request) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let reply = answer(&names, &request, &log);
-                let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
-            }
-        });
-        DnsServer {
-            addr,
-            task,
-            queries,
-        }
-    }
-}
-
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn answer(
-    names: &HashMap<String, Vec<Rr>>,
-    request: &Message,
-    log: &Mutex<Vec<(String, RecordType)>>,
-) -> Message {
-    let mut reply = Message::new(
-        request.metadata.id,
-        MessageType::Response,
-        request.metadata.op_code,
-    );
-    reply.metadata.recursion_desired = request.metadata.recursion_desired;
-    reply.metadata.recursion_available = true;
-    reply.metadata.authoritative = true;
-    let Some(query) = request.queries.first() else {
-        reply.metadata.response_code = ResponseCode::FormErr;
-        return reply;
-    };
-    reply.add_query(query.clone());
-    let qname = query.name().to_ascii().to_ascii_lowercase();
-    log.lock()
-        .unwrap()
-        .push((qname.clone(), query.query_type()));
-    let Some(records) = names.get(&qname) else {
-        reply.metadata.response_code = ResponseCode::NXDomain;
-        return reply;
-    };
-    for rr in records {
-        let data = match (rr, query.query_type()) {
-            (Rr::Mx(pref, exchange), RecordType::MX) => {
-                let exchange = if *exchange == "." {
-                    Name::root()
-                } else {
-                    Name::from_ascii(format!("{exchange}.")).unwrap()
-                };
-                RData::MX(MX::new(*pref, exchange))
-            }
-            (Rr::A(ip), RecordType::A) => RData::A(A(ip.parse().unwrap())),
-            _ => continue,
-        };
-        reply.add_answer(Record::from_rdata(query.name().clone(), 60, data));
-    }
-    reply
-}
-
-/// Options of the test SMTP server.
+/// Options of the scripted peer.
 #[derive(Clone, Default)]
-pub struct ServerOptions {
+pub struct PeerOptions {
     /// Extension lines after the greeting line of EHLO, e.g. "PIPELINING", "SIZE 1000".
     pub extensions: Vec<String>,
     /// Offer STARTTLS with a certificate for "mx.test" signed by `tls_ca`.
@@ -316,7 +62,7 @@ impl TestCa {
     }
 }
 
-/// What the test server saw.
+/// What the scripted peer saw.
 #[derive(Debug, Default, Clone)]
 pub struct Transcript {
     /// Every command line, in order, across sessions (AUTH payloads included).
@@ -337,14 +83,14 @@ pub struct Received {
 
 /// A small SMTP server on 127.0.0.1:0 for what smtp-sink cannot do. Recipients whose local part
 /// starts with "reject" get 550 5.1.1, "defer" get 450 4.2.1.
-pub struct TestServer {
+pub struct ScriptedPeer {
     pub addr: SocketAddr,
     pub transcript: Arc<Mutex<Transcript>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl TestServer {
-    pub async fn start(options: ServerOptions) -> TestServer {
+impl ScriptedPeer {
+    pub async fn start(options: PeerOptions) -> ScriptedPeer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let transcript = Arc::new(Mutex::new(Transcript::default()));
@@ -360,7 +106,7 @@ impl TestServer {
                 });
             }
         });
-        TestServer {
+        ScriptedPeer {
             addr,
             transcript,
             task,
@@ -372,7 +118,7 @@ impl TestServer {
     }
 }
 
-impl Drop for TestServer {
+impl Drop for ScriptedPeer {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -383,7 +129,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 async fn session(
     stream: tokio::net::TcpStream,
-    options: ServerOptions,
+    options: PeerOptions,
     transcript: Arc<Mutex<Transcript>>,
 ) -> std::io::Result<()> {
     transcript.lock().unwrap().sessions += 1;

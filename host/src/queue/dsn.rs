@@ -16,8 +16,9 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
-use super::smtp_client::{has_8bit, header_of};
-use crate::policy::{BodyType, DsnRet, Envelope, Notify, Recipient, Reply, ReversePath};
+use crate::mail::header::{self, fold};
+use crate::mail::reply::is_enhanced_code;
+use crate::mail::{BodyType, DsnRet, Envelope, Notify, Recipient, Reply, ReversePath, xtext};
 
 /// Messages larger than this come back as headers only (Postfix's bounce_size_limit is 50 kB;
 /// this is more generous, but a bounce should not carry a large attachment twice).
@@ -125,9 +126,9 @@ pub fn build(report: &Report<'_>) -> Option<Dsn> {
     let returned: &[u8] = if full {
         report.message
     } else {
-        header_of(report.message)
+        header::section(report.message)
     };
-    let eight_bit = has_8bit(returned);
+    let eight_bit = !returned.is_ascii();
     let boundary = boundary_for(report.queue_id, now, returned);
 
     let mut out = String::new();
@@ -264,7 +265,11 @@ fn delivery_status(report: &Report<'_>, host: &str) -> String {
         if let Some(orcpt) = &r.recipient.orcpt
             && let Some((kind, addr)) = orcpt.split_once(';')
         {
-            let value = format!("{};{}", kind.trim(), clean(&xtext_decode(addr.trim())));
+            let value = format!(
+                "{};{}",
+                kind.trim(),
+                clean(&xtext::decode_lossy(addr.trim()))
+            );
             field(&mut out, "Original-Recipient", &value);
         }
         field(&mut out, "Action", r.action.as_str());
@@ -298,10 +303,7 @@ fn delivery_status(report: &Report<'_>, host: &str) -> String {
 /// Status: the reply's enhanced code if it is well formed, else a generic code for the action.
 fn status_of(r: &RecipientReport) -> String {
     let e = &r.reply.enhanced;
-    let valid = e.split('.').count() == 3
-        && e.split('.')
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    if valid {
+    if is_enhanced_code(e) {
         return e.clone();
     }
     match r.action {
@@ -329,43 +331,6 @@ fn clean(s: &str) -> String {
         .collect::<String>()
         .trim()
         .to_string()
-}
-
-/// `Name: value` CRLF, folded at spaces so lines stay under 78 characters where possible.
-fn fold(name: &str, value: &str) -> String {
-    let mut out = format!("{name}:");
-    let mut line_len = out.len();
-    for word in value.split(' ').filter(|w| !w.is_empty()) {
-        if line_len + 1 + word.len() > 76 && line_len > name.len() + 1 {
-            out.push_str("\r\n   ");
-            line_len = 3;
-        }
-        out.push(' ');
-        out.push_str(word);
-        line_len += 1 + word.len();
-    }
-    out.push_str("\r\n");
-    out
-}
-
-/// Decodes RFC 3461 xtext ("+2B" -> "+"); malformed escapes are kept as they are.
-pub fn xtext_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'+'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn rfc2822(t: SystemTime) -> String {
@@ -419,7 +384,7 @@ mod tests {
         assert!(f.lines().all(|l| l.len() <= 78), "{f}");
         assert!(f.ends_with("\r\n"));
         assert_eq!(clean("a\r\nBcc: x"), "a  Bcc: x");
-        assert_eq!(xtext_decode("a+2Bb+3D"), "a+b=");
-        assert_eq!(xtext_decode("bad+zz"), "bad+zz");
+        assert_eq!(xtext::decode_lossy("a+2Bb+3D"), "a+b=");
+        assert_eq!(xtext::decode_lossy("bad+zz"), "bad+zz");
     }
 }
