@@ -105,7 +105,13 @@ pub fn standard(sizing: Sizing) -> Vec<Scenario> {
             Client::SmtpSource,
         ),
         load(format!("100KiB x {n}"), n, 100 * 1024, false, generator),
-        load(format!("STARTTLS 10KiB x {n}"), n, 10 * 1024, true, generator),
+        load(
+            format!("STARTTLS 10KiB x {n}"),
+            n,
+            10 * 1024,
+            true,
+            generator,
+        ),
         sustained(format!("sustained 10KiB x {n}"), generator),
         sustained(
             format!("sustained smtp-source 10KiB x {n}"),
@@ -227,8 +233,7 @@ pub async fn measure(
                         "smtp-source is not installed (Debian package postfix)".into(),
                     );
                 }
-                let result =
-                    measure_load(running, false, || crate::smtp_source::run(&spec)).await;
+                let result = measure_load(running, false, || crate::smtp_source::run(&spec)).await;
                 return finish(result, target, scenario);
             }
             let mut spec = LoadSpec::new(running.addr);

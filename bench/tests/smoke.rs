@@ -121,7 +121,11 @@ async fn smoke_comparison_writes_table_json_and_chart() {
             _ => {
                 assert_eq!(m.status, "ok", "{}: {:?}", m.scenario, m.note);
                 let load = m.load.as_ref().unwrap();
-                let sent = if m.scenario.starts_with("sustained") { 90 } else { 60 };
+                let sent = if m.scenario.starts_with("sustained") {
+                    90
+                } else {
+                    60
+                };
                 assert_eq!(load.attempted, sent, "{}", m.scenario);
                 assert_eq!(load.accepted, sent, "{}", m.scenario);
                 assert!(m.server_cpu_secs.is_some() && m.peak_rss_bytes.unwrap() > 0);

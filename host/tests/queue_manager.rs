@@ -219,7 +219,11 @@ async fn local_mail_lands_in_maildirs_once_and_leaves_the_spool() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         assert!(name.ends_with(".seg"), "unexpected {name}");
     }
-    assert!(mailwit::spool::snapshot(&state.join("queue")).unwrap().is_empty());
+    assert!(
+        mailwit::spool::snapshot(&state.join("queue"))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -666,9 +670,11 @@ async fn local_outcome_is_recorded_while_a_slow_destination_is_still_busy() {
     .await;
     // The spool's index shows a state record only once it is durable in the log.
     until("bob's outcome durable", || {
-        spool.states(&id).unwrap().iter().any(|s| {
-            String::from_utf8_lossy(s).contains("\"status\":\"delivered\"")
-        })
+        spool
+            .states(&id)
+            .unwrap()
+            .iter()
+            .any(|s| String::from_utf8_lossy(s).contains("\"status\":\"delivered\""))
     })
     .await;
     assert_eq!(

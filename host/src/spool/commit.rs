@@ -112,7 +112,12 @@ fn run(shared: Arc<Shared>, rx: std_mpsc::Receiver<Pending>, mut active: Active)
 }
 
 fn commit(shared: &Shared, active: &mut Active, batch: Vec<Pending>, buf: &mut Vec<u8>) {
-    let spans = match append(shared, active, batch.iter().map(|p| p.bytes.as_slice()), buf) {
+    let spans = match append(
+        shared,
+        active,
+        batch.iter().map(|p| p.bytes.as_slice()),
+        buf,
+    ) {
         Ok(spans) => spans,
         Err(e) => {
             tracing::error!(error = %e, "spool append failed");

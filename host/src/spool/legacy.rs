@@ -18,7 +18,11 @@ use std::path::Path;
 const MAGIC: &[u8] = b"mailwit-spool 1\n";
 
 /// Migrates old-format files in `dir` into `active`; returns how many messages moved.
-pub(super) fn migrate(dir: &Path, index: &mut Index, active: &mut Active) -> std::io::Result<usize> {
+pub(super) fn migrate(
+    dir: &Path,
+    index: &mut Index,
+    active: &mut Active,
+) -> std::io::Result<usize> {
     let mut messages = Vec::new();
     let mut leftovers = Vec::new();
     for entry in std::fs::read_dir(dir)? {

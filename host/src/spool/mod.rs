@@ -90,7 +90,6 @@ pub struct SpooledMessage {
     pub message: Vec<u8>,
 }
 
-
 /// Counters for measuring the cost of durability.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpoolStats {
@@ -362,7 +361,11 @@ fn recover(dir: &Path) -> std::io::Result<(index::Index, commit::Active)> {
     };
     legacy::migrate(dir, &mut index, &mut active)?;
     if !index.messages.is_empty() {
-        tracing::info!(queued = index.messages.len(), segments = index.segments.len(), "spool opened");
+        tracing::info!(
+            queued = index.messages.len(),
+            segments = index.segments.len(),
+            "spool opened"
+        );
     }
     Ok((index, active))
 }

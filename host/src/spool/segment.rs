@@ -158,7 +158,11 @@ fn set_aside(
         f.sync_all()
     });
     match written {
-        Ok(()) => tracing::error!(file = %path.display(), "damaged spool record copied for an operator"),
-        Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot copy damaged spool record"),
+        Ok(()) => {
+            tracing::error!(file = %path.display(), "damaged spool record copied for an operator")
+        }
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "cannot copy damaged spool record")
+        }
     }
 }

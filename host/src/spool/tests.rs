@@ -118,9 +118,15 @@ async fn states_and_discards_survive_reopen_and_ids_keep_increasing() {
             .append_state(&kept, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()])
             .await
             .unwrap();
-        spool.append_state(&gone, vec![b"{}".to_vec()]).await.unwrap();
+        spool
+            .append_state(&gone, vec![b"{}".to_vec()])
+            .await
+            .unwrap();
         spool.discard(&gone).await.unwrap();
-        spool.append_state(&kept, vec![b"{\"c\":3}".to_vec()]).await.unwrap();
+        spool
+            .append_state(&kept, vec![b"{\"c\":3}".to_vec()])
+            .await
+            .unwrap();
         assert_eq!(spool.list().unwrap(), vec![kept.clone()]);
         (kept, gone)
     };
@@ -128,7 +134,11 @@ async fn states_and_discards_survive_reopen_and_ids_keep_increasing() {
     assert_eq!(spool.list().unwrap(), vec![kept.clone()]);
     assert_eq!(
         spool.states(&kept).unwrap(),
-        vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec(), b"{\"c\":3}".to_vec()]
+        vec![
+            b"{\"a\":1}".to_vec(),
+            b"{\"b\":2}".to_vec(),
+            b"{\"c\":3}".to_vec()
+        ]
     );
     assert_eq!(
         spool.load(&gone).unwrap_err().kind(),
@@ -176,7 +186,10 @@ async fn a_torn_last_record_is_ignored_at_every_cut() {
         for (n, id) in ids[..2].iter().enumerate() {
             assert_eq!(spool.load(id).unwrap().message, incoming(n).message);
         }
-        assert!(!copy.join("quarantine").exists(), "a torn tail is not quarantined");
+        assert!(
+            !copy.join("quarantine").exists(),
+            "a torn tail is not quarantined"
+        );
         // Appends go to a new segment, never after the torn record.
         let again = spool.store(incoming(9)).await.unwrap();
         drop(spool);
@@ -228,7 +241,9 @@ async fn a_corrupt_record_mid_segment_is_quarantined_and_the_rest_kept() {
 async fn segments_whose_messages_are_all_done_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let qdir = dir.path().join("queue");
-    let spool = Spool::open_with(qdir.clone(), small_segments()).await.unwrap();
+    let spool = Spool::open_with(qdir.clone(), small_segments())
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for n in 0..40 {
         ids.push(spool.store(incoming(n)).await.unwrap());
@@ -252,7 +267,9 @@ async fn segments_whose_messages_are_all_done_are_deleted() {
 async fn a_long_queued_message_is_copied_forward_so_old_segments_go() {
     let dir = tempfile::tempdir().unwrap();
     let qdir = dir.path().join("queue");
-    let spool = Spool::open_with(qdir.clone(), small_segments()).await.unwrap();
+    let spool = Spool::open_with(qdir.clone(), small_segments())
+        .await
+        .unwrap();
     let deferred = spool.store(incoming(0)).await.unwrap();
     spool
         .append_state(&deferred, vec![b"{\"try\":1}".to_vec()])
@@ -308,7 +325,11 @@ async fn an_old_format_queue_is_migrated_into_the_log() {
         b"{\"kind\":\"hold\",\"held\":true,\"at_ms\":5}\n{\"kind\":\"ho",
     )
     .unwrap();
-    std::fs::write(qdir.join("0000000000000B0000.tmp"), b"mailwit-spool 1\n{\"tr").unwrap();
+    std::fs::write(
+        qdir.join("0000000000000B0000.tmp"),
+        b"mailwit-spool 1\n{\"tr",
+    )
+    .unwrap();
     std::fs::write(qdir.join("not-a-spool-file.txt"), b"left alone").unwrap();
 
     for _ in 0..2 {
