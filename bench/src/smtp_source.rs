@@ -128,7 +128,7 @@ fn last_count(out: &[u8]) -> u64 {
     String::from_utf8_lossy(out)
         .split(['\r', '\n'])
         .filter_map(|s| s.trim().parse::<u64>().ok())
-        .last()
+        .next_back()
         .unwrap_or(0)
 }
 
