@@ -11,6 +11,7 @@ pub mod loadgen;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod smtp_source;
 pub mod targets;
 
 use std::path::PathBuf;
@@ -27,11 +28,16 @@ pub struct Comparison {
     pub paths: Paths,
     pub conditions: String,
     pub progress: bool,
+    /// Only the scenarios with these names (all when empty).
+    pub only: Vec<String>,
 }
 
 impl Comparison {
     pub fn scenarios(&self) -> Vec<Scenario> {
         scenario::standard(self.sizing)
+            .into_iter()
+            .filter(|s| self.only.is_empty() || self.only.contains(&s.name))
+            .collect()
     }
 
     /// Runs every scenario against every target, one target at a time. A target that cannot

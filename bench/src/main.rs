@@ -51,9 +51,17 @@ struct RunArgs {
         default_value = "smtp-sink,postfix,haraka,mailwit,mailwit-discard,mailwit-noplugins"
     )]
     targets: Vec<String>,
+    /// Only these scenarios, by name (e.g. "smtp-source 10KiB x 50,sustained 10KiB x 50").
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
     /// Messages per load scenario.
     #[arg(long, default_value_t = 5000)]
     messages: usize,
+    /// Messages in each sustained scenario (it stops at this count or after --sustained-secs).
+    #[arg(long, default_value_t = 50_000)]
+    sustained_messages: usize,
+    #[arg(long, default_value_t = 60)]
+    sustained_secs: u64,
     /// Connections in the multi-connection scenarios.
     #[arg(long, default_value_t = 50)]
     connections: usize,
@@ -156,6 +164,8 @@ async fn run(args: RunArgs) -> Result<()> {
                 connections: 5,
                 idle_connections: 100,
                 time_limit: Duration::from_secs(20),
+                sustained_messages: 300,
+                sustained_time: Duration::from_secs(20),
             },
         )
     } else {
@@ -171,6 +181,8 @@ async fn run(args: RunArgs) -> Result<()> {
                 connections: args.connections,
                 idle_connections: args.idle,
                 time_limit: Duration::from_secs(args.time_limit),
+                sustained_messages: args.sustained_messages,
+                sustained_time: Duration::from_secs(args.sustained_secs),
             },
         )
     };
@@ -187,6 +199,7 @@ async fn run(args: RunArgs) -> Result<()> {
         paths,
         conditions: args.conditions,
         progress: true,
+        only: args.scenarios,
     };
     let report = comparison.run().await;
     if !args.keep_work {

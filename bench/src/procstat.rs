@@ -15,10 +15,12 @@ fn ticks_per_second() -> f64 {
 
 struct ProcStat {
     ppid: u32,
-    /// utime + stime + cutime + cstime, in ticks. Children that exited and were reaped are
-    /// folded into their parent's cutime/cstime by the kernel, so summing this over the live
-    /// tree counts every process once.
-    ticks: u64,
+    /// utime + cutime, in ticks. Children that exited and were reaped are folded into their
+    /// parent's cutime/cstime by the kernel, so summing over the live tree counts every process
+    /// once.
+    user: u64,
+    /// stime + cstime (time in the kernel on the processes' behalf), in ticks.
+    system: u64,
 }
 
 fn read_stat(pid: u32) -> Option<ProcStat> {
@@ -28,17 +30,18 @@ fn read_stat(pid: u32) -> Option<ProcStat> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest[0] is field 3 (state); utime is field 14 -> rest[11].
     let ppid = fields.get(1)?.parse().ok()?;
-    let sum = [11, 12, 13, 14]
-        .iter()
-        .map(|&i| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<i64>().ok())
-                .unwrap_or(0)
-                .max(0) as u64
-        })
-        .sum();
-    Some(ProcStat { ppid, ticks: sum })
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(0) as u64
+    };
+    Some(ProcStat {
+        ppid,
+        user: field(11) + field(13),
+        system: field(12) + field(14),
+    })
 }
 
 /// The pid and all its live descendants.
@@ -71,12 +74,38 @@ pub fn process_tree(root: u32) -> Vec<u32> {
 
 /// CPU seconds (user + system) consumed so far by the tree rooted at `root`.
 pub fn cpu_seconds(root: u32) -> f64 {
-    let ticks: u64 = process_tree(root)
+    let split = cpu_split(root);
+    split.user + split.system
+}
+
+/// CPU seconds consumed so far by a process tree, user and kernel apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuSplit {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl std::ops::Sub for CpuSplit {
+    type Output = CpuSplit;
+    fn sub(self, before: CpuSplit) -> CpuSplit {
+        CpuSplit {
+            user: (self.user - before.user).max(0.0),
+            system: (self.system - before.system).max(0.0),
+        }
+    }
+}
+
+/// User and system CPU seconds (utime/stime from /proc/<pid>/stat) of the tree at `root`.
+pub fn cpu_split(root: u32) -> CpuSplit {
+    let (user, system) = process_tree(root)
         .into_iter()
         .filter_map(read_stat)
-        .map(|s| s.ticks)
-        .sum();
-    ticks as f64 / ticks_per_second()
+        .fold((0, 0), |(u, s), st| (u + st.user, s + st.system));
+    let tps = ticks_per_second();
+    CpuSplit {
+        user: user as f64 / tps,
+        system: system as f64 / tps,
+    }
 }
 
 /// Memory of the tree in bytes: the sum of VmRSS (counts shared pages once per process, so

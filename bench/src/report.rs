@@ -88,8 +88,8 @@ impl Report {
             "Machine: {} x {} ({:.1} GiB RAM, Linux {}). {}\n",
             m.cpus, m.cpu_model, m.memory_gib, m.kernel, self.conditions
         );
-        out.push_str("| scenario | target | msg/s | p50 ms | p99 ms | server CPU s / 1k msg | peak RSS MiB | x Postfix | % of smtp-sink | accepted / sent |\n");
-        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        out.push_str("| scenario | target | msg/s | p50 ms | p99 ms | server CPU ms / msg | kernel % | peak RSS MiB | x Postfix | % of smtp-sink | accepted / sent |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for scenario in &self.scenarios {
             if matches!(scenario.kind, crate::scenario::ScenarioKind::Idle { .. }) {
                 continue;
@@ -111,14 +111,24 @@ impl Report {
                             .map_or("–".into(), |s| {
                                 format!("{:.0}%", 100.0 * load.messages_per_sec / s)
                             });
+                        // smtp-source reports no latencies.
+                        let latency = |ms: f64| {
+                            if ms > 0.0 {
+                                format!("{ms:.2}")
+                            } else {
+                                "–".into()
+                            }
+                        };
                         let _ = writeln!(
                             out,
-                            "| {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} / {} |",
+                            "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
                             load.messages_per_sec,
-                            load.p50_ms,
-                            load.p99_ms,
+                            latency(load.p50_ms),
+                            latency(load.p99_ms),
                             m.cpu_secs_per_1000_messages
                                 .map_or("–".into(), |c| format!("{c:.2}")),
+                            m.kernel_share()
+                                .map_or("–".into(), |k| format!("{:.0}%", k * 100.0)),
                             m.peak_rss_bytes
                                 .map_or("–".into(), |b| format!("{:.1}", mib(b))),
                             vs_postfix,
@@ -129,7 +139,7 @@ impl Report {
                     }
                     _ => {
                         let why = short_note(m);
-                        let _ = writeln!(out, "| {} | | | | | | | {why} |", m.status);
+                        let _ = writeln!(out, "| {} | | | | | | | | {why} |", m.status);
                     }
                 }
             }

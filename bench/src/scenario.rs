@@ -27,9 +27,26 @@ pub enum ScenarioKind {
         messages: usize,
         message_size: usize,
         starttls: bool,
+        /// Which client sends (older results.json files have none: the generator).
+        #[serde(default)]
+        client: Client,
+        /// This scenario's own time bound (the sustained ones), instead of the run's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_limit_secs: Option<u64>,
     },
     /// Open `connections` connections (greeting + EHLO) and hold them: memory per connection.
     Idle { connections: usize },
+}
+
+/// The client that sends a load scenario.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Client {
+    /// This crate's generator: PIPELINING (MAIL+RCPT+DATA in one write) when offered.
+    #[default]
+    Generator,
+    /// Postfix's `smtp-source -d`: no pipelining, one command per round trip.
+    SmtpSource,
 }
 
 /// How big and how long: the full run and the smoke run differ only here.
@@ -43,25 +60,63 @@ pub struct Sizing {
     pub idle_connections: usize,
     /// Upper bound on the time of one load scenario.
     pub time_limit: Duration,
+    /// Messages in a sustained scenario (default 50,000) ...
+    pub sustained_messages: usize,
+    /// ... or its time, whichever ends it first (default 60 s).
+    pub sustained_time: Duration,
 }
 
-/// The scenarios of issue 5, scaled by `sizing`.
+/// The scenarios of issues 5 and 11, scaled by `sizing`.
 pub fn standard(sizing: Sizing) -> Vec<Scenario> {
     let n = sizing.connections;
-    let load = |name: String, connections, message_size, starttls| Scenario {
+    let load = |name: String, connections, message_size, starttls, client| Scenario {
         name,
         kind: ScenarioKind::Load {
             connections,
             messages: sizing.messages,
             message_size,
             starttls,
+            client,
+            time_limit_secs: None,
         },
     };
+    // Long enough for the file system's steady state (deleted inodes pile up for tens of
+    // seconds): 50,000 messages or 60 s, whichever comes first.
+    let sustained = |name: String, client| Scenario {
+        name,
+        kind: ScenarioKind::Load {
+            connections: n,
+            messages: sizing.sustained_messages,
+            message_size: 10 * 1024,
+            starttls: false,
+            client,
+            time_limit_secs: Some(sizing.sustained_time.as_secs().max(1)),
+        },
+    };
+    let generator = Client::Generator;
     vec![
-        load("10KiB x 1".into(), 1, 10 * 1024, false),
-        load(format!("10KiB x {n}"), n, 10 * 1024, false),
-        load(format!("100KiB x {n}"), n, 100 * 1024, false),
-        load(format!("STARTTLS 10KiB x {n}"), n, 10 * 1024, true),
+        load("10KiB x 1".into(), 1, 10 * 1024, false, generator),
+        load(format!("10KiB x {n}"), n, 10 * 1024, false, generator),
+        load(
+            format!("smtp-source 10KiB x {n}"),
+            n,
+            10 * 1024,
+            false,
+            Client::SmtpSource,
+        ),
+        load(format!("100KiB x {n}"), n, 100 * 1024, false, generator),
+        load(
+            format!("STARTTLS 10KiB x {n}"),
+            n,
+            10 * 1024,
+            true,
+            generator,
+        ),
+        sustained(format!("sustained 10KiB x {n}"), generator),
+        sustained(
+            format!("sustained smtp-source 10KiB x {n}"),
+            Client::SmtpSource,
+        ),
         Scenario {
             name: format!("idle x {}", sizing.idle_connections),
             kind: ScenarioKind::Idle {
@@ -85,6 +140,11 @@ pub struct Measurement {
     /// went quiet afterwards (queued mail delivered).
     pub server_cpu_secs: Option<f64>,
     pub cpu_secs_per_1000_messages: Option<f64>,
+    /// The same CPU split: user and kernel (utime and stime from /proc/<pid>/stat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_user_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_system_secs: Option<f64>,
     /// Peak of the summed VmRSS of the server's processes while the scenario ran.
     pub peak_rss_bytes: Option<u64>,
     pub idle: Option<IdleResult>,
@@ -100,9 +160,17 @@ impl Measurement {
             load: None,
             server_cpu_secs: None,
             cpu_secs_per_1000_messages: None,
+            server_user_secs: None,
+            server_system_secs: None,
             peak_rss_bytes: None,
             idle: None,
         }
+    }
+
+    /// The kernel's share of the server's CPU time, if measured.
+    pub fn kernel_share(&self) -> Option<f64> {
+        let (u, s) = (self.server_user_secs?, self.server_system_secs?);
+        (u + s > 0.0).then(|| s / (u + s))
     }
 }
 
@@ -143,13 +211,37 @@ pub async fn measure(
             messages,
             message_size,
             starttls,
+            client,
+            time_limit_secs,
         } => {
+            let time_limit = time_limit_secs.map_or(sizing.time_limit, Duration::from_secs);
+            if *client == Client::SmtpSource {
+                let spec = crate::smtp_source::SourceSpec {
+                    addr: running.addr,
+                    sessions: *connections,
+                    messages: *messages,
+                    message_size: *message_size,
+                    time_limit,
+                    sender: "loadgen@client.bench.test".into(),
+                    recipient: "bob@example.test".into(),
+                };
+                if crate::smtp_source::binary().is_none() {
+                    return Measurement::unavailable(
+                        &target,
+                        &scenario.name,
+                        "not available",
+                        "smtp-source is not installed (Debian package postfix)".into(),
+                    );
+                }
+                let result = measure_load(running, false, || crate::smtp_source::run(&spec)).await;
+                return finish(result, target, scenario);
+            }
             let mut spec = LoadSpec::new(running.addr);
             spec.connections = *connections;
             spec.messages_per_connection = messages.div_ceil(*connections);
             spec.message_size = *message_size;
             spec.starttls = *starttls;
-            spec.time_limit = sizing.time_limit;
+            spec.time_limit = time_limit;
             spec.progress = progress;
             if *starttls && !offers_starttls(running).await {
                 return Measurement::unavailable(
@@ -159,10 +251,14 @@ pub async fn measure(
                     "the server does not offer STARTTLS".into(),
                 );
             }
-            measure_load(running, &spec).await
+            measure_load(running, spec.starttls, || loadgen::run(&spec)).await
         }
         ScenarioKind::Idle { connections } => measure_idle(running, *connections).await,
     };
+    finish(result, target, scenario)
+}
+
+fn finish(result: Result<Measurement>, target: String, scenario: &Scenario) -> Measurement {
     match result {
         Ok(mut measurement) => {
             measurement.target = target;
@@ -175,19 +271,25 @@ pub async fn measure(
     }
 }
 
-async fn measure_load(running: &Running, spec: &LoadSpec) -> Result<Measurement> {
+/// Runs one load (from either client) and bills the server's CPU to it.
+async fn measure_load<F, Fut>(running: &Running, starttls: bool, load: F) -> Result<Measurement>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<LoadResult>>,
+{
     let pid = running.pid;
-    let cpu_before = procstat::cpu_seconds(pid);
+    let split_before = procstat::cpu_split(pid);
     let peak = procstat::PeakRss::start(pid);
-    let load = loadgen::run(spec).await?;
-    let cpu_after = settle_cpu(pid).await;
+    let load = load().await?;
+    settle_cpu(pid).await;
+    let split = procstat::cpu_split(pid) - split_before;
     let peak_rss = peak.finish().await;
-    let cpu = (cpu_after - cpu_before).max(0.0);
+    let cpu = split.user + split.system;
     let (status, note) = if load.accepted == 0 {
         ("failed", Some(describe_failure(&load)))
     } else if load.accepted < load.attempted || load.connection_errors > 0 {
         ("ok", Some(describe_failure(&load)))
-    } else if spec.starttls && !load.tls {
+    } else if starttls && !load.tls {
         ("failed", Some("STARTTLS was not used".into()))
     } else {
         ("ok", None)
@@ -200,6 +302,8 @@ async fn measure_load(running: &Running, spec: &LoadSpec) -> Result<Measurement>
         server_cpu_secs: Some(cpu),
         cpu_secs_per_1000_messages: (load.accepted > 0)
             .then(|| cpu * 1000.0 / load.accepted as f64),
+        server_user_secs: Some(split.user),
+        server_system_secs: Some(split.system),
         peak_rss_bytes: Some(peak_rss),
         load: Some(load),
         idle: None,
@@ -327,6 +431,8 @@ async fn measure_idle(running: &Running, connections: usize) -> Result<Measureme
         load: None,
         server_cpu_secs: None,
         cpu_secs_per_1000_messages: None,
+        server_user_secs: None,
+        server_system_secs: None,
         peak_rss_bytes: Some(peak_rss),
         idle: Some(result),
     })

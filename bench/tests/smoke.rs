@@ -81,6 +81,8 @@ async fn smoke_comparison_writes_table_json_and_chart() {
         connections: 3,
         idle_connections: 40,
         time_limit: Duration::from_secs(60),
+        sustained_messages: 90,
+        sustained_time: Duration::from_secs(60),
     };
     let comparison = Comparison {
         targets: vec![
@@ -97,6 +99,7 @@ async fn smoke_comparison_writes_table_json_and_chart() {
         },
         conditions: "smoke test".into(),
         progress: false,
+        only: Vec::new(),
     };
     let report = comparison.run().await;
 
@@ -105,7 +108,7 @@ async fn smoke_comparison_writes_table_json_and_chart() {
         .iter()
         .filter(|m| m.target == "smtp-sink")
         .collect();
-    assert_eq!(sink.len(), 5, "one row per scenario");
+    assert_eq!(sink.len(), 8, "one row per scenario");
     for m in &sink {
         match m.scenario.as_str() {
             "STARTTLS 10KiB x 3" => assert_eq!(m.status, "not supported", "smtp-sink has no TLS"),
@@ -118,9 +121,15 @@ async fn smoke_comparison_writes_table_json_and_chart() {
             _ => {
                 assert_eq!(m.status, "ok", "{}: {:?}", m.scenario, m.note);
                 let load = m.load.as_ref().unwrap();
-                assert_eq!(load.attempted, 60);
-                assert_eq!(load.accepted, 60);
+                let sent = if m.scenario.starts_with("sustained") {
+                    90
+                } else {
+                    60
+                };
+                assert_eq!(load.attempted, sent, "{}", m.scenario);
+                assert_eq!(load.accepted, sent, "{}", m.scenario);
                 assert!(m.server_cpu_secs.is_some() && m.peak_rss_bytes.unwrap() > 0);
+                assert!(m.server_user_secs.is_some() && m.server_system_secs.is_some());
             }
         }
     }
@@ -130,7 +139,7 @@ async fn smoke_comparison_writes_table_json_and_chart() {
         .iter()
         .filter(|m| m.target == "mailwit-missing")
         .collect();
-    assert_eq!(missing.len(), 5);
+    assert_eq!(missing.len(), 8);
     assert!(missing.iter().all(|m| m.status == "not available"));
 
     let markdown = report.markdown();

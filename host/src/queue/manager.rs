@@ -54,10 +54,10 @@ impl Queue {
         let arrivals = spool
             .arrivals()
             .ok_or_else(|| std::io::Error::other("the spool already has a queue manager"))?;
-        let loader = spool.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_all(&loader))
-            .await
-            .map_err(std::io::Error::other)??;
+        let (loaded, finished) = load_all(&spool)?;
+        for id in finished {
+            spool.discard(&id).await?;
+        }
         let inner = Arc::new(Inner {
             global: Arc::new(Semaphore::new(opts.config.concurrency.max(1))),
             spool,
@@ -174,11 +174,10 @@ impl Queue {
             held,
             at_ms: now_ms(),
         };
-        let path = self.inner.spool.state_path(id);
-        let rec = record.clone();
-        tokio::task::spawn_blocking(move || state::append(&path, &[rec]))
-            .await
-            .map_err(std::io::Error::other)??;
+        self.inner
+            .spool
+            .append_state(id, state::encode(std::slice::from_ref(&record))?)
+            .await?;
         let found = self
             .inner
             .messages
@@ -465,28 +464,31 @@ fn view(entry: &Entry) -> MessageView {
     }
 }
 
-fn load_all(spool: &Spool) -> std::io::Result<Table> {
+/// The queue from the spool's index, and the messages found finished (a crash hit between
+/// their last outcome and their removal), which the caller discards.
+fn load_all(spool: &Spool) -> std::io::Result<(Table, Vec<QueueId>)> {
     let mut table = Table::default();
+    let mut finished = Vec::new();
     let now = now_ms();
     for id in spool.list()? {
-        let state = match spool
-            .load_meta(&id)
-            .and_then(|meta| MessageState::load(meta, &spool.state_path(&id)))
-        {
+        let state = match spool.load_meta(&id).and_then(|meta| {
+            let records = spool.states(&id)?;
+            Ok(MessageState::replay(meta, &records))
+        }) {
             Ok(state) => state,
             Err(e) => {
                 // Never delete what we cannot read: leave it for an operator.
-                tracing::error!(queue_id = %id, error = %e, "unreadable spool file left in place");
+                tracing::error!(queue_id = %id, error = %e, "unreadable spooled message left in place");
                 continue;
             }
         };
         if state.is_done() {
-            spool.remove(&id)?;
+            finished.push(id);
             continue;
         }
         table.insert(id, state, now);
     }
-    Ok(table)
+    Ok((table, finished))
 }
 
 async fn run(inner: Arc<Inner>, arrivals: mpsc::UnboundedReceiver<QueueId>) {
@@ -524,14 +526,11 @@ async fn run(inner: Arc<Inner>, arrivals: mpsc::UnboundedReceiver<QueueId>) {
 
 /// Adds newly stored messages.
 async fn admit(inner: &Arc<Inner>, ids: Vec<QueueId>) {
-    let spool = inner.spool.clone();
-    let metas = tokio::task::spawn_blocking(move || {
-        ids.into_iter()
-            .map(|id| (spool.load_meta(&id), id))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
+    // Metadata comes from the spool's in-memory index: no disk read.
+    let metas: Vec<_> = ids
+        .into_iter()
+        .map(|id| (inner.spool.load_meta(&id), id))
+        .collect();
     let now = now_ms();
     let mut table = inner.messages.lock().unwrap();
     for (meta, id) in metas {
@@ -927,11 +926,10 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
         return; // removed by an operator during the attempt
     };
     if !done {
-        let path = inner.spool.state_path(id);
-        let to_write = records.clone();
-        let written = tokio::task::spawn_blocking(move || state::append(&path, &to_write))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let written = match state::encode(&records) {
+            Ok(encoded) => inner.spool.append_state(id, encoded).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = written {
             // Not recorded: after a restart the recipients are tried again (a duplicate,
             // never a loss).

@@ -1,14 +1,13 @@
-//! Per-recipient delivery state, persisted as an append-only log next to the message
-//! (`<queue>/ID.state`, one JSON record per line, fsynced per append).
+//! Per-recipient delivery state, persisted in the spool's log next to the message: each
+//! [`Record`] is one JSON state record of the message ([`crate::spool::Spool::append_state`]),
+//! durable (group-committed) before the queue relies on it.
 //!
-//! Replaying the log over the message's envelope gives the state; a torn last line (a crash
-//! mid-append) ends the replay, so the recipient it described is simply tried again
-//! (at-least-once: a duplicate is possible, a loss is not).
+//! Replaying the records over the message's envelope gives the state. An outcome not yet
+//! recorded when a crash hit is simply tried again (at-least-once: a duplicate is possible, a
+//! loss is not).
 
 use crate::policy::Reply;
 use crate::spool::{MessageMeta, now_ms};
-use std::io::Write;
-use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,7 +59,7 @@ pub struct RcptState {
     pub next_attempt_ms: u64,
 }
 
-/// One line of `ID.state`.
+/// One state record of a message in the spool.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
@@ -133,24 +132,18 @@ impl MessageState {
         }
     }
 
-    /// Replays `ID.state` (if any) over the fresh state.
-    pub fn load(meta: MessageMeta, state_path: &Path) -> std::io::Result<Self> {
+    /// Replays a message's state records (from [`crate::spool::Spool::states`]) over the fresh
+    /// state. A record this version cannot read ends the replay (as a torn line did in the old
+    /// per-message state files).
+    pub fn replay(meta: MessageMeta, records: &[Vec<u8>]) -> Self {
         let mut state = MessageState::fresh(meta);
-        let log = match std::fs::read(state_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
-            Err(e) => return Err(e),
-        };
-        for line in log.split(|&b| b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            match serde_json::from_slice::<Record>(line) {
+        for raw in records {
+            match serde_json::from_slice::<Record>(raw) {
                 Ok(record) => state.apply(&record),
-                Err(_) => break, // torn tail of an interrupted append
+                Err(_) => break,
             }
         }
-        Ok(state)
+        state
     }
 
     pub fn is_done(&self) -> bool {
@@ -189,27 +182,12 @@ impl MessageState {
     }
 }
 
-/// Appends `records` to the log at `path` and fsyncs it (and the directory when the log is new).
-pub fn append(path: &Path, records: &[Record]) -> std::io::Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let mut buf = Vec::new();
-    for r in records {
-        serde_json::to_writer(&mut buf, r).map_err(std::io::Error::other)?;
-        buf.push(b'\n');
-    }
-    let existed = path.exists();
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)?;
-    file.write_all(&buf)?;
-    file.sync_data()?;
-    if !existed && let Some(dir) = path.parent() {
-        crate::spool::fsync_dir(dir)?;
-    }
-    Ok(())
+/// The spool's octets for `records`.
+pub fn encode(records: &[Record]) -> std::io::Result<Vec<Vec<u8>>> {
+    records
+        .iter()
+        .map(|r| serde_json::to_vec(r).map_err(std::io::Error::other))
+        .collect()
 }
 
 pub fn outcome(rcpt: usize, status: RcptStatus, reply: &Reply, next_ms: u64) -> Record {

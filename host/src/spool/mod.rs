@@ -1,62 +1,60 @@
-//! The durable message store. [`Spool::store`] returns only once the message and its envelope are
-//! on disk (file and directory fsynced), sharing directory fsyncs between concurrent sessions
-//! (group commit).
+//! The durable message store: an append-only log of checksummed records in segment files, an
+//! in-memory index rebuilt from it at start, and group commit. A message costs an append and a
+//! share of one `fdatasync`, not a file: [`Spool::store`] returns once the message's record is
+//! durable, and the queue manager's per-recipient state changes go into the same log
+//! ([`Spool::append_state`]), as does the end of a message ([`Spool::discard`]).
 //!
 //! # On-disk format (`<state>/queue/`)
 //!
-//! One flat directory; every file name starts with the message's [`QueueId`]:
+//! | file                  | content |
+//! |-----------------------|---------|
+//! | `<16 hex>.seg`        | a segment: records appended in order (see `record.rs` for the octets) |
+//! | `quarantine/*.rec`    | damaged records set aside at start, for an operator (never read back) |
 //!
-//! | file            | written by | content |
-//! |-----------------|------------|---------|
-//! | `ID.tmp`        | `store`    | a message being written; never read, removed on open |
-//! | `ID.msg`        | `store`    | the message: see below; never modified after the rename |
-//! | `ID.state`      | queue      | append-only JSON lines: per-recipient outcomes, hold/release |
-//!
-//! `ID.msg` is three parts:
-//!
-//! ```text
-//! mailwit-spool 1\n                       magic and format version
-//! {"id":…,"arrived_ms":…,"size":N,…}\n    the envelope and metadata as one JSON line (MessageMeta)
-//! <N octets>                              the message exactly as it will be delivered (CRLF)
-//! ```
+//! Records: *message* (id, envelope and metadata as JSON, the message octets exactly as they will
+//! be delivered), *state* (opaque records of the queue manager for one message, in order), *done*
+//! (the message left the queue). Each carries a CRC-32 of its body.
 //!
 //! A queue id is 18 upper-case hex digits: 14 of a strictly increasing microsecond clock (kept
 //! monotonic across restarts by seeding it from the newest id in the spool) and 4 random ones.
-//! Ids therefore sort by arrival and are safe file names.
 //!
 //! # Durability
 //!
-//! `store` writes `ID.tmp` and fsyncs it (in the caller's blocking task, so concurrent sessions
-//! write in parallel), then hands it to the committer thread. The committer takes every hand-off
-//! waiting at that moment as one batch, renames each `ID.tmp` to `ID.msg`, fsyncs the directory
-//! once, and only then completes the batch's `store` calls. A crash before the rename leaves at
-//! most an `ID.tmp`, which [`Spool::open`] deletes; a crash after the directory fsync but before
-//! the reply leaves a complete message that is delivered (the client may send it again: duplicate,
-//! never loss). Cost per message: one file fsync plus 1/batch directory fsyncs (see [`SpoolStats`]).
+//! One thread owns the newest ("active") segment (`commit.rs`): it takes every record waiting at
+//! that moment, writes them with one `pwrite`, syncs them with one `fdatasync`, updates the index
+//! and only then completes the callers, so 250 follows durability and concurrent sessions share
+//! each sync. A new segment is created with its header, fsynced, and its directory fsynced before
+//! any record in it is acknowledged. After a restart the spool always starts a new segment, so an
+//! append never follows a torn record.
 //!
-//! `ID.state` is the queue manager's (see `queue::state`): JSON lines such as
-//! `{"kind":"outcome","rcpt":0,"status":"deferred","reply":{…},"next_ms":…,"at_ms":…}` or
-//! `{"kind":"hold","held":true,"at_ms":…}`, appended and fsynced per attempt that leaves
-//! recipients queued; a torn last line (crash mid-append) is ignored on recovery. A message
-//! whose last recipient is decided leaves the spool without a state write: `ID.msg` is deleted
-//! first, then `ID.state`, then the directory is fsynced; an orphaned `ID.state` is removed on
-//! open. A crash before the deletion repeats the last deliveries (at-least-once).
+//! On open every segment is read: a torn tail (an unacknowledged append cut by a crash) is
+//! ignored; a record with a bad checksum in the middle of a segment is copied to `quarantine/`
+//! with an error log line and skipped; the server starts either way (`segment.rs`).
+//!
+//! A message is done when its done record is durable; a crash before that repeats its last
+//! deliveries (at-least-once: a duplicate, never a loss). Segments are reclaimed oldest first:
+//! deleted when no queued message is left in them, or, when their queued messages take at most
+//! half of them and they have been closed for [`SpoolOptions::compact_after`], after those
+//! messages were copied (with their states) to the active segment.
+//!
+//! A `queue/` directory written by earlier versions (one `ID.msg` and `ID.state` file per
+//! message) is migrated into the log on open (`legacy.rs`).
 
 mod commit;
 mod id;
+mod index;
+mod legacy;
+mod record;
+mod segment;
 
 use crate::policy::Envelope;
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 pub use id::QueueId;
-
-/// First line of every `ID.msg`.
-const MAGIC: &[u8] = b"mailwit-spool 1\n";
 
 /// What the engine hands the spool once a message is accepted by every policy.
 #[derive(Debug, Clone)]
@@ -70,7 +68,7 @@ pub struct Incoming {
     pub session_id: String,
 }
 
-/// The JSON line of `ID.msg`: everything about a message except its bytes.
+/// Everything about a message except its octets (JSON in its message record).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MessageMeta {
     pub id: QueueId,
@@ -96,10 +94,16 @@ pub struct SpooledMessage {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpoolStats {
     pub stored: u64,
+    /// `fdatasync`s of segment data (one per group-commit batch).
     pub file_fsyncs: u64,
+    /// Directory fsyncs (a segment created or deleted).
     pub dir_fsyncs: u64,
-    /// Group-commit batches (one directory fsync each).
+    /// Group-commit batches.
     pub batches: u64,
+    /// Segments deleted.
+    pub reclaimed: u64,
+    /// Messages copied forward by compaction.
+    pub compacted: u64,
 }
 
 #[derive(Default)]
@@ -108,39 +112,66 @@ pub(crate) struct Counters {
     file_fsyncs: AtomicU64,
     dir_fsyncs: AtomicU64,
     batches: AtomicU64,
+    reclaimed: AtomicU64,
+    compacted: AtomicU64,
+}
+
+/// Tuning of the segment log (the defaults suit a server; tests make segments small).
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolOptions {
+    /// A segment stops taking appends once it holds this many octets.
+    pub segment_bytes: u64,
+    /// How long a closed segment waits before its remaining messages are copied forward.
+    pub compact_after: Duration,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        SpoolOptions {
+            segment_bytes: 64 << 20,
+            compact_after: Duration::from_secs(30),
+        }
+    }
 }
 
 pub struct Spool {
-    dir: PathBuf,
     ids: id::IdGenerator,
+    shared: Arc<commit::Shared>,
     committer: commit::Committer,
-    counters: Arc<Counters>,
-    arrivals_tx: mpsc::UnboundedSender<QueueId>,
     arrivals_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<QueueId>>>,
 }
 
 impl Spool {
-    /// Opens (creating if needed) the spool directory (by convention `<state>/queue/`), removing
-    /// half-written messages and orphaned state files left by a crash.
+    /// Opens (creating if needed) the spool directory (by convention `<state>/queue/`): reads
+    /// every segment into the index, migrates old-format files, starts a new active segment.
     pub async fn open(dir: PathBuf) -> std::io::Result<Spool> {
+        Spool::open_with(dir, SpoolOptions::default()).await
+    }
+
+    pub async fn open_with(dir: PathBuf, options: SpoolOptions) -> std::io::Result<Spool> {
         let scan_dir = dir.clone();
-        let newest = tokio::task::spawn_blocking(move || recover(&scan_dir))
+        let (index, active) = tokio::task::spawn_blocking(move || recover(&scan_dir))
             .await
             .map_err(std::io::Error::other)??;
-        let counters = Arc::new(Counters::default());
-        let committer = commit::Committer::start(dir.clone(), counters.clone())?;
-        let (arrivals_tx, arrivals_rx) = mpsc::unbounded_channel();
-        Ok(Spool {
-            ids: id::IdGenerator::new(newest.as_ref()),
+        let ids = id::IdGenerator::new(index.newest());
+        let (arrivals, arrivals_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(commit::Shared {
             dir,
+            index: std::sync::Mutex::new(index),
+            counters: Counters::default(),
+            options,
+            arrivals,
+        });
+        let committer = commit::Committer::start(shared.clone(), active)?;
+        Ok(Spool {
+            ids,
+            shared,
             committer,
-            counters,
-            arrivals_tx,
             arrivals_rx: std::sync::Mutex::new(Some(arrivals_rx)),
         })
     }
 
-    /// Makes `incoming` durable and returns its id. Returns only after fsync of data and directory.
+    /// Makes `incoming` durable and returns its id. Returns only once its record is synced.
     pub async fn store(&self, incoming: Incoming) -> std::io::Result<QueueId> {
         let id = self.ids.next();
         let meta = MessageMeta {
@@ -151,22 +182,33 @@ impl Spool {
             quarantine: incoming.quarantine,
             session_id: incoming.session_id,
         };
-        let tmp = self.dir.join(format!("{id}.tmp"));
-        let counters = self.counters.clone();
-        let tmp_for_write = tmp.clone();
-        tokio::task::spawn_blocking(move || {
-            write_message(&tmp_for_write, &meta, &incoming.message)?;
-            counters.file_fsyncs.fetch_add(1, Ordering::Relaxed);
-            Ok::<_, std::io::Error>(())
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        let fin = self.dir.join(format!("{id}.msg"));
-        self.committer.commit(tmp, fin).await?;
-        self.counters.stored.fetch_add(1, Ordering::Relaxed);
-        // The queue manager may not be running (tests, tools): a closed channel is fine.
-        let _ = self.arrivals_tx.send(id.clone());
+        let bytes = record::message(&meta, &[], &incoming.message)?;
+        drop(incoming.message);
+        self.committer
+            .submit(bytes, commit::Change::Store(meta))
+            .await?;
         Ok(id)
+    }
+
+    /// Appends the queue manager's records for message `id` (in order, after the earlier ones);
+    /// returns once they are durable. Records for a message no longer queued are dropped.
+    pub async fn append_state(&self, id: &QueueId, states: Vec<Vec<u8>>) -> std::io::Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let bytes = record::state(id, &states)?;
+        self.committer
+            .submit(bytes, commit::Change::States(id.clone(), states))
+            .await
+    }
+
+    /// Takes a message out of the queue for good (delivered, bounced or removed by an operator);
+    /// returns once that is durable. Its space is reclaimed with its segment's.
+    pub async fn discard(&self, id: &QueueId) -> std::io::Result<()> {
+        let bytes = record::done(id)?;
+        self.committer
+            .submit(bytes, commit::Change::Done(id.clone()))
+            .await
     }
 
     /// The stream of ids stored from now on, for the queue manager. Returns `None` after the
@@ -176,87 +218,79 @@ impl Spool {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.shared.dir
     }
 
     pub fn stats(&self) -> SpoolStats {
+        let c = &self.shared.counters;
         SpoolStats {
-            stored: self.counters.stored.load(Ordering::Relaxed),
-            file_fsyncs: self.counters.file_fsyncs.load(Ordering::Relaxed),
-            dir_fsyncs: self.counters.dir_fsyncs.load(Ordering::Relaxed),
-            batches: self.counters.batches.load(Ordering::Relaxed),
+            stored: c.stored.load(Ordering::Relaxed),
+            file_fsyncs: c.file_fsyncs.load(Ordering::Relaxed),
+            dir_fsyncs: c.dir_fsyncs.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            reclaimed: c.reclaimed.load(Ordering::Relaxed),
+            compacted: c.compacted.load(Ordering::Relaxed),
         }
     }
 
-    /// Every message in the spool, oldest first.
+    /// Every queued message, oldest first.
     pub fn list(&self) -> std::io::Result<Vec<QueueId>> {
-        list_ids(&self.dir)
+        Ok(self.shared.index().messages.keys().cloned().collect())
     }
 
-    /// The path of a message's state file (owned by the queue manager).
-    pub fn state_path(&self, id: &QueueId) -> PathBuf {
-        self.dir.join(format!("{id}.state"))
+    /// The segment files in use (the active one included), for tests and tools.
+    pub fn segments(&self) -> Vec<PathBuf> {
+        let index = self.shared.index();
+        index
+            .segments
+            .keys()
+            .map(|&seq| self.shared.dir.join(segment::file_name(seq)))
+            .collect()
     }
 
-    pub fn msg_path(&self, id: &QueueId) -> PathBuf {
-        self.dir.join(format!("{id}.msg"))
-    }
-
-    /// Reads a message's envelope and metadata without its bytes.
+    /// A queued message's envelope and metadata (from memory).
     pub fn load_meta(&self, id: &QueueId) -> std::io::Result<MessageMeta> {
-        let file = std::fs::File::open(self.msg_path(id))?;
-        let mut reader = std::io::BufReader::new(file);
-        read_header(&mut reader)
+        let index = self.shared.index();
+        let m = index.messages.get(id).ok_or_else(|| not_queued(id))?;
+        Ok(m.meta.clone())
     }
 
-    /// Reads a message back.
+    /// A queued message's state records (appended by [`Spool::append_state`]), oldest first.
+    pub fn states(&self, id: &QueueId) -> std::io::Result<Vec<Vec<u8>>> {
+        let index = self.shared.index();
+        let m = index.messages.get(id).ok_or_else(|| not_queued(id))?;
+        Ok(m.states.clone())
+    }
+
+    /// Reads a message back (checking its record's checksum). Blocking: call from a blocking task.
     pub fn load(&self, id: &QueueId) -> std::io::Result<SpooledMessage> {
-        let file = std::fs::File::open(self.msg_path(id))?;
-        let mut reader = std::io::BufReader::new(file);
-        let meta = read_header(&mut reader)?;
-        let mut message = Vec::with_capacity(meta.size as usize);
-        std::io::Read::read_to_end(&mut reader, &mut message)?;
-        if message.len() as u64 != meta.size {
-            return Err(invalid(format!(
-                "{id}: message is {} octets, header says {}",
-                message.len(),
-                meta.size
-            )));
+        let (file, span) = {
+            let index = self.shared.index();
+            let m = index.messages.get(id).ok_or_else(|| not_queued(id))?;
+            let seg = index
+                .segments
+                .get(&m.seq)
+                .ok_or_else(|| std::io::Error::other(format!("{id}: segment missing")))?;
+            (seg.file.clone(), m.span)
+        };
+        let body = commit::read_record(&file, span)?;
+        match record::decode(&body) {
+            Ok(record::Entry::Message { meta, message, .. }) if &meta.id == id => {
+                Ok(SpooledMessage {
+                    message: message.to_vec(),
+                    meta,
+                })
+            }
+            _ => Err(invalid(format!("{id}: the record is not this message"))),
         }
-        Ok(SpooledMessage { meta, message })
-    }
-
-    /// Removes a message for good: `ID.msg` first (so a crash in between leaves only an orphaned
-    /// state file, which `open` cleans), then `ID.state`, then fsyncs the directory.
-    pub fn remove(&self, id: &QueueId) -> std::io::Result<()> {
-        unlink_pair(&self.msg_path(id), &self.state_path(id))?;
-        fsync_dir(&self.dir)?;
-        self.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// [`Spool::remove`] for concurrent callers: the directory fsync is shared with the
-    /// committer's current batch (stores and other removals).
-    pub async fn discard(&self, id: &QueueId) -> std::io::Result<()> {
-        let msg = self.msg_path(id);
-        let state = self.state_path(id);
-        tokio::task::spawn_blocking(move || unlink_pair(&msg, &state))
-            .await
-            .map_err(std::io::Error::other)??;
-        self.committer.sync_dir().await
     }
 }
 
-/// Deletes `ID.msg` then `ID.state`; either may already be gone.
-fn unlink_pair(msg: &Path, state: &Path) -> std::io::Result<()> {
-    for path in [msg, state] {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+fn not_queued(id: &QueueId) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{id} is not in the queue"),
+    )
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -270,96 +304,100 @@ fn invalid(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
 }
 
-fn write_message(path: &Path, meta: &MessageMeta, message: &[u8]) -> std::io::Result<()> {
-    let mut header = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
-    header.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    let result = (|| {
-        let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, &mut file);
-        buffered.write_all(MAGIC)?;
-        buffered.write_all(&header)?;
-        buffered.write_all(message)?;
-        buffered.flush()?;
-        drop(buffered);
-        file.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    result
-}
-
-fn read_header(reader: &mut impl BufRead) -> std::io::Result<MessageMeta> {
-    let mut magic = Vec::new();
-    reader.read_until(b'\n', &mut magic)?;
-    if magic != MAGIC {
-        return Err(invalid("not a mailwit spool file".into()));
-    }
-    let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line)?;
-    serde_json::from_slice(&line).map_err(|e| invalid(format!("bad spool header: {e}")))
-}
-
 pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn list_ids(dir: &Path) -> std::io::Result<Vec<QueueId>> {
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(id) = name.strip_suffix(".msg").and_then(QueueId::parse) {
-            ids.push(id);
-        }
-    }
-    ids.sort();
-    Ok(ids)
-}
-
-/// Crash recovery: delete `ID.tmp` (never acknowledged) and `ID.state` without `ID.msg` (removal
-/// interrupted). Returns the newest id, to keep ids increasing across restarts.
-fn recover(dir: &Path) -> std::io::Result<Option<QueueId>> {
+/// Reads every segment into a fresh index, starts a new active segment, migrates old-format
+/// files into it.
+fn recover(dir: &Path) -> std::io::Result<(index::Index, commit::Active)> {
     std::fs::create_dir_all(dir)?;
-    let mut changed = false;
-    let mut newest: Option<QueueId> = None;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some((stem, ext)) = name.rsplit_once('.') else {
-            continue;
-        };
-        let Some(id) = QueueId::parse(stem) else {
-            continue;
-        };
-        match ext {
-            "tmp" => {
-                tracing::warn!(queue_id = %id, "removing half-written spool file");
-                std::fs::remove_file(entry.path())?;
-                changed = true;
-            }
-            "state" if !dir.join(format!("{stem}.msg")).exists() => {
-                std::fs::remove_file(entry.path())?;
-                changed = true;
-            }
-            _ => {}
-        }
-        if newest.as_ref().is_none_or(|n| &id > n) {
-            newest = Some(id);
-        }
-    }
-    if changed {
-        fsync_dir(dir)?;
-    }
     // The directory itself must be durable in its parent for the first message to survive.
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fsync_dir(parent)?;
     }
-    Ok(newest)
+    let quarantine = dir.join("quarantine");
+    let mut index = index::Index::default();
+    let seqs = segment::list(dir)?;
+    for &seq in &seqs {
+        let file = Arc::new(segment::open(dir, seq)?);
+        let size = file.metadata()?.len();
+        index.segments.insert(
+            seq,
+            index::Segment {
+                file,
+                size,
+                live: 0,
+                live_bytes: 0,
+                closed_at: Some(std::time::Instant::now()),
+            },
+        );
+        segment::scan(dir, seq, Some(&quarantine), |span, entry| match entry {
+            record::Entry::Message { meta, states, .. } => index.put(meta, states, seq, span),
+            record::Entry::State { id, states } => index.add_states(&id, states),
+            record::Entry::Done { id } => {
+                index.forget(&id);
+            }
+        })?;
+    }
+    let seq = seqs.last().map_or(1, |s| s + 1);
+    let file = Arc::new(segment::create(dir, seq)?);
+    let size = record::SEGMENT_MAGIC.len() as u64;
+    index.segments.insert(
+        seq,
+        index::Segment {
+            file: file.clone(),
+            size,
+            live: 0,
+            live_bytes: 0,
+            closed_at: None,
+        },
+    );
+    let mut active = commit::Active {
+        seq,
+        file,
+        size,
+        broken: false,
+    };
+    legacy::migrate(dir, &mut index, &mut active)?;
+    if !index.messages.is_empty() {
+        tracing::info!(
+            queued = index.messages.len(),
+            segments = index.segments.len(),
+            "spool opened"
+        );
+    }
+    Ok((index, active))
+}
+
+/// Every message queued in the spool at `dir`, read without opening it for writing (no
+/// quarantine copies, no new segment): for tests and tools, also while a server runs.
+pub fn snapshot(dir: &Path) -> std::io::Result<Vec<SpooledMessage>> {
+    let mut queued = std::collections::BTreeMap::new();
+    let seqs = match segment::list(dir) {
+        Ok(seqs) => seqs,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    for seq in seqs {
+        let scanned = segment::scan(dir, seq, None, |_, entry| match entry {
+            record::Entry::Message { meta, message, .. } => {
+                let message = message.to_vec();
+                queued.insert(meta.id.clone(), SpooledMessage { meta, message });
+            }
+            record::Entry::State { .. } => {}
+            record::Entry::Done { id } => {
+                queued.remove(&id);
+            }
+        });
+        match scanned {
+            Ok(_) => {}
+            // Reclaimed meanwhile: whatever was live in it was copied to a later segment first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(queued.into_values().collect())
 }
 
 #[cfg(test)]

@@ -207,18 +207,11 @@ impl TestServer {
         }
     }
 
-    /// Spooled messages (`<state>/queue/*.msg`).
-    pub fn spooled(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.state_dir().join("queue"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "msg"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
+    /// The messages the spool holds (`<state>/queue/`, read while the server runs).
+    pub fn spooled(&self) -> Vec<Vec<u8>> {
+        mailwit::spool::snapshot(&self.state_dir().join("queue"))
+            .map(|queued| queued.into_iter().map(|m| m.message).collect())
+            .unwrap_or_default()
     }
 
     /// Every accepted transaction's message the server holds, spooled or delivered to any
@@ -226,7 +219,9 @@ impl TestServer {
     /// delivered to two mailboxes is two files; all carry the same Received header (with its
     /// unique transaction id), so they are told apart from that header on.
     pub fn all_messages(&self) -> Vec<Vec<u8>> {
-        let mut files: Vec<PathBuf> = self.spooled();
+        // The spool first: a message delivered meanwhile is then found in its Maildir.
+        let mut held = self.spooled();
+        let mut files: Vec<PathBuf> = Vec::new();
         let mail = self.state_dir().join("mail");
         for domain in read_dir(&mail) {
             for user in read_dir(&domain) {
@@ -235,11 +230,9 @@ impl TestServer {
                 }
             }
         }
+        held.extend(files.iter().filter_map(|f| std::fs::read(f).ok()));
         let mut seen = std::collections::BTreeSet::new();
-        for file in files {
-            let Ok(bytes) = std::fs::read(&file) else {
-                continue; // delivered and removed meanwhile: the Maildir copy counts
-            };
+        for bytes in held {
             let from = bytes
                 .windows(10)
                 .position(|w| w == b"Received: ")
