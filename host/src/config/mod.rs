@@ -6,8 +6,8 @@
 
 pub mod dns;
 pub mod engine;
-pub mod mta_sts;
 pub mod mailauth;
+pub mod mta_sts;
 pub mod ops;
 pub mod plugins;
 pub mod queue;

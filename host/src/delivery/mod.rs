@@ -9,8 +9,8 @@
 pub mod dane;
 pub mod lmtp;
 pub mod maildir;
-pub mod mta_sts;
 pub mod measured;
+pub mod mta_sts;
 pub mod mx;
 pub mod remote;
 pub mod smtp_client;
