@@ -130,38 +130,8 @@ impl Resolver {
     /// server looks up is absolute), and DNSSEC validation against `trust_anchors` (default: the
     /// IANA root keys) when `dnssec = true`.
     pub fn from_config(config: &DnsConfig) -> Result<Arc<Resolver>, String> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = if config.nameservers.is_empty() {
-            match TokioResolver::builder(provider.clone()) {
-                Ok(builder) => builder,
-                // No usable /etc/resolv.conf: start anyway; lookups fail temporarily (mail
-                // defers) until name servers are configured.
-                Err(e) => {
-                    tracing::warn!(error = %e, "no system DNS configuration; DNS lookups will fail");
-                    TokioResolver::builder_with_config(
-                        ResolverConfig::from_name_servers(Vec::new()),
-                        provider,
-                    )
-                }
-            }
-        } else {
-            let servers = config
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
-        };
+        let mut builder = builder(config);
         let options = builder.options_mut();
-        options.timeout = config.timeout;
-        options.attempts = config.attempts.max(1);
-        options.ndots = 0;
         if config.dnssec {
             options.validate = true;
             if let Some(path) = &config.trust_anchors {
@@ -405,6 +375,46 @@ fn absolute(name: &str) -> String {
     } else {
         format!("{name}.")
     }
+}
+
+/// A hickory resolver builder for `[dns]`: the configured name servers (UDP, and TCP for
+/// truncated and DNSSEC answers) or the system's, the timeout and attempts, ndots 0. Shared by
+/// [`Resolver`] and mail-auth's own resolver (mail-auth owns its hickory resolver).
+pub fn builder(config: &DnsConfig) -> hickory_resolver::ResolverBuilder<TokioRuntimeProvider> {
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = if config.nameservers.is_empty() {
+        match TokioResolver::builder(provider.clone()) {
+            Ok(builder) => builder,
+            // No usable /etc/resolv.conf: start anyway; lookups fail temporarily (mail
+            // defers) until name servers are configured.
+            Err(e) => {
+                tracing::warn!(error = %e, "no system DNS configuration; DNS lookups will fail");
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(Vec::new()),
+                    provider,
+                )
+            }
+        }
+    } else {
+        let servers = config
+            .nameservers
+            .iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
+    };
+    let options = builder.options_mut();
+    options.timeout = config.timeout;
+    options.attempts = config.attempts.max(1);
+    // Every name the server looks up is absolute: never try search domains.
+    options.ndots = 0;
+    builder
 }
 
 #[cfg(test)]
