@@ -3,7 +3,11 @@
 # Installs the pinned ComponentizeJS (package-lock.json) on first use.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-if [ ! -x "$here/node_modules/.bin/componentize-js" ]; then
-  (cd "$here" && npm ci --no-audit --no-fund)
-fi
+# Tests build several plugins at once: one npm ci at a time, and the others wait for it.
+(
+  flock 9
+  if [ ! -f "$here/node_modules/.installed" ]; then
+    (cd "$here" && npm ci --no-audit --no-fund && touch node_modules/.installed)
+  fi
+) 9>"$here/.npm-lock"
 exec node "$here/build.mjs" "$@"
