@@ -288,6 +288,34 @@ fn next_line(message: &[u8], pos: usize) -> usize {
     memchr::memchr(b'\n', &message[pos..]).map_or(message.len(), |i| pos + i + 1)
 }
 
+impl AuthResults {
+    /// The plugin-facing summary the data hook receives (contract 0.2 `authentication`).
+    pub fn to_policy(&self) -> crate::policy::AuthenticationResults {
+        use crate::policy::{DkimResult, DmarcResult, SpfResult};
+        crate::policy::AuthenticationResults {
+            spf: Some(SpfResult {
+                result: self.spf_mail_from.result.as_str().to_string(),
+                domain: self.spf_mail_from.domain.clone(),
+            }),
+            dkim: self
+                .dkim
+                .iter()
+                .map(|d| DkimResult {
+                    result: d.result.as_str().to_string(),
+                    domain: d.domain.clone(),
+                    selector: d.selector.clone(),
+                })
+                .collect(),
+            dmarc: self.dmarc.as_ref().map(|d| DmarcResult {
+                result: d.result.as_str().to_string(),
+                policy: d.policy.as_str().to_string(),
+                aligned: d.spf_aligned || d.dkim_aligned,
+            }),
+            arc: Some(self.arc.result.as_str().to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,33 +374,5 @@ mod tests {
              \tdmarc=none;\r\n\
              \tarc=none\r\n"
         );
-    }
-}
-
-impl AuthResults {
-    /// The plugin-facing summary the data hook receives (contract 0.2 `authentication`).
-    pub fn to_policy(&self) -> crate::policy::AuthenticationResults {
-        use crate::policy::{DkimResult, DmarcResult, SpfResult};
-        crate::policy::AuthenticationResults {
-            spf: Some(SpfResult {
-                result: self.spf_mail_from.result.as_str().to_string(),
-                domain: self.spf_mail_from.domain.clone(),
-            }),
-            dkim: self
-                .dkim
-                .iter()
-                .map(|d| DkimResult {
-                    result: d.result.as_str().to_string(),
-                    domain: d.domain.clone(),
-                    selector: d.selector.clone(),
-                })
-                .collect(),
-            dmarc: self.dmarc.as_ref().map(|d| DmarcResult {
-                result: d.result.as_str().to_string(),
-                policy: d.policy.as_str().to_string(),
-                aligned: d.spf_aligned || d.dkim_aligned,
-            }),
-            arc: Some(self.arc.result.as_str().to_string()),
-        }
     }
 }

@@ -104,7 +104,7 @@ pub fn wasi_context(grants: WasiGrants, stderr: MemoryOutputPipe) -> WasiCtx {
         builder
             .secure_random(Deterministic::new(deterministic_bytes()))
             .insecure_random(Deterministic::new(deterministic_bytes()))
-            .insecure_random_seed(0x6d61_696c_7769_74);
+            .insecure_random_seed(0x006d_6169_6c77_6974);
     }
     builder.build()
 }
