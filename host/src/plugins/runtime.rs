@@ -21,8 +21,6 @@ use super::breaker::{PluginStats, StatsSnapshot};
 use super::generation::{Generation, PluginSettings};
 use super::imports::dns::{Dns, DnsOptions};
 use super::imports::kv::{KvStore, MemoryKv};
-use super::pipeline::{PipelineHookFactory, PipelineQueueHooks};
-use crate::policy::{HookFactory, QueueHooks};
 
 /// Makes the kv store of a plugin (by plugin name).
 pub type KvFactory = Arc<dyn Fn(&str) -> Arc<dyn KvStore> + Send + Sync>;
@@ -181,18 +179,6 @@ impl Plugins {
     /// The generation new transactions run on.
     pub fn current(&self) -> Arc<Generation> {
         self.current.load_full()
-    }
-
-    /// The engine's per-connection hooks.
-    pub fn hook_factory(self: &Arc<Self>) -> Arc<dyn HookFactory> {
-        Arc::new(PipelineHookFactory {
-            plugins: self.clone(),
-        })
-    }
-
-    /// The queue manager's route and delivery hooks (the pipeline named "queue").
-    pub fn queue_hooks(self: &Arc<Self>) -> Arc<dyn QueueHooks> {
-        Arc::new(PipelineQueueHooks::new(self.clone()))
     }
 
     /// A handle the admin socket keeps to trigger reloads.
