@@ -124,6 +124,7 @@ fn bench_plugins(c: &mut Criterion) {
         authzid: String::new(),
         authcid: "alice".into(),
         secret: "secret".into(),
+        challenge: None,
     };
     group.bench_function("hook call: auth", |b| {
         b.iter(|| rt.block_on(warm.auth(&s, &creds)))

@@ -110,6 +110,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections; finishing transactions in flight");
     server.shutdown().await;
     queue.shutdown();
+    // Deliveries in flight get the same bounded grace as the sessions had.
+    let left = queue.drain(config.server.shutdown_grace()).await;
+    if left > 0 {
+        tracing::warn!(
+            in_flight = left,
+            "shutdown grace expired with deliveries in flight; they are retried after a restart"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

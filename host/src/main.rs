@@ -31,7 +31,12 @@ enum Command {
         config: PathBuf,
     },
     /// Read a password on standard input, print its argon2 PHC hash for a users file.
-    HashPassword,
+    HashPassword {
+        /// Print the CRAM-MD5 secret instead (`{CRAM-MD5}` + HMAC-MD5 contexts): for odmr
+        /// listeners; password-equivalent, so keep the file private.
+        #[arg(long)]
+        cram_md5: bool,
+    },
     /// Inspect and steer the running server's queue (over `<state>/admin.sock`).
     Queue(mailwit::admin::cli::QueueArgs),
     /// Reload plugins and pipelines of the running server.
@@ -44,7 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, state_dir } => serve(config, state_dir),
         Command::CheckConfig { config } => check_config(config),
-        Command::HashPassword => hash_password(),
+        Command::HashPassword { cram_md5 } => hash_password(cram_md5),
         Command::Queue(args) => return admin(mailwit::admin::cli::run_queue(&args)),
         Command::Reload(args) => return admin(mailwit::admin::cli::run_reload(&args)),
     };
@@ -112,11 +117,18 @@ fn check_config(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hash_password() -> anyhow::Result<()> {
+fn hash_password(cram_md5: bool) -> anyhow::Result<()> {
     let mut password = String::new();
     std::io::stdin().read_line(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!password.is_empty(), "empty password on standard input");
-    println!("{}", mailwit::auth::hash_password(password)?);
+    if cram_md5 {
+        println!(
+            "{}",
+            mailwit::auth::CramSecret::from_password(password).encode()
+        );
+    } else {
+        println!("{}", mailwit::auth::hash_password(password)?);
+    }
     Ok(())
 }

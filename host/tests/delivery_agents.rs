@@ -288,10 +288,12 @@ async fn eight_bit_body_needs_8bitmime() {
     let eight = message("8bit", "Grüße\r\n");
     let seven = message("7bit", "plain\r\n");
 
-    // Withheld 8BITMIME: the 8-bit message bounces (no downgrade), nothing is sent.
+    // Withheld 8BITMIME: an 8-bit header has no 7-bit form, so that message bounces unsent.
     let sink = Sink::start(&["-8"]);
-    let report = deliver(sink.addr, &outbound(&rp, &rcpts, &eight)).await;
+    let eight_header = message("Grüße", "plain\r\n");
+    let report = deliver(sink.addr, &outbound(&rp, &rcpts, &eight_header)).await;
     assert_eq!(summary(&report), [("failed", 554, "5.6.3".into())]);
+    assert!(sink.messages().is_empty());
     // A message declared 8BITMIME whose bytes are 7-bit still goes, without BODY=.
     let mut declared = rp.clone();
     declared.body = Some(BodyType::EightBitMime);
@@ -300,6 +302,22 @@ async fn eight_bit_body_needs_8bitmime() {
     let dumps = sink.wait_messages(1);
     assert_eq!(dumps.len(), 1);
     assert!(dumps[0].contains("X-Mail-Args: <alice@origin.test>\n"));
+    // The 8-bit body is downgraded to quoted-printable (RFC 6152 §3) and delivered, no BODY=.
+    let report = deliver(sink.addr, &outbound(&declared, &rcpts, &eight)).await;
+    assert_eq!(kinds(&report), ["delivered"]);
+    let dumps = sink.wait_messages(2);
+    let dump = dumps.iter().find(|d| d.contains("Subject: 8bit")).unwrap();
+    assert!(
+        dump.contains("X-Mail-Args: <alice@origin.test>\n"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(
+            "MIME-Version: 1.0\nContent-Transfer-Encoding: quoted-printable\n\nGr=C3=BC=C3=9Fe\n"
+        ),
+        "{dump}"
+    );
+    assert!(dump.is_ascii(), "{dump}");
 
     // With 8BITMIME: sent with BODY=8BITMIME.
     let sink = Sink::start(&[]);

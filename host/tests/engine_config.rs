@@ -33,7 +33,7 @@ fn quickstart_checks_ok() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 listeners"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 listeners"));
 }
 
 #[test]

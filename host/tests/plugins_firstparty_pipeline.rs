@@ -205,6 +205,7 @@ async fn quickstart_auth_static_checks_argon2_hashes() {
         authzid: String::new(),
         authcid: user.into(),
         secret: secret.into(),
+        challenge: None,
     };
     let ok = h
         .auth(&s, &creds("alice@example.test", "alice-secret"))
@@ -243,6 +244,7 @@ async fn auth_static_takes_hashes_made_by_the_host_argon2() {
         authzid: String::new(),
         authcid: user.into(),
         secret: secret.into(),
+        challenge: None,
     };
     assert_eq!(
         h.auth(&s, &creds("carol", "s3cret")).await,

@@ -435,6 +435,7 @@ async fn auth_chain_asks_backends_in_order() {
         authzid: String::new(),
         authcid: "alice".into(),
         secret: secret.into(),
+        challenge: None,
     };
     assert_eq!(
         h.auth(&session("s"), &creds("secret")).await,

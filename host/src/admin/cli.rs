@@ -172,11 +172,12 @@ pub fn render(response: &Response) -> String {
             );
             for d in domains {
                 out += &format!(
-                    "{:<40} {:>10} {:>10} {:>12}\n",
+                    "{:<40} {:>10} {:>10} {:>12}{}\n",
                     d.domain,
                     d.recipients,
                     d.deferred,
-                    age(d.oldest_age_secs)
+                    age(d.oldest_age_secs),
+                    if d.odmr_held { "  held for ATRN" } else { "" }
                 );
             }
             let total: usize = domains.iter().map(|d| d.recipients).sum();

@@ -1,10 +1,16 @@
-//! The built-in credential backend: a users file of `user:argon2-PHC-hash` lines.
+//! The built-in credential backend: a users file of `user:argon2-PHC-hash` lines, and
+//! `user:{CRAM-MD5}hex` lines for CRAM-MD5 (see [`cram`]; a user may have one of each).
 //!
 //! It answers only when no auth plugin knew the user (`AuthResult::Unknown`), so the quickstart
-//! works without plugins. Hashes are argon2 PHC strings (`$argon2id$v=19$m=...`), made with
+//! works without plugins; CRAM-MD5 always comes here (the plugin contract cannot carry a
+//! challenge yet). Hashes are argon2 PHC strings (`$argon2id$v=19$m=...`), made with
 //! `mailwit hash-password`. Verification is deliberately slow (argon2), so it runs on tokio's
 //! blocking pool, and unknown users are verified against a dummy hash so that the time taken
 //! does not reveal which users exist.
+
+pub mod cram;
+
+pub use cram::CramSecret;
 
 use crate::policy::{AuthResult, Credentials};
 use argon2::Argon2;
@@ -17,6 +23,8 @@ use std::sync::{Arc, OnceLock};
 #[derive(Clone, Default)]
 pub struct UserDb {
     users: Arc<HashMap<String, String>>,
+    /// CRAM-MD5 secrets (HMAC-MD5 contexts), for users that have one.
+    cram: Arc<HashMap<String, CramSecret>>,
 }
 
 impl std::fmt::Debug for UserDb {
@@ -39,6 +47,7 @@ impl UserDb {
     /// case-insensitively. Errors are `line: message`.
     pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> anyhow::Result<UserDb> {
         let mut users = HashMap::new();
+        let mut cram = HashMap::new();
         for (n, line) in lines.into_iter().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -47,6 +56,13 @@ impl UserDb {
             let Some((user, hash)) = line.split_once(':') else {
                 anyhow::bail!("{}: expected user:argon2-hash", n + 1);
             };
+            if hash.starts_with(cram::SCHEME) {
+                let Some(secret) = CramSecret::parse(hash) else {
+                    anyhow::bail!("{}: {user}: {{CRAM-MD5}} needs 64 hex digits", n + 1);
+                };
+                cram.insert(user.to_ascii_lowercase(), secret);
+                continue;
+            }
             if PasswordHash::new(hash).is_err() {
                 anyhow::bail!("{}: {user}: not a PHC password hash", n + 1);
             }
@@ -54,20 +70,41 @@ impl UserDb {
         }
         Ok(UserDb {
             users: Arc::new(users),
+            cram: Arc::new(cram),
         })
     }
 
+    /// Users with a password hash, a CRAM-MD5 secret or both.
     pub fn len(&self) -> usize {
         self.users.len()
+            + self
+                .cram
+                .keys()
+                .filter(|u| !self.users.contains_key(*u))
+                .count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.len() == 0
+    }
+
+    /// CRAM-MD5: `secret` is the client's hex digest of `challenge`. `Unknown` for a user
+    /// without a CRAM-MD5 line (another backend may know it), `Invalid` for a wrong digest.
+    pub fn check_cram(&self, user: &str, challenge: &str, digest: &str) -> AuthResult {
+        let user = user.to_ascii_lowercase();
+        match self.cram.get(&user) {
+            None => AuthResult::Unknown,
+            Some(secret) if secret.verify(challenge.as_bytes(), digest) => AuthResult::Ok(user),
+            Some(_) => AuthResult::Invalid,
+        }
     }
 
     /// Checks credentials: `Ok(identity)`, `Invalid` for a wrong password or a foreign authzid,
     /// `Unknown` for a user not in the file.
     pub async fn check(&self, credentials: &Credentials) -> AuthResult {
+        if let Some(challenge) = &credentials.challenge {
+            return self.check_cram(&credentials.authcid, challenge, &credentials.secret);
+        }
         let user = credentials.authcid.to_ascii_lowercase();
         let known = self.users.get(&user).cloned();
         // Acting as someone else (authzid) is not something the users file can grant.
@@ -122,7 +159,40 @@ mod tests {
             authzid: authzid.into(),
             authcid: user.into(),
             secret: secret.into(),
+            challenge: None,
         }
+    }
+
+    #[tokio::test]
+    async fn cram_md5_lines_answer_challenges() {
+        let secret = CramSecret::from_password("tanstaaftanstaaf");
+        let text = format!("tim:{}\n", secret.encode());
+        let db = UserDb::parse(text.lines()).unwrap();
+        assert_eq!(db.len(), 1);
+        let challenge = "<1896.697170952@postoffice.reston.mci.net>";
+        let cram = |user: &str, digest: &str| Credentials {
+            mechanism: "CRAM-MD5".into(),
+            authzid: String::new(),
+            authcid: user.into(),
+            secret: digest.into(),
+            challenge: Some(challenge.into()),
+        };
+        assert_eq!(
+            db.check(&cram("Tim", "b913a602c7eda7a495b4e6e7334d3890"))
+                .await,
+            AuthResult::Ok("tim".into())
+        );
+        assert_eq!(
+            db.check(&cram("tim", "00000000000000000000000000000000"))
+                .await,
+            AuthResult::Invalid
+        );
+        assert_eq!(
+            db.check(&cram("carol", "b913a602c7eda7a495b4e6e7334d3890"))
+                .await,
+            AuthResult::Unknown
+        );
+        assert!(UserDb::parse(["tim:{CRAM-MD5}00"]).is_err());
     }
 
     #[tokio::test]

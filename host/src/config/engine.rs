@@ -16,7 +16,7 @@
 //! [[listeners]]
 //! name = "mx"
 //! address = "127.0.0.1:2525"
-//! role = "mx"                       # mx | submission | submissions
+//! role = "mx"                       # mx | submission | submissions | odmr
 //!
 //! [local]
 //! domains = ["example.test"]
@@ -188,7 +188,7 @@ pub struct ListenerConfig {
     /// `<state>/listeners.json`).
     pub address: SocketAddr,
     /// mx: inbound for local domains; submission: STARTTLS, AUTH required; submissions: implicit
-    /// TLS, AUTH required.
+    /// TLS, AUTH required; odmr: AUTH (CRAM-MD5 too), then ATRN to collect held mail (RFC 2645).
     pub role: ListenerRole,
     /// The plugin pipeline that decides this listener's policy (see `[pipelines]`).
     #[serde(default)]
@@ -201,6 +201,10 @@ pub struct ListenerConfig {
     /// default) still refuses a client whose bytes arrived before the greeting was written.
     #[serde(default)]
     pub greeting_delay_ms: u64,
+    /// Offer AUTH CRAM-MD5 (RFC 2195), also without TLS. Default: only on odmr listeners (its
+    /// client, fetchmail, speaks nothing else); see `auth::cram` for why it is weak.
+    #[serde(default)]
+    pub cram_md5: Option<bool>,
 }
 
 impl ListenerConfig {
@@ -219,6 +223,11 @@ impl ListenerConfig {
     /// Whether MAIL needs AUTH first.
     pub fn auth_required(&self) -> bool {
         !matches!(self.role, ListenerRole::Mx)
+    }
+    /// Whether AUTH CRAM-MD5 is offered.
+    pub fn cram_md5(&self) -> bool {
+        self.cram_md5
+            .unwrap_or(matches!(self.role, ListenerRole::Odmr))
     }
 }
 

@@ -48,6 +48,9 @@ pub struct Config {
     /// `[dns]`: the resolver every lookup of the server goes through.
     #[serde(default)]
     pub dns: dns::DnsConfig,
+    /// `[odmr]`: who may collect which held domains with ATRN (RFC 2645).
+    #[serde(default)]
+    pub odmr: queue::OdmrConfig,
     /// The file this configuration came from (None for the embedded quickstart).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -236,6 +239,10 @@ impl Config {
             let (key, message) = e.split_once(": ").unwrap_or(("routes", &e));
             return Err((key.to_string(), message.to_string()));
         }
+        if let Err(e) = self.odmr.validate(&self.routes) {
+            let (key, message) = e.split_once(": ").unwrap_or(("odmr", &e));
+            return Err((key.to_string(), message.to_string()));
+        }
         for (i, domain) in self.local.domains.iter().enumerate() {
             if domain.is_empty() || domain.contains(['@', ' ']) || domain.ends_with('.') {
                 return Err((
@@ -319,7 +326,7 @@ mod tests {
     #[test]
     fn quickstart_parses() {
         let config = Config::quickstart();
-        assert_eq!(config.listeners.len(), 3);
+        assert_eq!(config.listeners.len(), 4);
         assert_eq!(
             config.local.resolve("Postmaster@Example.TEST").as_deref(),
             Some("alice@example.test")

@@ -21,6 +21,8 @@
 //! relay = { host = "mx.partner.test", port = 25, tls = "required", credentials = "partner" }
 //! [routes.domains."direct.test"]
 //! mx = true                   # MX even when a smarthost is set
+//! [routes.domains."odmr.test"]
+//! odmr = true                 # hold in the queue until collected with ATRN (RFC 2645)
 //! [routes.credentials.partner]
 //! username = "me"
 //! password = "secret"
@@ -178,6 +180,11 @@ pub struct DomainRoute {
     /// Accept and drop.
     #[serde(default)]
     pub discard: bool,
+    /// Hold in the queue until the domain's customer collects it with ATRN on an odmr listener
+    /// (who may collect it: `[odmr] users`). Decided by the core before any route hook; held
+    /// mail gets the usual delay warnings and bounces after `[queue] lifetime`.
+    #[serde(default)]
+    pub odmr: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,10 +210,11 @@ impl RoutesConfig {
             let chosen = route.lmtp.is_some() as u8
                 + route.relay.is_some() as u8
                 + route.mx as u8
-                + route.discard as u8;
+                + route.discard as u8
+                + route.odmr as u8;
             if chosen != 1 {
                 return Err(format!(
-                    "routes.domains.\"{domain}\": set exactly one of lmtp, relay, mx = true, discard = true"
+                    "routes.domains.\"{domain}\": set exactly one of lmtp, relay, mx = true, discard = true, odmr = true"
                 ));
             }
             if let Some(relay) = &route.relay {
@@ -214,6 +222,13 @@ impl RoutesConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether mail for `domain` (exact match, any case, trailing dot ignored) is held for ODMR.
+    /// Exact only: a held domain's subdomains are not the customer's unless listed.
+    pub fn is_odmr(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.domains.get(&domain).is_some_and(|r| r.odmr)
     }
 
     /// The entry for `domain`: exact match first, then the nearest parent domain.
@@ -316,5 +331,44 @@ mod tests {
         assert_eq!(cfg.retry_max, Duration::from_secs(3600));
         assert!(cfg.etrn_allowed("127.1.2.3".parse().unwrap()));
         assert!(!cfg.etrn_allowed("10.0.0.1".parse().unwrap()));
+    }
+}
+
+/// `[odmr]`: who may collect which held domains with ATRN.
+///
+/// ```toml
+/// [odmr]
+/// users = { "alice@example.test" = ["odmr.test"] }
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OdmrConfig {
+    /// Authenticated identity (lower case) -> the domains it may collect.
+    #[serde(default)]
+    pub users: BTreeMap<String, Vec<String>>,
+}
+
+impl OdmrConfig {
+    /// The domains `user` may collect (lower case).
+    pub fn domains_of(&self, user: &str) -> Vec<String> {
+        self.users
+            .iter()
+            .find(|(u, _)| u.eq_ignore_ascii_case(user))
+            .map(|(_, domains)| domains.iter().map(|d| d.to_ascii_lowercase()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every domain is an `odmr = true` route (else its mail would never be held).
+    pub fn validate(&self, routes: &RoutesConfig) -> Result<(), String> {
+        for (user, domains) in &self.users {
+            for domain in domains {
+                if !routes.is_odmr(domain) {
+                    return Err(format!(
+                        "odmr.users.{user}: {domain:?} has no [routes.domains.\"{domain}\"] odmr = true"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -5,9 +5,11 @@
 //! then QUIT. Every transaction answers with one [`RecipientOutcome`] per recipient, in order.
 //!
 //! Choices worth knowing:
-//! - 8-bit body to a peer without 8BITMIME: we bounce (5.6.3), we do not downgrade. RFC 6152 §3
-//!   allows either; a downgrade rewrites MIME parts (breaking DKIM signatures) and 8BITMIME is
-//!   near universal. A message merely *declared* 8BITMIME whose bytes are all 7-bit is sent as is.
+//! - 8-bit body to a peer without 8BITMIME: downgraded to quoted-printable (`downgrade`, RFC 6152
+//!   §3); only what has no 7-bit form (8-bit headers, 8-bit message/* parts, binary) bounces with
+//!   5.6.3. The rewrite breaks DKIM signatures made earlier, so peers with 8BITMIME always get
+//!   the bytes untouched. A message merely *declared* 8BITMIME whose bytes are all 7-bit is sent
+//!   as is.
 //! - SMTPUTF8 needed (a non-ASCII address, or the flag plus non-ASCII header bytes) and not offered:
 //!   5.6.7 per RFC 6531 §3.2.
 //! - SIZE: a message over the peer's announced limit fails with 5.3.4 before MAIL is sent.
@@ -20,6 +22,7 @@
 //! NOTIFY, `tls` the certificate policies (xtext is `crate::mail::xtext`).
 
 pub mod capabilities;
+pub mod downgrade;
 pub mod encode;
 pub mod reply;
 mod session;

@@ -12,6 +12,9 @@ pub fn session(s: &policy::SessionInfo) -> wit::SessionInfo {
             policy::ListenerRole::Mx => wit::ListenerRole::Mx,
             policy::ListenerRole::Submission => wit::ListenerRole::Submission,
             policy::ListenerRole::Submissions => wit::ListenerRole::Submissions,
+            // WIT 0.1 has no odmr role; plugins see an authenticated submission-like listener
+            // until the contract gains one.
+            policy::ListenerRole::Odmr => wit::ListenerRole::Submission,
         },
         client_ip: s.client.ip().to_string(),
         client_port: s.client.port(),

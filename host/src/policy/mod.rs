@@ -87,6 +87,8 @@ pub enum ListenerRole {
     Mx,
     Submission,
     Submissions,
+    /// On-Demand Mail Relay (RFC 2645): AUTH, then ATRN to collect held mail.
+    Odmr,
 }
 
 /// What a hook knows about the session it runs in.

@@ -12,7 +12,7 @@ use crate::mail::address;
 use crate::policy::{DeliveryEvent, DeliveryOutcome, Recipient, Reply};
 use crate::spool::{QueueId, Spool, SpooledMessage, now_ms};
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +32,8 @@ struct Inner {
     stopped: AtomicBool,
     global: Arc<Semaphore>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// ODMR domains an ATRN session is collecting right now (one session per domain).
+    collecting: Mutex<HashSet<String>>,
 }
 
 /// What one destination said about some of the message's recipients.
@@ -64,6 +66,7 @@ impl Queue {
             wake: Notify::new(),
             stopped: AtomicBool::new(false),
             per_destination: Mutex::new(HashMap::new()),
+            collecting: Mutex::new(HashSet::new()),
         });
         tracing::info!(
             queued = inner.messages.lock().unwrap().len(),
@@ -77,6 +80,31 @@ impl Queue {
     pub fn shutdown(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);
         self.inner.wake.notify_one();
+    }
+
+    /// After [`Queue::shutdown`]: waits up to `grace` for the attempts in flight to finish and
+    /// be recorded. Returns how many were still running (the process may exit under them: their
+    /// recipients are tried again after the restart, at-least-once).
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self.in_flight();
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Messages with an attempt (or an ATRN collection) running now.
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .messages
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| e.active)
+            .count()
     }
 
     /// Makes deferred mail due now: all of it, or only recipients at `domain` (ETRN, `queue
@@ -207,9 +235,11 @@ impl Queue {
                         recipients: 0,
                         deferred: 0,
                         oldest_age_secs: 0,
+                        odmr_held: false,
                     });
                 s.recipients += 1;
                 s.deferred += (r.status == RcptStatus::Deferred) as usize;
+                s.odmr_held |= self.inner.opts.routes.is_odmr(&s.domain);
                 s.oldest_age_secs = s.oldest_age_secs.max(age);
             }
         }
@@ -224,6 +254,189 @@ impl Queue {
 
     pub fn config(&self) -> &crate::config::queue::QueueConfig {
         &self.inner.opts.config
+    }
+
+    /// ATRN: claims every queued message with a recipient in one of `domains` (ODMR-held
+    /// domains), taking them out of the scheduler until the [`Collection`] is delivered or
+    /// dropped. `Err(domain)` when another ATRN session is collecting that domain; `Ok(None)`
+    /// when nothing is queued for them. A message in the middle of a scheduled attempt (a held
+    /// deferral being recorded takes milliseconds) is waited for, up to a few seconds; one
+    /// still busy then is left to the next collection.
+    pub async fn collect(&self, domains: &[String]) -> Result<Option<Collection>, String> {
+        let domains: Vec<String> = domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        {
+            let mut busy = self.inner.collecting.lock().unwrap();
+            if let Some(taken) = domains.iter().find(|d| busy.contains(*d)) {
+                return Err(taken.clone());
+            }
+            busy.extend(domains.iter().cloned());
+        }
+        let mut collection = Collection {
+            inner: self.inner.clone(),
+            domains,
+            ids: Vec::new(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let busy = {
+                let now = now_ms();
+                let mut table = self.inner.messages.lock().unwrap();
+                let matching: Vec<(QueueId, bool)> = table
+                    .values()
+                    .filter(|e| !e.state.held && !collection.ids.contains(&e.state.meta.id))
+                    .filter(|e| !collection.recipients_of(&e.state).is_empty())
+                    .map(|e| (e.state.meta.id.clone(), e.active))
+                    .collect();
+                for (id, active) in &matching {
+                    if !active {
+                        table.update(id, now, |e| e.active = true);
+                        collection.ids.push(id.clone());
+                    }
+                }
+                matching.iter().any(|(_, active)| *active)
+            };
+            if !busy || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        collection.ids.sort();
+        if collection.ids.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(collection))
+    }
+}
+
+/// Messages claimed by one ATRN session. Dropping it hands whatever was not delivered back to
+/// the scheduler and frees its domains for the next session.
+pub struct Collection {
+    inner: Arc<Inner>,
+    domains: Vec<String>,
+    /// Claimed and not yet delivered, oldest id first.
+    ids: Vec<QueueId>,
+}
+
+impl Collection {
+    /// How many messages are claimed and not yet delivered.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn domains(&self) -> &[String] {
+        &self.domains
+    }
+
+    /// The not yet final recipients of a message that belong to this collection's domains.
+    fn recipients_of(&self, state: &MessageState) -> Vec<usize> {
+        state
+            .rcpts
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                !r.status.is_final()
+                    && self.domains.contains(&address::domain(
+                        &state.meta.envelope.recipients[*i].address,
+                    ))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Sends every claimed message over `conn` (the turned ATRN connection), one transaction
+    /// each, and records each recipient's outcome like any delivery: delivered, deferred (held
+    /// again for the next ATRN) or failed (DSN). Stops early when the connection is lost; what
+    /// was not sent stays queued untouched. Returns how many messages were sent.
+    pub async fn deliver(&mut self, conn: &mut crate::delivery::smtp_client::Connection) -> usize {
+        let mut sent = 0;
+        while !self.ids.is_empty() {
+            if !conn.is_usable() {
+                break;
+            }
+            let id = self.ids.remove(0);
+            let members = self
+                .inner
+                .messages
+                .lock()
+                .unwrap()
+                .get(&id)
+                .map(|e| self.recipients_of(&e.state))
+                .unwrap_or_default();
+            let spool = self.inner.spool.clone();
+            let load_id = id.clone();
+            let loaded = tokio::task::spawn_blocking(move || spool.load(&load_id))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let msg = match loaded {
+                Ok(msg) if !members.is_empty() => msg,
+                Ok(_) => {
+                    self.inner.finish(&id);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %id, error = %e, "ATRN: cannot read spooled message");
+                    self.inner.finish(&id);
+                    continue;
+                }
+            };
+            let envelope = &msg.meta.envelope;
+            let recipients: Vec<Recipient> = members
+                .iter()
+                .map(|&i| envelope.recipients[i].clone())
+                .collect();
+            let outbound = Outbound {
+                queue_id: &msg.meta.id.0,
+                reverse_path: &envelope.reverse_path,
+                recipients: &recipients,
+                message: &msg.message,
+            };
+            let result = conn.send(&outbound).await;
+            if conn.failed_before_transaction() {
+                // Nothing reached the customer: leave the message as it was.
+                self.inner.finish(&id);
+                break;
+            }
+            let answers = members
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| Answer {
+                    rcpt: i,
+                    outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
+                        RecipientOutcome::Deferred(Reply::new(
+                            451,
+                            "4.3.0",
+                            "no answer for this recipient",
+                        ))
+                    }),
+                    remote_mta: result.remote_mta.clone(),
+                    dsn_passed_on: result.dsn_passed_on,
+                    final_hop: false,
+                })
+                .collect();
+            record(&self.inner, &msg, answers).await;
+            self.inner.finish(&id);
+            sent += 1;
+        }
+        sent
+    }
+}
+
+impl Drop for Collection {
+    fn drop(&mut self) {
+        for id in std::mem::take(&mut self.ids) {
+            self.inner.finish(&id);
+        }
+        let mut busy = self.inner.collecting.lock().unwrap();
+        for d in &self.domains {
+            busy.remove(d);
+        }
     }
 }
 
@@ -483,6 +696,19 @@ async fn route_all(
                 remote_mta: None,
                 dsn_passed_on: false,
                 final_hop: true,
+            }),
+            // Held mail is a deferral like any other: retried on the usual schedule (each retry
+            // only finds it held again), delay warnings, and a bounce after the lifetime.
+            Routed::Hold(domain) => answers.push(Answer {
+                rcpt: i,
+                outcome: RecipientOutcome::Deferred(Reply::new(
+                    451,
+                    "4.4.0",
+                    format!("held for {domain} until collected with ATRN (ODMR)"),
+                )),
+                remote_mta: None,
+                dsn_passed_on: false,
+                final_hop: false,
             }),
         }
     }

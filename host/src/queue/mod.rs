@@ -28,7 +28,7 @@ use crate::policy::QueueHooks;
 use crate::spool::QueueId;
 use std::sync::Arc;
 
-pub use manager::Queue;
+pub use manager::{Collection, Queue};
 pub use route::{LocalDomains, NoLocalDomains};
 pub use state::{RcptStatus, ReplyRecord};
 
@@ -79,4 +79,7 @@ pub struct DomainSummary {
     pub deferred: usize,
     /// Age of the oldest message with a recipient here, in seconds.
     pub oldest_age_secs: u64,
+    /// An ODMR domain: its mail waits for the customer's ATRN.
+    #[serde(default)]
+    pub odmr_held: bool,
 }

@@ -1,5 +1,7 @@
-//! Per-recipient routing: the route hook decides first; on `Continue` the route table applies
-//! (local domains -> Maildir, listed domains -> their entry, the rest -> smarthost or MX).
+//! Per-recipient routing: ODMR domains are held (the core decides: the operator's contract with
+//! the customer, not a policy question); then the route hook decides; on `Continue` the route
+//! table applies (local domains -> Maildir, listed domains -> their entry, the rest -> smarthost
+//! or MX).
 
 use crate::config::queue::RoutesConfig;
 use crate::delivery::Destination;
@@ -33,6 +35,8 @@ pub enum Routed {
     Discard,
     /// Undeliverable as addressed.
     Fail(Reply),
+    /// Kept in the queue for this ODMR domain until its customer collects it (ATRN).
+    Hold(String),
 }
 
 pub async fn route(
@@ -43,6 +47,9 @@ pub async fn route(
     rcpt: &Recipient,
 ) -> Routed {
     let domain = address::domain(&rcpt.address);
+    if routes.is_odmr(&domain) {
+        return Routed::Hold(domain);
+    }
     match hooks.route(from, rcpt).await {
         RouteDecision::Maildir(mailbox) => return Routed::To(Destination::Maildir(mailbox)),
         RouteDecision::Lmtp(target) => return Routed::To(Destination::Lmtp(target)),
@@ -75,6 +82,9 @@ pub fn table_route(routes: &RoutesConfig, local: &dyn LocalDomains, address: &st
         }
         if entry.discard {
             return Routed::Discard;
+        }
+        if entry.odmr && routes.is_odmr(&domain) {
+            return Routed::Hold(domain);
         }
         return Routed::To(Destination::Mx(domain));
     }

@@ -138,7 +138,7 @@ async fn refuse_raw(mut tcp: TcpStream, reply: &Reply) {
     .await;
 }
 
-fn session_config(shared: &Shared, listener: &ListenerConfig) -> SessionConfig {
+fn session_config(shared: &Shared, listener: &ListenerConfig, peer: SocketAddr) -> SessionConfig {
     let limits = &shared.config.server.limits;
     SessionConfig {
         hostname: shared.config.server.hostname.clone(),
@@ -152,8 +152,10 @@ fn session_config(shared: &Shared, listener: &ListenerConfig) -> SessionConfig {
         auth: listener.auth(),
         auth_plaintext: listener.auth_plaintext,
         auth_required: listener.auth_required(),
-        // ETRN is offered only where the queue config allows some clients to use it.
-        etrn: shared.queue.is_some() && !shared.config.queue.etrn_clients.is_empty(),
+        // ETRN is advertised (and accepted) only for the clients `[queue] etrn_clients` allows.
+        etrn: shared.queue.is_some() && shared.config.queue.etrn_allowed(peer.ip()),
+        cram_md5: listener.cram_md5(),
+        atrn: shared.queue.is_some() && listener.role == crate::policy::ListenerRole::Odmr,
     }
 }
 
@@ -189,8 +191,11 @@ async fn run(
         tls: tls.clone(),
         authenticated: None,
     };
+    let mut session = Session::new(session_config(&shared, listener, peer), tls);
+    // CRAM-MD5 challenges: unpredictable and unique (random digits, then the session id).
+    session.set_challenge_seed(&format!("{}.{}", rand::random::<u64>(), info.id));
     let mut conn = Connection {
-        session: Session::new(session_config(&shared, listener), tls),
+        session,
         stage: Stage::new(
             shared.clone(),
             shared.hooks.session_hooks(&listener.name),
@@ -272,6 +277,7 @@ impl Connection {
                         let _ = self.stream.shutdown().await;
                         return Ok(());
                     }
+                    Event::Turn { leftover } => return self.turn(leftover).await,
                     event => {
                         let answer = self.stage.answer(&self.session, event).await;
                         self.session.answer(answer);
@@ -355,6 +361,36 @@ impl Connection {
         })
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client does not read"))?
+    }
+
+    /// ATRN accepted: write the 250, then deliver the collected mail as the client on this
+    /// connection (`odmr`).
+    async fn turn(&mut self, leftover: Vec<u8>) -> io::Result<()> {
+        self.flush().await?;
+        let Some(mut collection) = self.stage.take_collection() else {
+            return Ok(());
+        };
+        let stream = std::mem::replace(&mut self.stream, Stream::Upgrading);
+        let customer = self
+            .stage
+            .info()
+            .helo
+            .clone()
+            .unwrap_or_else(|| self.stage.info().client.ip().to_string());
+        let sent = super::odmr::deliver(
+            stream,
+            leftover,
+            &mut collection,
+            &customer,
+            &self.shared.config.server.hostname,
+            self.shared.config.queue.client_timeout,
+        )
+        .await;
+        // Free the domains (and hand back what was not sent) before saying so.
+        let left = collection.len();
+        drop(collection);
+        tracing::info!(sent, left, "ATRN session done");
+        Ok(())
     }
 
     /// STARTTLS: the 220 goes out in clear, then the handshake; the session discards whatever

@@ -10,11 +10,13 @@
 //! - [`limits`]: connection limits in total and per client IP.
 //! - [`auth_failures`]: AUTH failures remembered per client IP across connections.
 //! - [`tls`]: rustls acceptor and certificates.
+//! - [`odmr`]: the client side of an ATRN session after the line turned (RFC 2645).
 
 pub mod auth_failures;
 pub mod connection;
 pub mod limits;
 pub mod listener;
+pub mod odmr;
 pub mod received;
 pub mod relay;
 pub mod stages;

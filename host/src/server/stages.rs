@@ -22,6 +22,8 @@ pub struct Stage {
     /// EHLO (true) or HELO (false), for the Received header.
     extended: bool,
     transactions: u64,
+    /// The mail an accepted ATRN claimed, delivered after the turn.
+    collection: Option<crate::queue::Collection>,
 }
 
 impl Stage {
@@ -32,7 +34,17 @@ impl Stage {
             info,
             extended: false,
             transactions: 0,
+            collection: None,
         }
+    }
+
+    /// The collection an accepted ATRN claimed (taken once, at the turn).
+    pub fn take_collection(&mut self) -> Option<crate::queue::Collection> {
+        self.collection.take()
+    }
+
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
     }
 
     /// See [`SessionHooks::holds_idle_resources`].
@@ -65,7 +77,8 @@ impl Stage {
             Event::Rcpt(rcpt) => self.rcpt(session, rcpt).await,
             Event::Message { envelope, data } => self.message(envelope, data).await,
             Event::Etrn { domain } => self.etrn(domain),
-            Event::StartTls | Event::Close => Answer::Accept,
+            Event::Atrn { domains } => self.atrn(domains).await,
+            Event::StartTls | Event::Close | Event::Turn { .. } => Answer::Accept,
         }
     }
 
@@ -81,6 +94,62 @@ impl Stage {
         let flushed = queue.flush(Some(name));
         tracing::info!(%domain, flushed, "ETRN");
         Answer::Accept
+    }
+
+    /// ATRN (RFC 2645): the authenticated user collects the held mail of its domains
+    /// (`[odmr] users`); all of them when it names none.
+    async fn atrn(&mut self, domains: Vec<String>) -> Answer {
+        let Some(queue) = &self.shared.queue else {
+            return Answer::Refuse(Reply::new(
+                451,
+                "4.3.0",
+                "Unable to process ATRN request now",
+            ));
+        };
+        let user = self.info.authenticated.clone().unwrap_or_default();
+        let allowed = self.shared.config.odmr.domains_of(&user);
+        let domains = if domains.is_empty() {
+            allowed.clone()
+        } else {
+            domains
+        };
+        if domains.is_empty() {
+            tracing::info!(%user, "ATRN refused: no ODMR domains for this user");
+            return Answer::Refuse(Reply::new(
+                450,
+                "4.7.1",
+                "ATRN request refused: no domains to collect",
+            ));
+        }
+        if let Some(denied) = domains.iter().find(|d| !allowed.contains(d)) {
+            tracing::info!(%user, domain = %denied, "ATRN refused: domain not allowed");
+            return Answer::Refuse(Reply::new(
+                450,
+                "4.7.1",
+                format!("ATRN request refused: {denied} is not yours to collect"),
+            ));
+        }
+        match queue.collect(&domains).await {
+            Err(busy) => {
+                tracing::info!(%user, domain = %busy, "ATRN refused: domain being collected");
+                Answer::Refuse(Reply::new(
+                    451,
+                    "4.4.5",
+                    format!(
+                        "Unable to process ATRN request now: {busy} is being collected by another session"
+                    ),
+                ))
+            }
+            Ok(None) => {
+                tracing::info!(%user, domains = %domains.join(","), "ATRN: no mail");
+                Answer::Refuse(Reply::new(453, "4.3.0", "You have no mail"))
+            }
+            Ok(Some(collection)) => {
+                tracing::info!(%user, domains = %domains.join(","), messages = collection.len(), "ATRN: turning the connection");
+                self.collection = Some(collection);
+                Answer::Accept
+            }
+        }
     }
 
     async fn ehlo(&mut self, name: String, extended: bool) -> Answer {
@@ -99,7 +168,13 @@ impl Stage {
                 "Too many authentication failures from your address, try again later",
             ));
         }
-        let mut result = self.hooks.auth(&self.info, &credentials).await;
+        // A challenge-response (CRAM-MD5) cannot be checked by plugins yet: the WIT credentials
+        // carry no challenge. It goes to the users file alone.
+        let mut result = if credentials.challenge.is_some() {
+            AuthResult::Unknown
+        } else {
+            self.hooks.auth(&self.info, &credentials).await
+        };
         if result == AuthResult::Unknown {
             result = self.shared.users.check(&credentials).await;
         }
@@ -138,6 +213,15 @@ impl Stage {
     }
 
     async fn mail(&mut self, from: ReversePath) -> Answer {
+        if self.info.role == crate::policy::ListenerRole::Odmr {
+            // RFC 2645 §4: the ODMR port serves EHLO, AUTH, ATRN and QUIT; mail goes in
+            // through mx or submission.
+            return Answer::Refuse(Reply::new(
+                502,
+                "5.5.1",
+                "This port only serves ATRN (RFC 2645); submit mail elsewhere",
+            ));
+        }
         // Between transactions: the hooks may move to a newer configuration generation.
         self.hooks.begin_transaction().await;
         verdict_answer(self.hooks.mail(&self.info, &from).await)
@@ -148,7 +232,11 @@ impl Stage {
         let authenticated = self.info.authenticated.is_some();
         // The safety net comes first: no plugin can open a relay for an unauthenticated client.
         let original = rcpt.address.clone();
-        match relay::check(&rcpt.address, authenticated, local) {
+        // An ODMR domain's mail is accepted here for its customer (we are its MX): like a
+        // local domain for relay control.
+        let held = crate::mail::address::split(&rcpt.address)
+            .is_some_and(|(_, domain)| self.shared.config.routes.is_odmr(domain));
+        match relay::check(&rcpt.address, authenticated || held, local) {
             Ok(Destination::Local(address)) | Ok(Destination::Remote(address)) => {
                 rcpt.address = address
             }

@@ -1,9 +1,13 @@
 //! AUTH (RFC 4954) with the PLAIN (RFC 4616) and LOGIN mechanisms, with or without an initial
-//! response. The session decodes the exchange; the engine checks the credentials.
+//! response, and CRAM-MD5 (RFC 2195) where the listener enables it. The session decodes the
+//! exchange; the engine checks the credentials.
 //!
-//! Offered only where allowed: in plaintext only with `auth_plaintext` (else 538 5.7.11). A
-//! cancelled exchange (`*`) gets 501 5.7.0, bad base64 501 5.5.2. Each refused attempt with a 5xx
-//! counts; at `max_auth_failures` the session ends with 421 4.7.0.
+//! Offered only where allowed: PLAIN and LOGIN in plaintext only with `auth_plaintext` (else 538
+//! 5.7.11). CRAM-MD5 never sends the password, so a listener with `cram_md5` offers it without
+//! TLS too (it is weak all the same: see `crate::auth::cram`). Its challenge is
+//! `<seed.attempt@hostname>`, the seed unique per session (from the engine: no clocks or
+//! randomness in here). A cancelled exchange (`*`) gets 501 5.7.0, bad base64 501 5.5.2. Each
+//! refused attempt with a 5xx counts; at `max_auth_failures` the session ends with 421 4.7.0.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,6 +23,7 @@ pub(super) enum SaslStep {
     PlainResponse,
     LoginUsername,
     LoginPassword { username: String },
+    CramResponse { challenge: String },
 }
 
 /// "Username:" and "Password:" in base64, the de-facto LOGIN prompts.
@@ -35,8 +40,18 @@ impl Session {
             self.fail(reply::SEND_HELO_FIRST);
             return None;
         }
-        if !self.auth_offered() {
-            self.fail(reply::ENCRYPTION_REQUIRED);
+        let cram = mechanism.eq_ignore_ascii_case("CRAM-MD5");
+        let offered = if cram {
+            self.cram_offered()
+        } else {
+            self.auth_offered()
+        };
+        if !offered {
+            self.fail(if cram {
+                reply::AUTH_UNKNOWN_MECHANISM
+            } else {
+                reply::ENCRYPTION_REQUIRED
+            });
             return None;
         }
         if self.authenticated.is_some() {
@@ -66,10 +81,47 @@ impl Session {
                     None
                 }
             }
+        } else if cram {
+            if initial.is_some() {
+                // RFC 2195: the server speaks first; an initial response is a protocol error.
+                self.fail(reply::AUTH_MALFORMED);
+                return None;
+            }
+            self.cram_attempts += 1;
+            let challenge = format!(
+                "<{}.{}@{}>",
+                self.cram_seed, self.cram_attempts, self.config.hostname
+            );
+            self.output.extend_from_slice(b"334 ");
+            self.output
+                .extend_from_slice(BASE64.encode(challenge.as_bytes()).as_bytes());
+            self.output.extend_from_slice(b"\r\n");
+            self.phase = Phase::Sasl(SaslStep::CramResponse { challenge });
+            None
         } else {
             self.fail(reply::AUTH_UNKNOWN_MECHANISM);
             None
         }
+    }
+
+    /// CRAM-MD5: base64 of "username SP 32-hex-digest".
+    fn cram_response(&mut self, challenge: String, response: &[u8]) -> Option<Event> {
+        let text = self.decode_text(response)?;
+        let Some((user, digest)) = text.rsplit_once(' ') else {
+            self.fail(reply::AUTH_MALFORMED);
+            return None;
+        };
+        if user.is_empty() || digest.len() != 32 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.fail(reply::AUTH_MALFORMED);
+            return None;
+        }
+        self.submit(Credentials {
+            mechanism: "CRAM-MD5".into(),
+            authzid: String::new(),
+            authcid: user.into(),
+            secret: digest.to_ascii_lowercase(),
+            challenge: Some(challenge),
+        })
     }
 
     /// A response line during the exchange.
@@ -91,8 +143,10 @@ impl Session {
                     authzid: String::new(),
                     authcid: username,
                     secret: password,
+                    challenge: None,
                 })
             }
+            SaslStep::CramResponse { challenge } => self.cram_response(challenge, line),
         }
     }
 
@@ -127,6 +181,7 @@ impl Session {
             authzid: authzid.into(),
             authcid: authcid.into(),
             secret: secret.into(),
+            challenge: None,
         })
     }
 

@@ -30,13 +30,15 @@ pub enum Command<'a> {
         initial: Option<&'a str>,
     },
     Etrn(&'a str),
+    /// ATRN with its domain list as given (may be empty).
+    Atrn(&'a str),
     /// A verb from some SMTP standard this server does not offer (502 5.5.1).
     NotImplemented,
 }
 
 /// Verbs this server knows but does not offer.
 const NOT_OFFERED: &[&str] = &[
-    "TURN", "ATRN", "SEND", "SOML", "SAML", "VERB", "XCLIENT", "XFORWARD", "BURL", "ONEX",
+    "TURN", "SEND", "SOML", "SAML", "VERB", "XCLIENT", "XFORWARD", "BURL", "ONEX",
 ];
 
 /// Parses one command line (without CRLF). An error is the reply to send.
@@ -84,6 +86,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, Static> {
         b"STARTTLS" => no_arg(Command::StartTls),
         b"AUTH" => parse_auth(arg),
         b"ETRN" => non_empty(arg).map(|domain| Command::Etrn(domain.trim())),
+        b"ATRN" => Ok(Command::Atrn(arg.trim())),
         _ if NOT_OFFERED.iter().any(|v| v.as_bytes() == verb) => Ok(Command::NotImplemented),
         _ => Err(reply::UNRECOGNIZED),
     }

@@ -38,9 +38,26 @@ impl Session {
         }
     }
 
-    /// Whether AUTH may be used on this connection now.
+    /// Whether AUTH PLAIN and LOGIN may be used on this connection now.
     pub(super) fn auth_offered(&self) -> bool {
         self.config.auth && (self.tls.is_some() || self.config.auth_plaintext)
+    }
+
+    /// Whether AUTH CRAM-MD5 may be used: where the listener enables it, with or without TLS.
+    pub(super) fn cram_offered(&self) -> bool {
+        self.config.auth && self.config.cram_md5
+    }
+
+    /// The mechanisms to advertise now, strongest first ("" when none).
+    fn auth_mechanisms(&self) -> String {
+        let mut mechanisms = Vec::new();
+        if self.cram_offered() {
+            mechanisms.push("CRAM-MD5");
+        }
+        if self.auth_offered() {
+            mechanisms.extend(["PLAIN", "LOGIN"]);
+        }
+        mechanisms.join(" ")
     }
 
     fn write_ehlo_reply(&mut self) {
@@ -55,8 +72,12 @@ impl Session {
         if self.config.starttls && self.tls.is_none() {
             lines.push("STARTTLS".into());
         }
-        if self.auth_offered() {
-            lines.push("AUTH PLAIN LOGIN".into());
+        let mechanisms = self.auth_mechanisms();
+        if !mechanisms.is_empty() {
+            lines.push(format!("AUTH {mechanisms}"));
+        }
+        if self.config.atrn {
+            lines.push("ATRN".into());
         }
         for ext in [
             "ENHANCEDSTATUSCODES",

@@ -30,6 +30,8 @@ fn transcript(input: &[u8], piece: &mut dyn FnMut(&[u8]) -> usize) -> Vec<u8> {
         auth_plaintext: true,
         auth_required: false,
         etrn: true,
+        cram_md5: true,
+        atrn: true,
     };
     let mut session = Session::new(config, None);
     session.greet();
@@ -44,7 +46,7 @@ fn transcript(input: &[u8], piece: &mut dyn FnMut(&[u8]) -> usize) -> Vec<u8> {
         while let Some(event) = session.poll() {
             turn += 1;
             let answer = match event {
-                Event::Close => break,
+                Event::Close | Event::Turn { .. } => break,
                 Event::StartTls => {
                     session.tls_started(TlsInfo {
                         version: "TLSv1.3".into(),

@@ -1,4 +1,4 @@
-//! The small commands: RSET, QUIT, ETRN (RFC 1985). NOOP, HELP, VRFY (252: never confirms a
+//! The small commands: RSET, QUIT, HELP, ETRN (RFC 1985). NOOP, VRFY (252: never confirms a
 //! mailbox) and EXPN (502: never expands a list) are answered straight from `session.rs`.
 
 use super::reply::{self, push_reply};
@@ -16,6 +16,30 @@ impl Session {
         self.output.extend_from_slice(line.as_bytes());
         self.reset_transaction();
         self.close();
+    }
+
+    /// HELP lists the commands this session offers now (no STARTTLS under TLS, no AUTH where
+    /// no mechanism is offered, ETRN and ATRN only where enabled; EXPN is never offered).
+    pub(super) fn cmd_help(&mut self) {
+        let mut commands = String::from("Commands: EHLO HELO");
+        if !self.config.atrn {
+            // The odmr port takes no mail (the engine refuses MAIL there).
+            commands.push_str(" MAIL RCPT DATA BDAT");
+        }
+        commands.push_str(" RSET NOOP QUIT HELP VRFY");
+        if self.config.starttls && self.tls.is_none() {
+            commands.push_str(" STARTTLS");
+        }
+        if self.auth_offered() || self.cram_offered() {
+            commands.push_str(" AUTH");
+        }
+        if self.config.etrn {
+            commands.push_str(" ETRN");
+        }
+        if self.config.atrn {
+            commands.push_str(" ATRN");
+        }
+        reply::push(&mut self.output, 214, "2.0.0", &commands);
     }
 
     pub(super) fn cmd_etrn(&mut self, domain: &str) -> Option<Event> {

@@ -32,6 +32,7 @@
 //! keeps every limit and reply under our control.
 
 pub mod address;
+pub mod atrn;
 pub mod auth;
 pub mod bdat;
 pub mod command;
@@ -62,11 +63,14 @@ pub struct TlsInfo {
 /// Credentials offered with AUTH.
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    /// "PLAIN" or "LOGIN"
+    /// "PLAIN", "LOGIN" or "CRAM-MD5"
     pub mechanism: String,
     pub authzid: String,
     pub authcid: String,
+    /// The password; for CRAM-MD5 the client's hex digest of `challenge`.
     pub secret: String,
+    /// The challenge of a challenge-response mechanism (CRAM-MD5), as sent.
+    pub challenge: Option<String>,
 }
 
 /// What one listener's sessions allow. Built by the engine from `[server]` and `[[listeners]]`.
@@ -98,6 +102,10 @@ pub struct SessionConfig {
     pub auth_required: bool,
     /// Advertise and accept ETRN (RFC 1985), surfaced as [`Event::Etrn`].
     pub etrn: bool,
+    /// Offer AUTH CRAM-MD5 (RFC 2195), with or without TLS (the odmr listener).
+    pub cram_md5: bool,
+    /// Advertise and accept ATRN (RFC 2645), surfaced as [`Event::Atrn`].
+    pub atrn: bool,
 }
 
 impl Default for SessionConfig {
@@ -115,6 +123,8 @@ impl Default for SessionConfig {
             auth_plaintext: false,
             auth_required: false,
             etrn: false,
+            cram_md5: false,
+            atrn: false,
         }
     }
 }
@@ -145,6 +155,14 @@ pub enum Event {
     /// ETRN for a domain (or `@domain`, `#queue` as given). Answer `Accept` (250 2.0.0) or
     /// `Refuse(reply)`.
     Etrn { domain: String },
+    /// ATRN by an authenticated client, with the domains asked for (lower case, deduplicated;
+    /// empty: all the client may collect). Answer `Accept` (250, then [`Event::Turn`]) or
+    /// `Refuse(reply)` (450 / 451 / 453 per RFC 2645).
+    Atrn { domains: Vec<String> },
+    /// ATRN was accepted and its 250 is in the output: write it, then act as the SMTP client on
+    /// this connection. `leftover` is what the peer sent after the ATRN line (the start of its
+    /// greeting, if it was quick). The session is over; no Close follows. No answer.
+    Turn { leftover: Vec<u8> },
     /// The session is over (QUIT, 421, a Disconnect): write the output, then close the socket.
     Close,
 }

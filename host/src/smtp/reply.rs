@@ -30,17 +30,13 @@ pub const SENDER_OK: Static = r(250, "2.1.0", "Sender ok");
 pub const RECIPIENT_OK: Static = r(250, "2.1.5", "Recipient ok");
 pub const RESET_OK: Static = r(250, "2.0.0", "Reset ok");
 pub const ETRN_OK: Static = r(250, "2.0.0", "Queuing started");
+pub const ATRN_TURNING: Static = r(250, "2.0.0", "OK now reversing the connection");
 pub const AUTH_OK: Static = r(235, "2.7.0", "Authentication successful");
 pub const READY_FOR_TLS: Static = r(220, "2.0.0", "Ready to start TLS");
 pub const VRFY_CANNOT: Static = r(
     252,
     "2.5.0",
     "Cannot VRFY user, but will accept message and attempt delivery",
-);
-pub const HELP: Static = r(
-    214,
-    "2.0.0",
-    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY EXPN STARTTLS AUTH ETRN",
 );
 
 // 4xx
@@ -51,6 +47,7 @@ pub const TOO_MANY_AUTH_FAILURES: Static = r(
     "4.7.0",
     "Too many authentication failures, closing connection",
 );
+pub const ATRN_UNAVAILABLE: Static = r(451, "4.3.0", "Unable to process ATRN request now");
 pub const TIMEOUT: Static = r(421, "4.4.2", "Timeout exceeded, closing connection");
 
 // 5xx: syntax and sequence
@@ -80,6 +77,8 @@ pub const ALREADY_TLS: Static = r(503, "5.5.1", "TLS already active");
 pub const ALREADY_AUTHENTICATED: Static = r(503, "5.5.1", "Already authenticated");
 pub const AUTH_IN_TRANSACTION: Static =
     r(503, "5.5.1", "AUTH not allowed during a mail transaction");
+pub const ATRN_IN_TRANSACTION: Static =
+    r(503, "5.5.1", "ATRN not allowed during a mail transaction");
 pub const ETRN_IN_TRANSACTION: Static =
     r(503, "5.5.1", "ETRN not allowed during a mail transaction");
 pub const PARAM_NOT_OFFERED: Static =

@@ -31,6 +31,8 @@ pub(super) enum Phase {
     Pending(Pending),
     /// STARTTLS: waiting for `tls_started`.
     TlsHandshake,
+    /// ATRN accepted: the next `poll` hands the connection over ([`Event::Turn`]).
+    Turned,
     Closed,
 }
 
@@ -43,6 +45,7 @@ pub(super) enum Pending {
     Rcpt(Recipient),
     Message,
     Etrn,
+    Atrn,
 }
 
 /// Which body command a transaction uses: DATA and BDAT never mix (RFC 3030 §3).
@@ -92,6 +95,9 @@ pub struct Session {
     bad_commands: u32,
     pub(super) auth_failures: u32,
     close_reported: bool,
+    /// Makes CRAM-MD5 challenges unique (see [`Session::set_challenge_seed`]).
+    pub(super) cram_seed: String,
+    pub(super) cram_attempts: u32,
 }
 
 impl Session {
@@ -114,7 +120,19 @@ impl Session {
             bad_commands: 0,
             auth_failures: 0,
             close_reported: false,
+            cram_seed: "0".to_string(),
+            cram_attempts: 0,
         }
+    }
+
+    /// Sets the per-session part of CRAM-MD5 challenges (`<seed.n@hostname>`). The engine
+    /// passes something unique and unpredictable (random digits and the session id); RFC 2195
+    /// wants every challenge to differ.
+    pub fn set_challenge_seed(&mut self, seed: &str) {
+        self.cram_seed = seed
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .collect();
     }
 
     /// Queues the 220 greeting; commands are processed only after it.
@@ -141,7 +159,10 @@ impl Session {
     /// Feeds bytes read from the socket. Call it when `poll` returned `None`; bytes arriving while
     /// the STARTTLS handshake is pending or after close are dropped.
     pub fn receive(&mut self, bytes: &[u8]) {
-        if matches!(self.phase, Phase::Closed | Phase::TlsHandshake) {
+        if matches!(
+            self.phase,
+            Phase::Closed | Phase::TlsHandshake | Phase::Turned
+        ) {
             return;
         }
         if self.pos == self.input.len() {
@@ -166,6 +187,13 @@ impl Session {
                     return Some(Event::Close);
                 }
                 Phase::Pending(_) | Phase::TlsHandshake => return None,
+                Phase::Turned => {
+                    // The session ends here without a Close: the connection is the engine's.
+                    let leftover = self.input[self.pos..].to_vec();
+                    self.close();
+                    self.close_reported = true;
+                    return Some(Event::Turn { leftover });
+                }
                 _ if !self.greeted => return None,
                 Phase::Command | Phase::Sasl(_) => {
                     let limit = self.line_limit();
@@ -273,6 +301,7 @@ impl Session {
             Pending::Rcpt(rcpt) => self.rcpt_answered(rcpt, answer),
             Pending::Message => self.message_answered(answer),
             Pending::Etrn => self.etrn_answered(answer),
+            Pending::Atrn => self.atrn_answered(answer),
         }
     }
 
@@ -306,7 +335,9 @@ impl Session {
     /// Which RFC 5321 §4.5.3.2 timer applies while waiting for the client now.
     pub fn timeout(&self) -> Timeout {
         match &self.phase {
-            Phase::Closed | Phase::Pending(_) | Phase::TlsHandshake => Timeout::None,
+            Phase::Closed | Phase::Pending(_) | Phase::TlsHandshake | Phase::Turned => {
+                Timeout::None
+            }
             _ if !self.greeted => Timeout::Greeting,
             Phase::Command | Phase::Sasl(_) => Timeout::Command,
             Phase::Data(decoder) if !decoder.started() => Timeout::DataInit,
@@ -464,7 +495,7 @@ impl Session {
                 None
             }
             Command::Help => {
-                reply::push_static(&mut self.output, reply::HELP);
+                self.cmd_help();
                 None
             }
             Command::Vrfy => {
@@ -478,6 +509,7 @@ impl Session {
             Command::StartTls => self.cmd_starttls(),
             Command::Auth { mechanism, initial } => self.cmd_auth(mechanism, initial),
             Command::Etrn(domain) => self.cmd_etrn(domain),
+            Command::Atrn(domains) => self.cmd_atrn(domains),
             Command::NotImplemented => {
                 self.fail(reply::NOT_IMPLEMENTED);
                 None

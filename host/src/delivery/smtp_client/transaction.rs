@@ -8,8 +8,45 @@ use crate::mail::xtext;
 use crate::policy::{BodyType, DsnRet, Recipient, Reply};
 
 impl Connection {
-    /// Runs one mail transaction. Never fails as a whole: problems become per-recipient outcomes.
+    /// Runs one mail transaction (more when there are more recipients than `max_recipients`,
+    /// or when the peer answers some RCPTs with 452 "too many recipients": RFC 5321 §4.5.3.1.10
+    /// says to send those at once in another transaction, which we do while each round gets
+    /// some of them through). Never fails as a whole: problems become per-recipient outcomes.
     pub async fn send(&mut self, out: &Outbound<'_>) -> Attempt {
+        let mut total = self.send_batches(out).await;
+        let mut pending: Vec<usize> = (0..out.recipients.len()).collect();
+        loop {
+            let again: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    matches!(&total.outcomes[i], RecipientOutcome::Deferred(r) if r.code == 452)
+                })
+                .collect();
+            // Stop when nothing is left, nothing got through last round, or the session is gone.
+            if again.is_empty() || again.len() == pending.len() || !self.usable {
+                return total;
+            }
+            let recipients: Vec<Recipient> =
+                again.iter().map(|&i| out.recipients[i].clone()).collect();
+            let part = self
+                .send_batches(&Outbound {
+                    recipients: &recipients,
+                    ..out.clone()
+                })
+                .await;
+            total.dsn_passed_on |= part.dsn_passed_on;
+            for (k, &i) in again.iter().enumerate() {
+                if let Some(outcome) = part.outcomes.get(k) {
+                    total.outcomes[i] = outcome.clone();
+                }
+            }
+            pending = again;
+        }
+    }
+
+    /// Transactions of at most `max_recipients` recipients each.
+    async fn send_batches(&mut self, out: &Outbound<'_>) -> Attempt {
         let limit = self.config.max_recipients.max(1);
         if out.recipients.len() <= limit {
             return self.send_one(out).await;
@@ -50,6 +87,23 @@ impl Connection {
             report.outcomes = vec![RecipientOutcome::Deferred(reply); out.recipients.len()];
             return report;
         }
+        // A peer without 8BITMIME gets the 7-bit form when there is one (else check_fit bounces).
+        let downgraded = (has_8bit(out.message)
+            && !self.capabilities.eight_bit_mime
+            && out.reverse_path.body != Some(BodyType::BinaryMime))
+        .then(|| super::downgrade::downgrade_8bit(out.message))
+        .flatten();
+        let converted;
+        let out = match &downgraded {
+            Some(message) => {
+                converted = Outbound {
+                    message,
+                    ..out.clone()
+                };
+                &converted
+            }
+            None => out,
+        };
         if let Err(failure) = self.check_fit(out) {
             report.outcomes = vec![failure.outcome(); out.recipients.len()];
             return report;
@@ -97,7 +151,9 @@ impl Connection {
             return Err(Failure::Permanent(Reply::new(
                 554,
                 "5.6.3",
-                format!("{remote} does not support 8BITMIME; 8-bit message not downgraded"),
+                format!(
+                    "{remote} does not support 8BITMIME, and this message has no 7-bit form (8-bit header or message/* part)"
+                ),
             )));
         }
         if let Some(limit) = caps.max_size()

@@ -60,6 +60,8 @@ pub(super) fn auto_answer(
         Event::Message { .. } => "message".into(),
         Event::StartTls => "starttls".into(),
         Event::Etrn { domain } => format!("etrn {domain}"),
+        Event::Atrn { domains } => format!("atrn {}", domains.join(",")),
+        Event::Turn { .. } => "turn".into(),
         Event::Close => "close".into(),
     });
     match event {
@@ -85,7 +87,7 @@ pub(super) fn auto_answer(
             session.tls_started(tls_info());
             None
         }
-        Event::Close => {
+        Event::Close | Event::Turn { .. } => {
             out.closed = true;
             None
         }
