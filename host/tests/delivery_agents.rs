@@ -2,10 +2,13 @@
 //! fault injection), a small rustls SMTP server where smtp-sink cannot help (STARTTLS, AUTH,
 //! SIZE, SMTPUTF8, CHUNKING), smtp-sink in LMTP mode, and a DNS responder for MX resolution.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::dns::*;
+use crate::support::free_port;
+use crate::support::outbound::*;
+use crate::support::peer::*;
+use crate::support::sink::*;
 use mailwit::delivery::lmtp::{self, LmtpTarget};
 use mailwit::delivery::maildir::Maildir;
 use mailwit::delivery::mx::{MxConfig, MxResolver};
@@ -15,11 +18,6 @@ use mailwit::delivery::smtp_client::{
 };
 use mailwit::delivery::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, ReversePath, TlsPolicy};
-use support::dns::*;
-use support::free_port;
-use support::outbound::*;
-use support::peer::*;
-use support::sink::*;
 
 fn outbound<'a>(rp: &'a ReversePath, rcpts: &'a [Recipient], msg: &'a [u8]) -> Outbound<'a> {
     Outbound {

@@ -1,17 +1,15 @@
 //! RFC 3464 reports: built by `delivery::dsn`, parsed back with mail-parser, and a bounce for a
 //! recipient smtp-sink rejected delivered to another smtp-sink.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
+use crate::support::outbound::*;
+use crate::support::sink::*;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use mailwit::delivery::smtp_client;
 use mailwit::delivery::{Outbound, RecipientOutcome};
 use mailwit::policy::{BodyType, DsnRet, Notify, Recipient, RelayTarget, Reply, ReversePath};
 use mailwit::queue::dsn::{self, Action, RecipientReport, Report};
-use support::outbound::*;
-use support::sink::*;
 
 fn original() -> Vec<u8> {
     message(

@@ -3,19 +3,17 @@
 //! Maildir), and the SMTP client delivers to a running mailwit as its downstream peer
 //! (STARTTLS, pipelining, CHUNKING as offered, per-recipient replies).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::outbound::{client, rcpt, sender};
+use crate::support::sink::Sink;
+use crate::support::{ALICE, Client, TestServer};
 use mailwit::delivery::smtp_client::Connection;
 use mailwit::delivery::{Outbound, RecipientOutcome};
 use mailwit::policy::TlsPolicy;
-use support::outbound::{client, rcpt, sender};
-use support::sink::Sink;
-use support::{ALICE, Client, TestServer};
 
 fn with_smarthost(port: u16) -> String {
-    support::config(
+    crate::support::config(
         "",
         &format!(
             "[routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {port}, tls = \"opportunistic\" }}\n\
@@ -28,14 +26,18 @@ fn submit_as_alice(server: &TestServer, to: &str, subject: &str) {
     let mut c = Client::connect_tls(server.addr("submissions"));
     c.expect("EHLO client.test", 250);
     c.login_alice();
-    let reply = c.send_mail(ALICE, &[to], &support::message(subject, "Hi bob.\r\n"));
+    let reply = c.send_mail(
+        ALICE,
+        &[to],
+        &crate::support::message(subject, "Hi bob.\r\n"),
+    );
     assert_eq!(reply.code, 250, "{reply:?}");
     c.expect("QUIT", 221);
 }
 
 /// Waits (bounded: only to catch hangs) for `cond`.
 fn until(what: &str, server: &TestServer, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while !cond() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -95,7 +97,7 @@ async fn smtp_client_delivers_to_a_running_mailwit() {
     let rp = sender("carol@remote.test");
     let rcpts = [rcpt("bob@example.test"), rcpt("nobody@example.test")];
     let body = "Line one.\r\n.dot line\r\nGrüße\r\n";
-    let msg = support::outbound::message("from the client", body);
+    let msg = crate::support::outbound::message("from the client", body);
     for _ in 0..2 {
         let attempt = conn
             .send(&Outbound {

@@ -2,12 +2,14 @@
 //! smarthost (smtp-sink), a rejecting smarthost producing a bounce in the sender's Maildir,
 //! deferral while the smarthost is down, and session reuse towards a relay.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::free_port;
+use crate::support::outbound::*;
+use crate::support::peer::*;
+use crate::support::sink::*;
 use mail_parser::{MessageParser, MimeHeaders};
 use mailwit::config::queue::{QueueConfig, RelayConfig, RoutesConfig};
 use mailwit::delivery::maildir::Maildir;
@@ -17,10 +19,6 @@ use mailwit::delivery::{Agents, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{Envelope, NoHooks, RelayTarget, TlsPolicy};
 use mailwit::queue::{LocalDomains, Queue, QueueOptions};
 use mailwit::spool::{Incoming, Spool};
-use support::free_port;
-use support::outbound::*;
-use support::peer::*;
-use support::sink::*;
 
 struct Local;
 

@@ -1,10 +1,8 @@
 //! Independent real clients against the real binary: Python's smtplib (script in
 //! tests/scripts/), swaks and Postfix's smtp-source.
 
-mod support;
-
+use crate::support::TestServer;
 use std::process::Command;
-use support::TestServer;
 
 fn installed(program: &str) -> bool {
     Command::new("sh")

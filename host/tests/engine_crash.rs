@@ -1,13 +1,11 @@
 //! Durability: SIGKILL the server while clients send, restart it, and every message that got
 //! a 250 is in a Maildir or the spool (duplicates allowed, losses not).
 
-mod support;
-
+use crate::support::{Client, TestServer};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Client, TestServer};
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
@@ -72,7 +70,7 @@ fn sigkill_while_sending_loses_no_acknowledged_message() {
         })
         .collect();
     // Let a good number of messages through, then pull the plug mid-stream.
-    let deadline = Instant::now() + support::PATIENCE;
+    let deadline = Instant::now() + crate::support::PATIENCE;
     while count.load(Ordering::Relaxed) < 60 {
         assert!(
             Instant::now() < deadline,

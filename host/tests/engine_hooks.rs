@@ -2,8 +2,7 @@
 //! verdicts become replies, rewrites and quarantine are applied, auth falls back to the users
 //! file, and the relay safety net holds whatever a hook says.
 
-mod support;
-
+use crate::support::{Client, b64};
 use mailwit::config::Config;
 use mailwit::policy::{
     AuthResult, Credentials, Envelope, HookFactory, Message, RcptResult, Recipient, Reply,
@@ -12,7 +11,6 @@ use mailwit::policy::{
 use mailwit::server::Server;
 use mailwit::spool::{QueueId, Spool};
 use std::sync::Arc;
-use support::{Client, b64};
 
 struct Scripted;
 
@@ -99,7 +97,7 @@ struct InProcess {
 impl InProcess {
     fn start() -> InProcess {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::parse(&support::config("", ""), "test.toml", None).unwrap();
+        let mut config = Config::parse(&crate::support::config("", ""), "test.toml", None).unwrap();
         config.server.state_dir = dir.path().to_path_buf();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let (server, spool) = runtime.block_on(async {
@@ -199,7 +197,7 @@ fn data_verdicts() {
         c.send_mail(
             "a@remote.test",
             &["bob@example.test"],
-            &support::message("t", body),
+            &crate::support::message("t", body),
         )
     };
     let spam = send(&mut c, "buy SPAM now");
@@ -228,6 +226,9 @@ fn auth_hook_first_then_users_file() {
     assert_eq!(login("plugin-user", "plugin-pass"), 235);
     assert_eq!(login("plugin-user", "alice-secret"), 535);
     // Unknown to the hook: the built-in users file decides.
-    assert_eq!(login(support::ALICE, support::ALICE_PASSWORD), 235);
-    assert_eq!(login(support::ALICE, "nope"), 535);
+    assert_eq!(
+        login(crate::support::ALICE, crate::support::ALICE_PASSWORD),
+        235
+    );
+    assert_eq!(login(crate::support::ALICE, "nope"), 535);
 }

@@ -2,9 +2,7 @@
 //! listeners without the pipeline are unaffected, and `mailwit reload` swaps behaviour without
 //! a restart.
 
-mod support;
-
-use support::{Client, TestServer, config};
+use crate::support::{Client, TestServer, config};
 
 fn echo_wasm() -> String {
     format!("{}/mailwit_test_echo.wasm", env!("MAILWIT_PLUGIN_WASM_DIR"))

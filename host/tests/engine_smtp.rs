@@ -1,9 +1,7 @@
 //! Raw-socket SMTP dialogs against the real `mailwit` binary: extensions, pipelining, BDAT,
 //! smuggling, relay control, mailboxes, limits, timeouts, early talkers, connection limits.
 
-mod support;
-
-use support::{Client, TestServer, config, message};
+use crate::support::{Client, TestServer, config, message};
 
 fn held_containing(server: &TestServer, needle: &str) -> usize {
     server
@@ -218,7 +216,7 @@ fn submission_requires_auth_and_tls_for_auth() {
     assert_eq!((mail.code, mail.enhanced().as_str()), (530, "5.7.0"));
     let auth = c.cmd(&format!(
         "AUTH PLAIN {}",
-        support::b64("\0alice@example.test\0alice-secret")
+        crate::support::b64("\0alice@example.test\0alice-secret")
     ));
     assert_eq!((auth.code, auth.enhanced().as_str()), (538, "5.7.11"));
     c.expect("QUIT", 221);

@@ -1,14 +1,12 @@
 //! TLS and AUTH against the real binary: lettre over plaintext, STARTTLS and implicit TLS;
 //! raw dialogs for STARTTLS injection (CVE-2011-0411), TLS versions, AUTH mechanisms.
 
-mod support;
-
+use crate::support::{ALICE, ALICE_PASSWORD, Client, TestServer, b64};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use support::{ALICE, ALICE_PASSWORD, Client, TestServer, b64};
 
 fn email(to: &str, subject: &str) -> Message {
     Message::builder()
@@ -152,7 +150,11 @@ fn starttls_resets_helo_and_auth_offer_follows_tls() {
     let ehlo = c.expect("EHLO client.test", 250);
     assert!(ehlo.text().contains("AUTH PLAIN LOGIN"), "{ehlo:?}");
     c.login_alice();
-    let reply = c.send_mail(ALICE, &["bob@example.test"], &support::message("sub", "x"));
+    let reply = c.send_mail(
+        ALICE,
+        &["bob@example.test"],
+        &crate::support::message("sub", "x"),
+    );
     assert_eq!(reply.code, 250);
     c.expect("QUIT", 221);
 }
@@ -165,10 +167,13 @@ fn tls12_and_tls13_both_work() {
         (&rustls::version::TLS13, "TLSv1.3"),
     ] {
         let stream = std::net::TcpStream::connect(server.addr("submissions")).unwrap();
-        stream.set_read_timeout(Some(support::PATIENCE)).unwrap();
-        let name = rustls::pki_types::ServerName::try_from("mail.example.test").unwrap();
-        let conn = rustls::ClientConnection::new(support::tls_client_config_version(version), name)
+        stream
+            .set_read_timeout(Some(crate::support::PATIENCE))
             .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("mail.example.test").unwrap();
+        let conn =
+            rustls::ClientConnection::new(crate::support::tls_client_config_version(version), name)
+                .unwrap();
         let mut tls = rustls::StreamOwned::new(conn, stream);
         use std::io::{BufRead, BufReader, Write};
         let mut greeting = String::new();
@@ -194,7 +199,7 @@ fn tls12_and_tls13_both_work() {
 
 #[test]
 fn auth_mechanisms_and_failures() {
-    let server = TestServer::with_config(&support::config(
+    let server = TestServer::with_config(&crate::support::config(
         "[server.limits]\nmax_auth_failures = 2\n",
         "",
     ));
@@ -258,7 +263,7 @@ fn certificate_and_key_from_pem_files() {
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-    let server = TestServer::with_config(&support::config(
+    let server = TestServer::with_config(&crate::support::config(
         &format!(
             "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
             cert_path.display(),

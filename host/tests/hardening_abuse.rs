@@ -7,13 +7,11 @@
 //! Quick tests run in `cargo test --workspace`. The long variants are `#[ignore]`d:
 //! `cargo test -p mailwit --test hardening_abuse -- --ignored --nocapture --test-threads 1`
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::{Client, TestServer, config};
+use crate::support::{Client, TestServer, config};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -49,7 +47,7 @@ fn deliver_one(addr: SocketAddr, subject: &str) {
     let end = c.send_mail(
         "a@remote.test",
         &["bob@example.test"],
-        &support::message(subject, "still served"),
+        &crate::support::message(subject, "still served"),
     );
     assert_eq!(end.code, 250, "{end:?}");
     c.expect("QUIT", 221);
@@ -62,7 +60,7 @@ fn deliver_one_from(addr: SocketAddr, from: &str, subject: &str) {
     let end = c.send_mail(
         "a@remote.test",
         &["bob@example.test"],
-        &support::message(subject, "still served"),
+        &crate::support::message(subject, "still served"),
     );
     assert_eq!(end.code, 250, "{end:?}");
     c.expect("QUIT", 221);
@@ -165,7 +163,7 @@ fn connection_floods_hit_per_address_and_global_limits() {
         c.expect("NOOP", 250);
     }
     drop(held);
-    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     loop {
         let mut c = Client::connect_raw_from(addr, Some("127.0.0.4"));
         if c.reply().code == 220 {
@@ -186,14 +184,14 @@ fn auth_brute_force_is_throttled_then_disconnected() {
     let mut c = Client::connect_tls(addr);
     c.expect("EHLO guesser.test", 250);
     for guess in 0..3 {
-        let token = support::b64(&format!("\0{}\0guess{guess}", support::ALICE));
+        let token = crate::support::b64(&format!("\0{}\0guess{guess}", crate::support::ALICE));
         let reply = c.cmd(&format!("AUTH PLAIN {token}"));
         assert_eq!((reply.code, reply.enhanced().as_str()), (535, "5.7.8"));
     }
     // LOGIN counts too.
     c.expect("AUTH LOGIN", 334);
-    c.expect(&support::b64(support::ALICE), 334);
-    let reply = c.cmd(&support::b64("guess3"));
+    c.expect(&crate::support::b64(crate::support::ALICE), 334);
+    let reply = c.cmd(&crate::support::b64("guess3"));
     assert_eq!((reply.code, reply.enhanced().as_str()), (535, "5.7.8"));
     let reply = c.reply();
     assert_eq!((reply.code, reply.enhanced().as_str()), (421, "4.7.0"));
@@ -344,7 +342,9 @@ fn invalid_utf8_in_smtputf8_addresses_is_refused() {
 fn pipelined_flood_is_answered_in_order() {
     let server = TestServer::start();
     let stream = TcpStream::connect(server.addr("mx")).unwrap();
-    stream.set_read_timeout(Some(support::PATIENCE)).unwrap();
+    stream
+        .set_read_timeout(Some(crate::support::PATIENCE))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     const N: usize = 20_000;
     let sender = std::thread::spawn(move || {
@@ -392,7 +392,7 @@ fn early_talker_with_a_whole_transaction_is_refused() {
         c.send(format!(
             "EHLO eager.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\n\
              DATA\r\n{}.\r\nQUIT\r\n",
-            support::message("eager", "x")
+            crate::support::message("eager", "x")
         ));
         let reply = c.reply();
         assert_eq!((reply.code, reply.enhanced().as_str()), (554, "5.5.0"));
@@ -426,7 +426,7 @@ fn tls_handshake_garbage_on_the_implicit_tls_port() {
     let mut streams = Vec::new();
     for payload in &payloads {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(support::PATIENCE)).unwrap();
+        s.set_read_timeout(Some(crate::support::PATIENCE)).unwrap();
         let _ = s.write_all(payload);
         streams.push(s);
     }
@@ -445,7 +445,7 @@ fn tls_handshake_garbage_on_the_implicit_tls_port() {
     c.expect("QUIT", 221);
     // STARTTLS garbage: after 220 the client sends junk instead of a ClientHello.
     let mut s = TcpStream::connect(server.addr("submission")).unwrap();
-    s.set_read_timeout(Some(support::PATIENCE)).unwrap();
+    s.set_read_timeout(Some(crate::support::PATIENCE)).unwrap();
     for (command, reply) in [
         (&b""[..], "220 "),
         (b"EHLO junk.test\r\n", "250 "),
@@ -474,7 +474,7 @@ fn half_open_tls_connections_time_out_and_others_are_served() {
     let mut stalled = Vec::new();
     for i in 0..20 {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(support::PATIENCE)).unwrap();
+        s.set_read_timeout(Some(crate::support::PATIENCE)).unwrap();
         if i % 2 == 0 {
             // The first bytes of a ClientHello record, then nothing.
             s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
@@ -488,7 +488,7 @@ fn half_open_tls_connections_time_out_and_others_are_served() {
     let end = c.send_mail(
         "alice@example.test",
         &["bob@example.test"],
-        &support::message("during-half-open", "x"),
+        &crate::support::message("during-half-open", "x"),
     );
     assert_eq!(end.code, 250);
     c.expect("QUIT", 221);

@@ -2,9 +2,7 @@
 //! the count, and past `max_auth_failures_per_ip` AUTH from that IP is refused with 421 4.7.0
 //! (even with the right password) while other addresses still authenticate.
 
-mod support;
-
-use support::{ALICE, ALICE_PASSWORD, Client, TestServer, b64, config};
+use crate::support::{ALICE, ALICE_PASSWORD, Client, TestServer, b64, config};
 
 fn connect_tls_from(server: &TestServer, ip: &str) -> Client {
     let mut c = Client::connect_raw_from(server.addr("submissions"), Some(ip));

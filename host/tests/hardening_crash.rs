@@ -11,15 +11,13 @@
 //! Default: 5 cycles. Full run: `HARDENING_CRASH_CYCLES=25 cargo test -p mailwit --test
 //! hardening_crash -- --nocapture`.
 
-mod support;
-
+use crate::support::sink::Sink;
+use crate::support::{ALICE, Client, TestServer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::sink::Sink;
-use support::{ALICE, Client, TestServer};
 
 const PAYLOAD_LINES: usize = 40;
 const LOCAL: &str = "bob@example.test";
@@ -180,7 +178,7 @@ fn kill_cycles(server: &mut TestServer, cycles: usize, relay: bool) -> BTreeSet<
         // Vary the moment: after a cycle-dependent number of acks, then a cycle-dependent pause,
         // so kills land mid-DATA, mid-fsync, mid-delivery and in the recovery after a restart.
         let target = 5 + (cycle * 13) % 40;
-        let deadline = Instant::now() + support::PATIENCE;
+        let deadline = Instant::now() + crate::support::PATIENCE;
         while count.load(Ordering::Relaxed) < target {
             assert!(
                 Instant::now() < deadline,
@@ -240,7 +238,7 @@ fn sigkill_cycles_lose_no_acknowledged_message_and_deliver_no_partial_file() {
 fn sigkill_cycles_during_relay_delivery_lose_no_acknowledged_message() {
     let cycles = cycles();
     let sink = Sink::start(&[]);
-    let config = support::config(
+    let config = crate::support::config(
         "",
         &format!(
             "[routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}\n\

@@ -4,13 +4,11 @@
 //! well-formed SMTP reply with an enhanced status code, and it must serve a normal client after.
 //! A generator with a fixed seed makes failures reproducible (the seed is printed).
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{Client, TestServer, config};
+use crate::support::{Client, TestServer, config};
 
 /// xorshift64*.
 struct Rng(u64);
@@ -180,7 +178,7 @@ fn random_dialogs_never_break_the_server() {
     let end = c.send_mail(
         "a@remote.test",
         &["bob@example.test"],
-        &support::message("after-random", "x"),
+        &crate::support::message("after-random", "x"),
     );
     assert_eq!(end.code, 250);
     c.expect("QUIT", 221);

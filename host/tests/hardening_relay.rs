@@ -1,9 +1,7 @@
 //! Open-relay probes against the real `mailwit` binary: address tricks never relay for an
 //! unauthenticated client. Each probe must get a 5xx at RCPT, and nothing may be spooled.
 
-mod support;
-
-use support::{Client, TestServer};
+use crate::support::{Client, TestServer};
 
 /// Recipients an unauthenticated client must not reach. `example.test` is the local domain.
 const PROBES: &[&str] = &[
@@ -91,7 +89,7 @@ fn assert_probes_refused(c: &mut Client, smtputf8: bool) -> usize {
 
 #[test]
 fn address_tricks_never_relay_for_unauthenticated_clients() {
-    let server = TestServer::with_config(&support::config(
+    let server = TestServer::with_config(&crate::support::config(
         "[server.limits]\nmax_bad_commands = 1000\n",
         "",
     ));
@@ -125,7 +123,7 @@ fn address_tricks_never_relay_for_unauthenticated_clients() {
 /// gets exactly one message, and no remote copy is spooled.
 #[test]
 fn local_recipient_among_refused_probes_gets_one_copy_and_nothing_relays() {
-    let server = TestServer::with_config(&support::config(
+    let server = TestServer::with_config(&crate::support::config(
         "[server.limits]\nmax_bad_commands = 1000\n",
         "",
     ));
@@ -138,13 +136,13 @@ fn local_recipient_among_refused_probes_gets_one_copy_and_nothing_relays() {
         assert!((500..600).contains(&reply.code), "{rcpt}: {reply:?}");
     }
     c.expect("DATA", 354);
-    c.send(support::message("probe", "hello"));
+    c.send(crate::support::message("probe", "hello"));
     c.expect(".", 250);
     c.expect("QUIT", 221);
     let delivered = server.wait_maildir("bob@example.test", 1);
     assert_eq!(delivered.len(), 1);
     // Delivered locally and gone from the spool: no remote recipient stayed behind.
-    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while !server.spooled().is_empty() {
         assert!(std::time::Instant::now() < deadline, "still spooled");
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -159,7 +157,7 @@ fn failed_auth_does_not_open_the_relay() {
     let server = TestServer::start();
     let mut c = Client::connect_tls(server.addr("submissions"));
     c.expect("EHLO client.test", 250);
-    let token = support::b64(&format!("\0{}\0wrong", support::ALICE));
+    let token = crate::support::b64(&format!("\0{}\0wrong", crate::support::ALICE));
     c.expect(&format!("AUTH PLAIN {token}"), 535);
     let reply = c.cmd("MAIL FROM:<alice@example.test>");
     assert!((500..600).contains(&reply.code), "{reply:?}");
@@ -169,10 +167,10 @@ fn failed_auth_does_not_open_the_relay() {
     // The MX listener does not offer AUTH in plaintext.
     let mut mx = Client::connect(server.addr("mx"));
     mx.expect("EHLO client.test", 250);
-    let token = support::b64(&format!(
+    let token = crate::support::b64(&format!(
         "\0{}\0{}",
-        support::ALICE,
-        support::ALICE_PASSWORD
+        crate::support::ALICE,
+        crate::support::ALICE_PASSWORD
     ));
     let reply = mx.cmd(&format!("AUTH PLAIN {token}"));
     assert!((500..600).contains(&reply.code), "{reply:?}");

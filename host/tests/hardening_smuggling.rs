@@ -6,9 +6,7 @@
 //! end would answer the smuggled commands (extra replies, which would throw the dialog out of step)
 //! and deliver a second message to alice. We count replies and Maildir files.
 
-mod support;
-
-use support::{Client, TestServer, config};
+use crate::support::{Client, TestServer, config};
 
 /// Fake ends of data from the SMTP smuggling publications (SEC Consult 2023, Postfix and Sendmail
 /// advisories) and their permutations. None of them is `CRLF.CRLF` preceded by nothing else.

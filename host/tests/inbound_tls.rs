@@ -2,7 +2,7 @@
 //! a restart, the server's cipher-suite order winning over the client's, and a generated
 //! certificate with a realistic lifetime.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -5,8 +5,8 @@
 //! and tampered bodies failing in both. Needs python3 with dkimpy and PyNaCl (.ci/run installs
 //! them); DNS for mailwit comes from a responder on loopback.
 
-mod mailauth_dns;
-mod support;
+use crate::mailauth_dns;
+use crate::support;
 
 use mailauth_dns::{DnsServer, Zone};
 use std::os::unix::fs::PermissionsExt;

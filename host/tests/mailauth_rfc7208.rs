@@ -8,7 +8,7 @@
 //! the name has TXT records; `NONE` entries dropped; `TIMEOUT` names not answered).
 //! The sdist is found in `target/test-deps/` (.ci/run downloads it there) or downloaded with pip.
 
-mod mailauth_dns;
+use crate::mailauth_dns;
 
 use mailauth_dns::{DnsServer, Rr, Zone};
 use mailwit::config::dns::DnsConfig;

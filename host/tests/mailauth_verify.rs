@@ -3,8 +3,8 @@
 //! HELO, DMARC with the published policy, an ARC chain sealed by dkimpy's arc_sign, one
 //! Authentication-Results header. Zones are served on loopback.
 
-mod mailauth_dns;
-mod support;
+use crate::mailauth_dns;
+use crate::support;
 
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};

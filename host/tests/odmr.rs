@@ -4,18 +4,16 @@
 //! what fetchmail cannot show (refusals inside the turned session, the DSN, one session per
 //! domain).
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::sink::Sink;
+use crate::support::{ALICE, ALICE_PASSWORD, Client, TestServer};
 use base64::Engine as _;
 use mailwit::auth::CramSecret;
-use support::sink::Sink;
-use support::{ALICE, ALICE_PASSWORD, Client, TestServer};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -24,7 +22,7 @@ fn b64(bytes: &[u8]) -> String {
 /// The test configuration plus an odmr listener, two held domains and who may collect them.
 /// Retries are quick so held mail goes through a few "still held" deferrals meanwhile.
 fn odmr_server() -> TestServer {
-    TestServer::with_config(&support::config(
+    TestServer::with_config(&crate::support::config(
         "",
         r#"
 [[listeners]]
@@ -49,7 +47,7 @@ client_timeout = "30s"
 }
 
 fn until(what: &str, server: &TestServer, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + support::PATIENCE;
+    let deadline = Instant::now() + crate::support::PATIENCE;
     while !cond() {
         assert!(
             Instant::now() < deadline,
@@ -68,7 +66,7 @@ fn send_to_held_domain(server: &TestServer, to: &[&str], subject: &str) {
     let reply = c.send_mail(
         ALICE,
         to,
-        &support::message(subject, &format!("Held for {}.", to[0])),
+        &crate::support::message(subject, &format!("Held for {}.", to[0])),
     );
     assert_eq!(reply.code, 250, "{reply:?}");
     c.expect("QUIT", 221);
@@ -231,7 +229,9 @@ struct Customer {
 impl Customer {
     fn connect(addr: SocketAddr) -> Customer {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(support::PATIENCE)).unwrap();
+        stream
+            .set_read_timeout(Some(crate::support::PATIENCE))
+            .unwrap();
         let mut c = Customer {
             reader: BufReader::new(stream),
         };
@@ -445,7 +445,7 @@ fn cram_md5_users_file_line_and_hash_password_agree() {
 
 #[test]
 fn held_mail_expires_with_a_bounce() {
-    let server = TestServer::with_config(&support::config(
+    let server = TestServer::with_config(&crate::support::config(
         "",
         r#"
 [routes.domains."odmr.test"]

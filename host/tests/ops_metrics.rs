@@ -1,7 +1,7 @@
 //! The operator HTTP listener of the real binary: /metrics after real SMTP traffic, /healthz,
 //! /readyz; and JSON logs carrying the session span's fields.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use support::ops::{http_get, sample, wait_sample};

@@ -3,7 +3,7 @@
 //! Received header and the logs. A header from an untrusted source, or a malformed one, closes
 //! the connection without a word.
 
-mod support;
+use crate::support;
 
 use support::ops::Haproxy;
 use support::{Client, TestServer, config, message};

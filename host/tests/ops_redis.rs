@@ -4,7 +4,7 @@
 //! their own error policy applies (both fail open), the servers keep answering; when Redis
 //! returns, shared state works again.
 
-mod support;
+use crate::support;
 
 use support::ops::Redis;
 use support::{Client, TestServer, config, message};

@@ -3,7 +3,7 @@
 //! removed under an established session (the session finishes); a reload that cannot apply
 //! (an address in use, a restart-only section) refused whole, the running configuration kept.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! passes. With `[kv] backend = "memory"` the same dialog is greylisted again (the contrast that
 //! shows the test can fail).
 
-mod support;
+use crate::support;
 
 use support::{Client, TestServer, config};
 

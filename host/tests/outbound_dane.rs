@@ -12,7 +12,7 @@
 //! | TLSA unusable | signed | only PKIX-EE (1 1 1) | delivered (opportunistic TLS) |
 //! | dane = required, insecure | unsigned child zone | | deferred 4.7.5 |
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! | testing | testing | wrong name | delivered, refusal logged |
 //! | cached while the HTTPS server is down | enforce, cached on disk | valid | delivered, no fetch |
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! | no authenticated TLS | insecure zone, peer offers REQUIRETLS | bounced 5.7.30 |
 //! | TLS-Required: No | DANE mismatch | delivered |
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! refused (deferred 4.7.5, nothing sent); `verify = false` turns the check off; credentials go
 //! only over a verified connection unless `verify = false` says otherwise.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! its hooks works; the outbound hook edits, defers, fails and re-routes real delivery attempts;
 //! a real Wasm delivery hook (the first-party delivery-log) hears every outcome.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

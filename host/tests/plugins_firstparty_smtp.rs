@@ -4,17 +4,15 @@
 //! with her argon2 hash, and an edited reject_words list applies to the next transaction on the
 //! same connection.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::support::{Client, b64};
 use mailwit::config::Config;
 use mailwit::plugins::generation::PluginSettings;
 use mailwit::plugins::{Plugins, RuntimeOptions};
 use mailwit::server::Server;
 use mailwit::spool::Spool;
-use support::{Client, b64};
 
 const QUICKSTART_PLUGINS: &str = include_str!("../../examples/plugins/quickstart-plugins.toml");
 const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
@@ -30,7 +28,7 @@ struct InProcess {
 impl InProcess {
     fn start() -> InProcess {
         let dir = tempfile::tempdir().unwrap();
-        let text = support::config("", QUICKSTART_PLUGINS);
+        let text = crate::support::config("", QUICKSTART_PLUGINS);
         let mut config = Config::parse(&text, "test.toml", None).unwrap();
         config.server.state_dir = dir.path().to_path_buf();
         let listener_pipelines = BTreeMap::from([
@@ -95,9 +93,9 @@ impl Drop for InProcess {
     }
 }
 
-fn data(c: &mut Client, subject: &str, body: &str) -> support::Reply {
+fn data(c: &mut Client, subject: &str, body: &str) -> crate::support::Reply {
     c.expect("DATA", 354);
-    c.send(format!("{}.\r\n", support::message(subject, body)));
+    c.send(format!("{}.\r\n", crate::support::message(subject, body)));
     c.reply()
 }
 
@@ -189,7 +187,13 @@ fn auth_static_authenticates_submission_clients() {
         c.cmd(&format!("AUTH PLAIN {}", b64(&format!("\0{user}\0{pass}"))))
             .code
     };
-    assert_eq!(login(support::ALICE, support::ALICE_PASSWORD), 235);
-    assert_eq!(login(support::ALICE, "not-her-password"), 535);
-    assert_eq!(login("bob@example.test", support::ALICE_PASSWORD), 535);
+    assert_eq!(
+        login(crate::support::ALICE, crate::support::ALICE_PASSWORD),
+        235
+    );
+    assert_eq!(login(crate::support::ALICE, "not-her-password"), 535);
+    assert_eq!(
+        login("bob@example.test", crate::support::ALICE_PASSWORD),
+        535
+    );
 }

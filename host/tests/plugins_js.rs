@@ -2,8 +2,8 @@
 //! acting on mail, a hot reload switching its policy, and a JavaScript plugin contained when it
 //! loops, eats memory or throws. The components are built once by `lang_support` and cached.
 
-mod lang_support;
-mod support;
+use crate::lang_support;
+use crate::support;
 
 use std::process::Command;
 

@@ -9,7 +9,7 @@
 //! Medians; the harness runs in the test profile (wasmtime and Cranelift at opt-level 2, guest code
 //! compiled by Cranelift as in release; the host glue unoptimised).
 
-mod lang_support;
+use crate::lang_support;
 
 use std::path::Path;
 use std::sync::Arc;

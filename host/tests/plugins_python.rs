@@ -2,8 +2,8 @@
 //! set acting on mail, a hot reload switching its rules, and a Python plugin contained when it
 //! loops, eats memory or raises. The components are built once by `lang_support` and cached.
 
-mod lang_support;
-mod support;
+use crate::lang_support;
+use crate::support;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! to a relay or MX for a local recipient) needs the plugin's "relay" grant; without it the core
 //! refuses it and logs the plugin.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

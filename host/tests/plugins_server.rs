@@ -2,14 +2,12 @@
 //! admin socket, a bad reload keeping the running generation, and misbehaving plugins leaving the
 //! server serving with their configured policy applied.
 
-mod support;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{Client, TestServer, config, message};
+use crate::support::{Client, TestServer, config, message};
 
 fn chaos() -> String {
     format!(

@@ -9,8 +9,7 @@
 //! The child is this test binary re-run with MAILWIT_CRASH_CHILD set (and MAILWIT_CRASH_SINK
 //! to the sink's port in the relay variant).
 
-mod support;
-
+use crate::support::sink::Sink;
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::delivery::{Agents, LocalOnly, maildir::Maildir};
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
@@ -22,7 +21,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use support::sink::Sink;
 
 struct Local;
 impl LocalDomains for Local {
@@ -168,7 +166,7 @@ async fn crash_rounds(relay: bool) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let state = dir.path();
     // The relay variant's smtp-sink dumps (it may run as another user, see support/helper_dir.rs).
-    let dumps = support::helper_dir::helper_dir();
+    let dumps = crate::support::helper_dir::helper_dir();
     let mut acked = Vec::new();
     for round in 0..3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -184,7 +182,7 @@ async fn crash_rounds(relay: bool) {
             .args([
                 "--ignored",
                 "--exact",
-                "crash_child",
+                "queue_crash::crash_child",
                 "--nocapture",
                 "--test-threads=1",
             ])

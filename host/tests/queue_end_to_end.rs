@@ -3,19 +3,17 @@
 //! bounce in her Maildir; with the sink down, `mailwit queue summary` shows the deferred mail and
 //! `mailwit queue flush` sends it once the sink is back. Also `mailwit queue` against the socket.
 
-mod support;
-
+use crate::support::sink::Sink;
+use crate::support::{Client, TestServer};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::sink::Sink;
-use support::{Client, TestServer};
 
 fn free_port() -> u16 {
-    support::free_port("127.0.0.1")
+    crate::support::free_port("127.0.0.1")
 }
 
 fn server(sink_port: u16) -> TestServer {
-    TestServer::with_config(&support::config(
+    TestServer::with_config(&crate::support::config(
         "",
         &format!(
             "[queue]\nretry_first = \"1h\"\nclient_timeout = \"10s\"\n\n[routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {sink_port}, tls = \"none\" }}\n"
@@ -48,7 +46,7 @@ fn queue_cli(server: &TestServer, args: &[&str]) -> (i32, String) {
 }
 
 fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + support::PATIENCE;
+    let deadline = Instant::now() + crate::support::PATIENCE;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(25));

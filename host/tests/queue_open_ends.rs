@@ -3,19 +3,17 @@
 //! bounded shutdown grace for deliveries in flight (smtp-sink slow to answer DATA). The 8BITMIME
 //! downgrade is in delivery_agents.rs (smtp-sink -8), held-mail expiry in odmr.rs.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::outbound::{client, rcpt, sender};
+use crate::support::sink::Sink;
+use crate::support::{ALICE, Client, TestServer};
 use mailwit::delivery::smtp_client::Connection;
 use mailwit::delivery::{Outbound, RecipientOutcome};
-use support::outbound::{client, rcpt, sender};
-use support::sink::Sink;
-use support::{ALICE, Client, TestServer};
 
 #[test]
 fn etrn_is_advertised_only_to_allowed_clients() {
-    let server = TestServer::with_config(&support::config(
+    let server = TestServer::with_config(&crate::support::config(
         "",
         "[queue]\netrn_clients = [\"127.0.0.2\"]\n",
     ));
@@ -60,7 +58,7 @@ fn help_lists_only_what_the_session_offers() {
 #[tokio::test]
 async fn recipients_refused_with_452_go_again_in_a_new_transaction() {
     // A real mailwit taking one recipient per transaction: the second RCPT gets 452 4.5.3.
-    let peer = TestServer::with_config(&support::config(
+    let peer = TestServer::with_config(&crate::support::config(
         "[server.limits]\nmax_recipients = 1\n",
         "",
     ));
@@ -70,7 +68,7 @@ async fn recipients_refused_with_452_go_again_in_a_new_transaction() {
         .unwrap();
     let rp = sender("carol@origin.test");
     let rcpts = [rcpt(ALICE), rcpt("bob@example.test")];
-    let msg = support::outbound::message("two", "for two\r\n");
+    let msg = crate::support::outbound::message("two", "for two\r\n");
     let report = conn
         .send(&Outbound {
             queue_id: "Q452",
@@ -95,7 +93,7 @@ async fn recipients_refused_with_452_go_again_in_a_new_transaction() {
 fn shutdown_waits_for_deliveries_in_flight() {
     // The smarthost takes 2 s to answer DATA; SIGTERM arrives meanwhile.
     let sink = Sink::start(&["-w", "2"]);
-    let server = TestServer::with_config(&support::config(
+    let server = TestServer::with_config(&crate::support::config(
         "",
         &format!(
             "[routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}\n",
@@ -108,12 +106,12 @@ fn shutdown_waits_for_deliveries_in_flight() {
     let reply = c.send_mail(
         ALICE,
         &["bob@remote.test"],
-        &support::message("in flight", "slow"),
+        &crate::support::message("in flight", "slow"),
     );
     assert_eq!(reply.code, 250, "{reply:?}");
     c.expect("QUIT", 221);
     // Wait until the delivery is under way (the sink is holding its DATA reply).
-    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while !delivery_active(&server) {
         assert!(std::time::Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(Duration::from_millis(20));

@@ -2,8 +2,7 @@
 //! smarthost, a rejecting sink (bounce to a local sender), a sink that is down (deferred, shown by
 //! summary, delivered after flush), and a throughput figure.
 
-mod support;
-
+use crate::support::sink::Sink;
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
 use mailwit::queue::{LocalDomains, Queue, QueueOptions, RcptStatus};
@@ -11,7 +10,6 @@ use mailwit::spool::{Incoming, Spool};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::sink::Sink;
 
 struct Local;
 impl LocalDomains for Local {
@@ -25,7 +23,7 @@ impl LocalDomains for Local {
 }
 
 fn free_port() -> u16 {
-    support::free_port("127.0.0.1")
+    crate::support::free_port("127.0.0.1")
 }
 
 fn mail(from: &str, to: &[&str], subject: &str) -> Incoming {
