@@ -1,0 +1,236 @@
+//! Calling one plugin of a chain: instantiate on demand, call under the breaker, check the
+//! answer, and count and log a failure (the caller then applies `on_error`).
+
+use std::sync::Arc;
+
+use super::{HookCall, HookOutput, MAX_MODIFICATION_BYTES, MAX_MODIFICATIONS};
+use crate::config::plugins::OnError;
+use crate::plugins::bindings::exports::mailwit::plugin::{auth, data, outbound};
+use crate::plugins::breaker::PluginStats;
+use crate::plugins::generation::PluginEntry;
+use crate::plugins::instance::{LiveInstance, PoolExhausted};
+use crate::policy::{Hook, Reply, Verdict};
+
+/// Calls one plugin in `slot` (instantiating it first if empty). `None` means the plugin failed
+/// or its breaker is open: the caller applies `on_error`. A failed instance is discarded.
+/// Counted (calls, failures, latency) in the server's metrics.
+pub(super) async fn call_plugin(
+    entry: &PluginEntry,
+    slot: &mut Option<LiveInstance>,
+    session: &Arc<str>,
+    call: HookCall<'_>,
+) -> Option<HookOutput> {
+    let started = std::time::Instant::now();
+    let hook = call.hook();
+    let output = call_plugin_unmeasured(entry, slot, session, call).await;
+    entry.ctx.metrics.hook_call(
+        entry.name(),
+        hook.name(),
+        started.elapsed(),
+        output.is_none(),
+    );
+    output
+}
+
+async fn call_plugin_unmeasured(
+    entry: &PluginEntry,
+    slot: &mut Option<LiveInstance>,
+    session: &Arc<str>,
+    call: HookCall<'_>,
+) -> Option<HookOutput> {
+    let hook = call.hook();
+    let plugin = entry.name();
+    if !entry.breaker.allows() {
+        PluginStats::bump(&entry.stats.skipped);
+        tracing::debug!(plugin, session = &**session, %hook, "breaker open: applying on_error without calling the plugin");
+        return None;
+    }
+    if slot.is_none() {
+        match LiveInstance::new(&entry.loaded, entry.ctx.clone(), session.clone()).await {
+            Ok(instance) => {
+                PluginStats::bump(&entry.stats.instantiations);
+                *slot = Some(instance);
+            }
+            Err(e) => {
+                // A full pool is capacity, not misbehaviour: the breaker is not told.
+                let fault = !e.is::<PoolExhausted>();
+                failed(
+                    entry,
+                    session,
+                    hook,
+                    &format!("instantiation failed: {e:#}"),
+                    fault,
+                );
+                return None;
+            }
+        }
+    }
+    let instance = slot.as_mut().expect("instantiated above");
+    let loaded = &entry.loaded;
+    PluginStats::bump(&entry.stats.calls);
+    let result = match call {
+        HookCall::Connect(s) => instance.connect(loaded, s).await.map(HookOutput::Verdict),
+        HookCall::Ehlo(s, name) => instance
+            .ehlo(loaded, s, name)
+            .await
+            .map(HookOutput::Verdict),
+        HookCall::Auth(s, c) => instance.auth(loaded, s, c).await.map(HookOutput::Auth),
+        HookCall::Mail(s, from) => instance
+            .mail(loaded, s, from)
+            .await
+            .map(HookOutput::Verdict),
+        HookCall::Rcpt(s, from, to) => instance
+            .rcpt(loaded, s, from, to)
+            .await
+            .map(HookOutput::Rcpt),
+        HookCall::Data(s, env, msg, authentication) => instance
+            .data(loaded, s, env, msg, authentication)
+            .await
+            .map(HookOutput::Data),
+        HookCall::Route(from, to) => instance
+            .route(loaded, from, to)
+            .await
+            .map(HookOutput::Route),
+        HookCall::Delivery(event) => instance
+            .delivery(loaded, event)
+            .await
+            .map(|()| HookOutput::Delivered),
+        HookCall::Outbound(attempt, msg) => instance
+            .outbound(loaded, attempt, msg)
+            .await
+            .map(HookOutput::Outbound),
+    };
+    let checked = result.and_then(check_output);
+    match checked {
+        Ok(output) => {
+            entry.breaker.success();
+            Some(output)
+        }
+        Err(e) => {
+            *slot = None;
+            failed(entry, session, hook, &format!("{e:#}"), true);
+            None
+        }
+    }
+}
+
+/// Rejects output that is misbehaviour rather than policy: floods of modifications, bad rewrites.
+fn check_output(output: HookOutput) -> anyhow::Result<HookOutput> {
+    match &output {
+        HookOutput::Data(result) => {
+            let mods = &result.modifications;
+            if mods.len() > MAX_MODIFICATIONS {
+                anyhow::bail!(
+                    "returned {} modifications (at most {MAX_MODIFICATIONS})",
+                    mods.len()
+                );
+            }
+            let bytes: usize = mods.iter().map(modification_size).sum();
+            if bytes > MAX_MODIFICATION_BYTES {
+                anyhow::bail!(
+                    "returned {bytes} bytes of modifications (at most {MAX_MODIFICATION_BYTES})"
+                );
+            }
+        }
+        HookOutput::Outbound(result) => {
+            let edits = &result.headers;
+            if edits.len() > MAX_MODIFICATIONS {
+                anyhow::bail!(
+                    "returned {} header edits (at most {MAX_MODIFICATIONS})",
+                    edits.len()
+                );
+            }
+            let bytes: usize = edits
+                .iter()
+                .map(|e| match e {
+                    outbound::HeaderEdit::Add(f) | outbound::HeaderEdit::Replace(f) => {
+                        f.name.len() + f.value.len()
+                    }
+                    outbound::HeaderEdit::Remove(name) => name.len(),
+                })
+                .sum();
+            if bytes > MAX_MODIFICATION_BYTES {
+                anyhow::bail!(
+                    "returned {bytes} bytes of header edits (at most {MAX_MODIFICATION_BYTES})"
+                );
+            }
+        }
+        HookOutput::Rcpt(result) => {
+            if let Some(address) = &result.rewrite
+                && !crate::policy::modifications::valid_address(address)
+            {
+                anyhow::bail!(
+                    "rewrote the recipient to an invalid address {:?}",
+                    crate::plugins::imports::log::truncate(address, 80)
+                );
+            }
+        }
+        HookOutput::Auth(auth::AuthResult::Ok(identity))
+            if identity.is_empty()
+                || identity.len() > 256
+                || identity.chars().any(char::is_control) =>
+        {
+            anyhow::bail!("authenticated an invalid identity");
+        }
+        _ => {}
+    }
+    Ok(output)
+}
+
+fn modification_size(m: &data::Modification) -> usize {
+    use data::Modification as W;
+    match m {
+        W::AddHeader(h) | W::InsertHeader(h) | W::ReplaceHeader(h) => h.name.len() + h.value.len(),
+        W::RemoveHeader(s)
+        | W::AddRecipient(s)
+        | W::RemoveRecipient(s)
+        | W::ChangeReversePath(s) => s.len(),
+    }
+}
+
+/// Counts and logs a call that did not run to an answer; `plugin_fault` says whether the plugin
+/// is to blame (and its circuit breaker hears of it).
+pub(super) fn failed(
+    entry: &PluginEntry,
+    session: &str,
+    hook: Hook,
+    why: &str,
+    plugin_fault: bool,
+) {
+    PluginStats::bump(&entry.stats.failures);
+    let plugin = entry.name();
+    let policy = entry.loaded.config.on_error;
+    tracing::warn!(plugin, session, %hook, ?policy, "plugin failed: {why}");
+    if !plugin_fault {
+        entry.breaker.abandon();
+    } else if entry.breaker.failure() {
+        PluginStats::bump(&entry.stats.breaker_opened);
+        tracing::error!(
+            plugin,
+            ?policy,
+            "circuit breaker opened after repeated failures"
+        );
+    }
+}
+
+/// The verdict a failure stands for; `None` for `continue`.
+pub fn failure_verdict(on_error: OnError) -> Option<Verdict> {
+    match on_error {
+        OnError::Continue => None,
+        OnError::Tempfail => Some(Verdict::Tempfail(Reply::new(
+            451,
+            "4.3.0",
+            "Temporary local problem, please try again later",
+        ))),
+        OnError::Reject => Some(Verdict::Reject(Reply::new(
+            554,
+            "5.3.0",
+            "Refused by local policy",
+        ))),
+        OnError::Disconnect => Some(Verdict::Disconnect(Reply::new(
+            421,
+            "4.3.0",
+            "Service temporarily unavailable, closing connection",
+        ))),
+    }
+}
