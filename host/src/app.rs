@@ -65,7 +65,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // reload by file watch, SIGHUP and the admin socket.
     let metrics = Arc::new(crate::metrics::Metrics::new());
     // The plugins' kv: the embedded store in the state directory unless [kv] says otherwise.
-    let (kv_backend, kv) = crate::plugins::imports::kv::from_config(&config.kv, &state_dir)
+    let (kv_backend, kv) = crate::plugins::kv::from_config(&config.kv, &state_dir)
         .map_err(|e| anyhow::anyhow!("cannot open the kv store: {e}"))?;
     let plugins = crate::plugins::Plugins::from_config(
         &config,

@@ -7,6 +7,6 @@ wasmtime::component::bindgen!({
     imports: { default: async },
     exports: { default: async },
     with: {
-        "mailwit:plugin/message.message": crate::plugins::imports::message::MessageHandle,
+        "mailwit:plugin/message.message": crate::plugins::resources::MessageHandle,
     },
 });

@@ -9,7 +9,7 @@ use wasmtime::component::{ComponentType, Lower, Resource};
 
 use super::bindings::exports::mailwit::plugin::delivery as v02_delivery;
 use super::bindings::mailwit::plugin as v02;
-use super::imports::message::MessageHandle;
+use super::resources::MessageHandle;
 use super::state::HostState;
 
 /// The contract version of these bindings.
@@ -21,7 +21,7 @@ mod generated {
         path: "../wit/compat/0.1.0",
         imports: { default: async },
         with: {
-            "mailwit:plugin/message.message": crate::plugins::imports::message::MessageHandle,
+            "mailwit:plugin/message.message": crate::plugins::resources::MessageHandle,
         },
     });
 }

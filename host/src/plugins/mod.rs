@@ -9,6 +9,8 @@
 //! - [`generation`]: a wholly validated set of plugins and pipelines.
 //! - [`runtime`]: the current generation behind an `ArcSwap`, reload (file watch, SIGHUP, admin).
 //! - [`imports`]: the host functions plugins may call (log, config, kv, dns, clock, message).
+//! - [`kv`], [`dns`], [`resources`]: what those imports reach (kv backends, the resolver, the
+//!   message handle); they know nothing of stores or bindings, so nothing here runs in a circle.
 //! - [`check`]: the plugins x hooks table of `mailwit check-config`.
 
 pub mod bindings;
@@ -16,20 +18,23 @@ pub mod breaker;
 pub mod check;
 pub mod compat_v01;
 mod convert;
+pub mod dns;
 pub mod engine;
 pub mod generation;
 pub mod imports;
 pub mod instance;
+pub mod kv;
 pub mod loader;
 pub mod pipeline;
+pub mod resources;
 pub mod runtime;
 pub mod state;
 
 pub use crate::policy::Hook;
 pub use check::{check_report, check_report_at};
+pub use dns::DnsOptions;
 pub use generation::Generation;
-pub use imports::dns::DnsOptions;
-pub use imports::kv::{KvStore, MemoryKv};
+pub use kv::{KvStore, MemoryKv};
 pub use runtime::{Plugins, ReloadReport, Reloader, RuntimeOptions};
 
 /// The WIT package version this host implements. Plugins built against it or against an earlier

@@ -18,14 +18,12 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
 use super::breaker::{PluginStats, StatsSnapshot};
+use super::dns::{Dns, DnsOptions};
 use super::generation::{Generation, PluginSettings};
-use super::imports::dns::{Dns, DnsOptions};
-use super::imports::kv::{Counted, KvStore, MemoryKv};
+pub use super::kv::KvFactory;
+use super::kv::{Counted, KvStore, MemoryKv};
 use super::pipeline::{PipelineHookFactory, PipelineQueueHooks};
 use crate::policy::{HookFactory, QueueHooks};
-
-/// Makes the kv store of a plugin (by plugin name).
-pub type KvFactory = Arc<dyn Fn(&str) -> Arc<dyn KvStore> + Send + Sync>;
 
 /// How the runtime is set up (from the engine's configuration).
 #[derive(Clone, Default)]

@@ -11,8 +11,8 @@ use wasmtime_wasi::{
     Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView,
 };
 
-use super::imports::dns::Dns;
-use super::imports::kv::KvStore;
+use super::dns::Dns;
+use super::kv::KvStore;
 
 /// Bytes of a plugin's stderr (panic messages) kept for the log; more is dropped.
 const STDERR_CAPACITY: usize = 8 * 1024;
