@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::breaker::{Breaker, PluginStats};
 use super::instance::LiveInstance;
 use super::loader::{LoadContext, LoadedPlugin, load};
-use super::runtime::Shared;
+use super::shared::Shared;
 use super::state::{PluginContext, WasiGrants};
 use crate::config::plugins::{Grant, PipelineConfig, PluginConfig, QUEUE_PIPELINE};
 use crate::policy::Hook;

@@ -7,6 +7,7 @@
 //! - [`pipeline`]: the hooks the engine calls ([`crate::policy::SessionHooks`], [`crate::policy::QueueHooks`])
 //!   running a pipeline's plugins in order.
 //! - [`generation`]: a wholly validated set of plugins and pipelines.
+//! - `shared`: the runtime's options and what outlives generations (kv stores, counters, resolver).
 //! - [`runtime`]: the current generation behind an `ArcSwap`, reload (file watch, SIGHUP, admin).
 //! - [`imports`]: the host functions plugins may call (log, config, kv, dns, clock, message).
 //! - [`kv`], [`dns`], [`resources`]: what those imports reach (kv backends, the resolver, the
@@ -28,6 +29,7 @@ pub mod loader;
 pub mod pipeline;
 pub mod resources;
 pub mod runtime;
+mod shared;
 pub mod state;
 
 pub use crate::policy::Hook;
@@ -35,7 +37,8 @@ pub use check::{check_report, check_report_at};
 pub use dns::DnsOptions;
 pub use generation::Generation;
 pub use kv::{KvStore, MemoryKv};
-pub use runtime::{Plugins, ReloadReport, Reloader, RuntimeOptions};
+pub use runtime::{Plugins, ReloadReport, Reloader};
+pub use shared::RuntimeOptions;
 
 /// The WIT package version this host implements. Plugins built against it or against an earlier
 /// version the host still speaks ([`SUPPORTED_VERSIONS`]) load; others are refused with the

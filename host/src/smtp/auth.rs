@@ -14,17 +14,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::Credentials;
 use super::reply::{self, push_reply};
-use super::session::{Pending, Phase, Session};
+use super::session::{Pending, Phase, SaslStep, Session};
 use super::{Answer, Event};
-
-/// What the next SASL response line is.
-#[derive(Debug)]
-pub(super) enum SaslStep {
-    PlainResponse,
-    LoginUsername,
-    LoginPassword { username: String },
-    CramResponse { challenge: String },
-}
 
 /// "Username:" and "Password:" in base64, the de-facto LOGIN prompts.
 const LOGIN_USERNAME_PROMPT: &[u8] = b"334 VXNlcm5hbWU6\r\n";

@@ -3,20 +3,9 @@
 //! comes after its bytes; `BDAT n LAST` completes the message.
 
 use super::Event;
-use super::data::Defect;
-use super::reply::{self, Static};
-use super::session::{Body, Pending, Phase, Session};
-
-/// A chunk being read.
-#[derive(Debug)]
-pub(super) struct Chunk {
-    pub remaining: u64,
-    pub size: u64,
-    pub last: bool,
-    /// False: read and drop (the reply is `refusal`).
-    pub keep: bool,
-    pub refusal: Option<Static>,
-}
+use super::reply;
+use super::session::{Body, Chunk, Pending, Phase, Session};
+use super::text::Defect;
 
 impl Session {
     pub(super) fn cmd_bdat(&mut self, size: u64, last: bool) {

@@ -4,7 +4,7 @@
 //! Used by the unit tests below with a fixed-seed generator, and by `fuzz/` (cargo-fuzz).
 
 use super::TlsInfo;
-use super::data::{DataDecoder, Defect, TextCheck};
+use super::text::{DataDecoder, Defect, TextCheck};
 use super::{Answer, Event, Session, SessionConfig};
 use crate::mail::Reply;
 

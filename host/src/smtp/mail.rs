@@ -82,7 +82,7 @@ impl Session {
             },
             body: Body::None,
             message: Vec::new(),
-            text_check: super::data::TextCheck::new(self.config.max_text_line),
+            text_check: super::text::TextCheck::new(self.config.max_text_line),
             failed: None,
         });
         reply::push_static(&mut self.output, reply::SENDER_OK);

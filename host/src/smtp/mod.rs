@@ -46,6 +46,7 @@ pub mod rcpt;
 pub mod reply;
 pub mod session;
 pub mod starttls;
+pub mod text;
 
 pub use crate::mail::{Envelope, Recipient, Reply, ReversePath};
 pub use fuzz::fuzz_session;

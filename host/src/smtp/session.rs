@@ -8,8 +8,8 @@ use memchr::memchr;
 
 use super::TlsInfo;
 use super::command::{self, Command};
-use super::data::DataDecoder;
 use super::reply::{self, Static};
+use super::text::{DataDecoder, TextCheck};
 use super::{Answer, Event, SessionConfig, Timeout};
 use crate::mail::{Envelope, Recipient, Reply, ReversePath};
 
@@ -22,11 +22,11 @@ pub(super) enum Phase {
     /// Reading command lines.
     Command,
     /// Reading a SASL response line for AUTH.
-    Sasl(super::auth::SaslStep),
+    Sasl(SaslStep),
     /// Reading DATA until CRLF.CRLF.
     Data(DataDecoder),
     /// Reading a BDAT chunk of known length.
-    Bdat(super::bdat::Chunk),
+    Bdat(Chunk),
     /// An event waits for the engine's answer; input stays buffered.
     Pending(Pending),
     /// STARTTLS: waiting for `tls_started`.
@@ -34,6 +34,26 @@ pub(super) enum Phase {
     /// ATRN accepted: the next `poll` hands the connection over ([`Event::Turn`]).
     Turned,
     Closed,
+}
+
+/// What the next SASL response line is (the AUTH stage, `auth.rs`, drives it).
+#[derive(Debug)]
+pub(super) enum SaslStep {
+    PlainResponse,
+    LoginUsername,
+    LoginPassword { username: String },
+    CramResponse { challenge: String },
+}
+
+/// A BDAT chunk being read (the BDAT stage, `bdat.rs`, drives it).
+#[derive(Debug)]
+pub(super) struct Chunk {
+    pub remaining: u64,
+    pub size: u64,
+    pub last: bool,
+    /// False: read and drop (the reply is `refusal`).
+    pub keep: bool,
+    pub refusal: Option<Static>,
 }
 
 /// The pending event's data the session needs back when the answer comes.
@@ -62,7 +82,7 @@ pub(super) struct Transaction {
     pub envelope: Envelope,
     pub body: Body,
     pub message: Vec<u8>,
-    pub text_check: super::data::TextCheck,
+    pub text_check: TextCheck,
     /// A BDAT chunk failed (size): later chunks are read and refused the same way until LAST.
     pub failed: Option<Static>,
 }
