@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::admin::AdminServer;
 use crate::config::Config;
-use crate::config::engine::LocalConfig;
+use crate::config::server::LocalConfig;
 use crate::delivery::Agents;
 use crate::policy::{HookFactory, QueueHooks};
 use crate::queue::{LocalDomains, Queue, QueueOptions};

@@ -5,12 +5,12 @@
 //! Each section lives in its own file, owned by the concern that reads it.
 
 pub mod dns;
-pub mod engine;
 pub mod mailauth;
 pub mod mta_sts;
 pub mod ops;
 pub mod plugins;
 pub mod queue;
+pub mod server;
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -26,16 +26,16 @@ pub const QUICKSTART_USERS: &str = include_str!("../../../examples/users");
 pub struct Config {
     /// Host name, state directory, limits, TLS material.
     #[serde(default)]
-    pub server: engine::ServerConfig,
+    pub server: server::ServerConfig,
     /// `[[listeners]]`: address, role, pipeline.
     #[serde(default)]
-    pub listeners: Vec<engine::ListenerConfig>,
+    pub listeners: Vec<server::ListenerConfig>,
     /// Local domains, mailboxes and aliases.
     #[serde(default)]
-    pub local: engine::LocalConfig,
+    pub local: server::LocalConfig,
     /// The built-in credential backend.
     #[serde(default)]
-    pub auth: engine::AuthConfig,
+    pub auth: server::AuthConfig,
     /// `[plugins.NAME]`: one table per plugin instance.
     #[serde(default)]
     pub plugins: std::collections::BTreeMap<String, plugins::PluginConfig>,

@@ -9,7 +9,7 @@
 use super::Shared;
 use super::limits::Refusal;
 use super::stages::Stage;
-use crate::config::engine::ListenerConfig;
+use crate::config::server::ListenerConfig;
 use crate::policy::{Reply, SessionInfo, TlsInfo, Verdict};
 use crate::smtp::{Event, Session, SessionConfig, Timeout};
 use std::io;

@@ -8,7 +8,7 @@
 //! (IP literal) and `user@remote` are not local. Source routes are stripped by the protocol
 //! parser (RFC 5321 4.1.1.3: the last hop is what counts).
 
-use crate::config::engine::LocalConfig;
+use crate::config::server::LocalConfig;
 use crate::policy::Reply;
 
 /// Where a recipient's domain points.

@@ -221,10 +221,10 @@ impl Prepared {
 }
 
 /// The local domains the queue routes by, replaced by a reload (the queue keeps this object).
-pub struct LiveLocal(arc_swap::ArcSwap<crate::config::engine::LocalConfig>);
+pub struct LiveLocal(arc_swap::ArcSwap<crate::config::server::LocalConfig>);
 
 impl LiveLocal {
-    pub fn new(local: crate::config::engine::LocalConfig) -> Self {
+    pub fn new(local: crate::config::server::LocalConfig) -> Self {
         LiveLocal(arc_swap::ArcSwap::from_pointee(local))
     }
 }

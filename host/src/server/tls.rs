@@ -8,7 +8,7 @@
 //! matched against each certificate's DNS names (exact, then one wildcard label). The files are
 //! checked every `reload_interval` seconds and reloaded when they change, without a restart.
 
-use crate::config::engine::{CertificateFiles, TlsConfig};
+use crate::config::server::{CertificateFiles, TlsConfig};
 use crate::policy::TlsInfo;
 use anyhow::Context;
 use arc_swap::ArcSwap;

@@ -1,4 +1,5 @@
-//! Configuration of the engine: server-wide settings, listeners, local domains, built-in auth.
+//! The server's own settings: `[server]` (server-wide), `[[listeners]]`, `[local]` domains and
+//! mailboxes, `[auth]` built-in users.
 //!
 //! ```toml
 //! [server]
