@@ -12,7 +12,7 @@ use crate::support::sink::*;
 use mailwit::delivery::lmtp::{self, LmtpTarget};
 use mailwit::delivery::maildir::Maildir;
 use mailwit::delivery::mx::{MxConfig, MxResolver};
-use mailwit::delivery::remote::{RemoteAgents, RemoteSettings};
+use mailwit::delivery::remote::{DeliveryAgents, RemoteSettings};
 use mailwit::delivery::smtp_client::{
     self, AuthMechanism, Connection, RelayCredentials, TlsVerify,
 };
@@ -922,7 +922,7 @@ async fn throughput_to_smtp_sink() {
     let state = tempfile::tempdir().unwrap();
     let mut settings = RemoteSettings::new("client.mailwit.test");
     settings.timeouts = client().timeouts;
-    let agents = RemoteAgents::new(
+    let agents = DeliveryAgents::new(
         Maildir::new(state.path().join("mail"), "client.mailwit.test"),
         settings,
     )
@@ -944,7 +944,7 @@ async fn throughput_to_smtp_sink() {
     println!(
         "throughput ({} byte message, 1 recipient): one reused connection {one:.0} msg/s; \
          {parallel} connections {many:.0} msg/s; new connection per message {per_connection:.0} msg/s; \
-         RemoteAgents (cached session, RSET probe) {pooled:.0} msg/s",
+         DeliveryAgents (cached session, RSET probe) {pooled:.0} msg/s",
         msg.len()
     );
 }

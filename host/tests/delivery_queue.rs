@@ -13,7 +13,7 @@ use crate::support::sink::*;
 use mail_parser::{MessageParser, MimeHeaders};
 use mailwit::config::queue::{QueueConfig, RelayConfig, RoutesConfig};
 use mailwit::delivery::maildir::Maildir;
-use mailwit::delivery::remote::{RemoteAgents, RemoteSettings};
+use mailwit::delivery::remote::{DeliveryAgents, RemoteSettings};
 use mailwit::delivery::smtp_client::Timeouts;
 use mailwit::delivery::{Agents, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{Envelope, NoHooks, RelayTarget, TlsPolicy};
@@ -39,9 +39,9 @@ fn settings() -> RemoteSettings {
     s
 }
 
-fn agents(state: &Path) -> Arc<RemoteAgents> {
+fn agents(state: &Path) -> Arc<DeliveryAgents> {
     let maildir = Maildir::new(state.join("mail"), "mx.example.test");
-    Arc::new(RemoteAgents::new(maildir, settings()).unwrap())
+    Arc::new(DeliveryAgents::new(maildir, settings()).unwrap())
 }
 
 async fn start(state: &Path, smarthost_port: u16) -> (Arc<Spool>, Queue) {

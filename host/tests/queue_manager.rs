@@ -614,7 +614,7 @@ async fn route_hook_decides_first_and_delivery_hook_sees_every_outcome() {
     assert_eq!(
         events,
         vec![
-            ("eve@fail.test".into(), DeliveryOutcome::Bounced),
+            ("eve@fail.test".into(), DeliveryOutcome::Failed),
             ("sales@partner.test".into(), DeliveryOutcome::Delivered),
             ("spam@partner.test".into(), DeliveryOutcome::Delivered),
             ("x@remote.test".into(), DeliveryOutcome::Deferred),

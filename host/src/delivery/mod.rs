@@ -135,7 +135,7 @@ impl Agents for LocalOnly {
     }
 }
 
-/// The production agents ([`remote::RemoteAgents`]: Maildir, LMTP, relays with session reuse,
+/// The production agents ([`remote::DeliveryAgents`]: Maildir, LMTP, relays with session reuse,
 /// MX), set up from the `[queue]` and `[routes]` configuration, with a resolver of their own
 /// asking the deprecated `[queue] nameservers` (or the system's). The server uses
 /// [`with_resolver`] and its shared `[dns]` resolver.
@@ -144,7 +144,7 @@ pub fn from_config(
     hostname: &str,
     queue: &crate::config::queue::QueueConfig,
     routes: &crate::config::queue::RoutesConfig,
-) -> Result<remote::RemoteAgents, String> {
+) -> Result<remote::DeliveryAgents, String> {
     let dns = crate::config::dns::DnsConfig {
         nameservers: queue.nameservers.clone(),
         ..Default::default()
@@ -162,7 +162,7 @@ pub fn with_resolver(
     routes: &crate::config::queue::RoutesConfig,
     resolver: std::sync::Arc<crate::dns::Resolver>,
     mta_sts: &crate::config::mta_sts::MtaStsConfig,
-) -> Result<remote::RemoteAgents, String> {
+) -> Result<remote::DeliveryAgents, String> {
     let mut settings = remote::RemoteSettings::new(hostname).with_routes(routes);
     if let Some(t) = queue.client_timeout {
         settings.timeouts = smtp_client::Timeouts::all(t);
@@ -172,7 +172,7 @@ pub fn with_resolver(
     settings.mta_sts_cache = Some(state_dir.join("mta-sts"));
     settings.mx.smtp_port = queue.mx_port;
     settings.idle_time = queue.connection_reuse;
-    remote::RemoteAgents::new(
+    remote::DeliveryAgents::new(
         maildir::Maildir::new(state_dir.join("mail"), hostname),
         settings,
     )

@@ -1,4 +1,4 @@
-//! [`RemoteAgents`]: the queue's [`Agents`] with every destination wired: Maildir (local), LMTP,
+//! [`DeliveryAgents`]: the queue's [`Agents`] with every destination wired: Maildir (local), LMTP,
 //! relays/smarthosts and MX.
 //!
 //! Sessions to relays and LMTP servers are kept open for a short while after a delivery and
@@ -23,7 +23,7 @@ use super::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use crate::config::queue::RoutesConfig;
 use crate::policy::{RelayTarget, Reply, TlsPolicy};
 
-/// What [`RemoteAgents`] needs besides the Maildir.
+/// What [`DeliveryAgents`] needs besides the Maildir.
 #[derive(Debug, Clone)]
 pub struct RemoteSettings {
     /// Our name in EHLO/LHLO.
@@ -123,7 +123,7 @@ pub fn tls_required_no(message: &[u8]) -> bool {
         .is_some_and(|value| value.trim().eq_ignore_ascii_case("no"))
 }
 
-pub struct RemoteAgents {
+pub struct DeliveryAgents {
     maildir: Maildir,
     settings: RemoteSettings,
     mx: MxResolver,
@@ -133,8 +133,8 @@ pub struct RemoteAgents {
     verifiers: Mutex<HashMap<Option<PathBuf>, TlsVerify>>,
 }
 
-impl RemoteAgents {
-    pub fn new(maildir: Maildir, settings: RemoteSettings) -> Result<RemoteAgents, String> {
+impl DeliveryAgents {
+    pub fn new(maildir: Maildir, settings: RemoteSettings) -> Result<DeliveryAgents, String> {
         let mx = match &settings.resolver {
             Some(resolver) => MxResolver::with_resolver(resolver.clone(), settings.mx.clone()),
             None => MxResolver::new(settings.mx.clone())?,
@@ -144,7 +144,7 @@ impl RemoteAgents {
             settings.mta_sts.clone(),
             settings.mta_sts_cache.clone(),
         )?;
-        Ok(RemoteAgents {
+        Ok(DeliveryAgents {
             maildir,
             settings,
             mx,
@@ -316,7 +316,7 @@ impl RemoteAgents {
 }
 
 #[async_trait::async_trait]
-impl Agents for RemoteAgents {
+impl Agents for DeliveryAgents {
     async fn deliver(&self, destination: &Destination, outbound: &Outbound<'_>) -> Attempt {
         match destination {
             Destination::Maildir(mailbox) => self.maildir.deliver(mailbox, outbound).await,

@@ -171,7 +171,7 @@ pub fn delivery_event(e: &policy::DeliveryEvent) -> delivery::DeliveryEvent {
         outcome: match e.outcome {
             policy::DeliveryOutcome::Delivered => delivery::Outcome::Delivered,
             policy::DeliveryOutcome::Deferred => delivery::Outcome::Deferred,
-            policy::DeliveryOutcome::Bounced => delivery::Outcome::Bounced,
+            policy::DeliveryOutcome::Failed => delivery::Outcome::Bounced,
         },
         reply: e.reply.as_ref().map(|r| wit::Reply {
             code: r.code,

@@ -186,11 +186,14 @@ pub enum RouteDecision {
     Continue,
 }
 
+/// What became of one recipient, as the delivery hook hears it: the same three outcomes as
+/// `delivery::RecipientOutcome` and the spool's `RcptStatus`. (The WIT contract spells
+/// `Failed` as `outcome.bounced`; the contract keeps its name.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryOutcome {
     Delivered,
     Deferred,
-    Bounced,
+    Failed,
 }
 
 #[derive(Debug, Clone)]

@@ -47,7 +47,7 @@ struct Settings {
 }
 
 /// What one destination said about some of the message's recipients.
-struct Answer {
+struct HopReport {
     rcpt: usize,
     outcome: RecipientOutcome,
     remote_mta: Option<String>,
@@ -437,7 +437,7 @@ impl Collection {
             let answers = members
                 .iter()
                 .enumerate()
-                .map(|(k, &i)| Answer {
+                .map(|(k, &i)| HopReport {
                     rcpt: i,
                     outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
                         RecipientOutcome::Deferred(Reply::new(
@@ -654,7 +654,7 @@ async fn attempt(inner: Arc<Inner>, id: QueueId, due: Vec<usize>, _permit: Owned
         // Other destinations are still being tried, so the message stays queued: outcomes
         // that owe no DSN are recorded now (a crash meanwhile would otherwise repeat them);
         // the rest waits for the end, where the DSN is spooled before its outcomes are recorded.
-        let (quiet, owing): (Vec<Answer>, Vec<Answer>) = answers
+        let (quiet, owing): (Vec<HopReport>, Vec<HopReport>) = answers
             .into_iter()
             .partition(|a| owes_no_dsn(&inner, &msg, a));
         if !quiet.is_empty() {
@@ -668,7 +668,7 @@ async fn attempt(inner: Arc<Inner>, id: QueueId, due: Vec<usize>, _permit: Owned
 
 /// Whether recording `a` now can never skip a DSN: a delivery nobody asked a report of, or a
 /// deferral that is neither final (expiry) nor due for a delay warning.
-fn owes_no_dsn(inner: &Inner, msg: &SpooledMessage, a: &Answer) -> bool {
+fn owes_no_dsn(inner: &Inner, msg: &SpooledMessage, a: &HopReport) -> bool {
     let settings = inner.settings.load();
     let cfg = &settings.config;
     let now = now_ms();
@@ -701,7 +701,7 @@ async fn route_all(
     inner: &Arc<Inner>,
     msg: &SpooledMessage,
     due: &[usize],
-) -> (Vec<Answer>, Vec<(Destination, Vec<usize>)>) {
+) -> (Vec<HopReport>, Vec<(Destination, Vec<usize>)>) {
     let envelope = &msg.meta.envelope;
     let mut answers = Vec::new();
     let mut groups: Vec<(Destination, Vec<usize>)> = Vec::new();
@@ -720,14 +720,14 @@ async fn route_all(
                 Some((_, members)) => members.push(i),
                 None => groups.push((dest, vec![i])),
             },
-            Routed::Discard => answers.push(Answer {
+            Routed::Discard => answers.push(HopReport {
                 rcpt: i,
                 outcome: RecipientOutcome::Delivered(Reply::new(250, "2.0.0", "discarded")),
                 remote_mta: None,
                 dsn_passed_on: true,
                 final_hop: true,
             }),
-            Routed::Fail(reply) => answers.push(Answer {
+            Routed::Fail(reply) => answers.push(HopReport {
                 rcpt: i,
                 outcome: RecipientOutcome::Failed(reply),
                 remote_mta: None,
@@ -736,7 +736,7 @@ async fn route_all(
             }),
             // Held mail is a deferral like any other: retried on the usual schedule (each retry
             // only finds it held again), delay warnings, and a bounce after the lifetime.
-            Routed::Hold(domain) => answers.push(Answer {
+            Routed::Hold(domain) => answers.push(HopReport {
                 rcpt: i,
                 outcome: RecipientOutcome::Deferred(Reply::new(
                     451,
@@ -758,7 +758,7 @@ async fn deliver_group(
     msg: &SpooledMessage,
     dest: Destination,
     members: Vec<usize>,
-) -> Vec<Answer> {
+) -> Vec<HopReport> {
     let envelope = &msg.meta.envelope;
     let _slot = inner
         .destination_limit(dest.limit_key())
@@ -795,7 +795,7 @@ async fn deliver_group(
         super::outbound::Prepared::Decided(outcome) => {
             return members
                 .iter()
-                .map(|&i| Answer {
+                .map(|&i| HopReport {
                     rcpt: i,
                     outcome: outcome.clone(),
                     remote_mta: None,
@@ -817,7 +817,7 @@ async fn deliver_group(
     members
         .iter()
         .enumerate()
-        .map(|(k, &i)| Answer {
+        .map(|(k, &i)| HopReport {
             rcpt: i,
             outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
                 RecipientOutcome::Deferred(Reply::new(
@@ -834,7 +834,7 @@ async fn deliver_group(
 }
 
 /// Turns answers into recorded state, DSNs, hook events, and removes finished messages.
-async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) {
+async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<HopReport>) {
     let settings = inner.settings.load_full();
     let cfg = &settings.config;
     let meta = &msg.meta;
@@ -915,7 +915,7 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
             recipient: rcpt.address.clone(),
             outcome: match status {
                 RcptStatus::Delivered => DeliveryOutcome::Delivered,
-                RcptStatus::Failed => DeliveryOutcome::Bounced,
+                RcptStatus::Failed => DeliveryOutcome::Failed,
                 _ => DeliveryOutcome::Deferred,
             },
             reply: Some(reply.clone()),

@@ -8,7 +8,7 @@
 
 use super::Shared;
 use super::limits::Refusal;
-use super::stages::Stage;
+use super::stages::SessionPolicy;
 use crate::config::server::ListenerConfig;
 use crate::policy::{Reply, SessionInfo, TlsInfo, Verdict};
 use crate::smtp::{Event, Session, SessionConfig, Timeout};
@@ -274,7 +274,7 @@ async fn run(
     session.set_challenge_seed(&format!("{}.{}", rand::random::<u64>(), info.id));
     let mut conn = Connection {
         session,
-        stage: Stage::new(
+        stage: SessionPolicy::new(
             shared.clone(),
             shared.hooks.session_hooks(&listener.name),
             info,
@@ -290,7 +290,7 @@ async fn run(
 struct Connection {
     shared: Arc<Shared>,
     session: Session,
-    stage: Stage,
+    stage: SessionPolicy,
     stream: Stream,
     buf: Box<[u8]>,
 }

@@ -13,7 +13,7 @@ use crate::policy::Reply;
 
 /// Where a recipient's domain points.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub enum RecipientDomain {
     /// A local domain; carries the address with a domain (bare `postmaster` gets one).
     Local(String),
     /// Another domain: allowed only for authenticated clients.
@@ -29,13 +29,13 @@ pub fn check(
     address: &str,
     authenticated: bool,
     local: &LocalConfig,
-) -> Result<Destination, Reply> {
+) -> Result<RecipientDomain, Reply> {
     let Some((local_part, domain)) = crate::mail::address::split(address) else {
         // RFC 5321 4.5.1: "postmaster" without a domain must be accepted.
         if address.eq_ignore_ascii_case("postmaster")
             && let Some(first) = local.domains.first()
         {
-            return Ok(Destination::Local(format!("postmaster@{first}")));
+            return Ok(RecipientDomain::Local(format!("postmaster@{first}")));
         }
         return Err(Reply::new(
             550,
@@ -53,16 +53,16 @@ pub fn check(
     let is_local = local.is_local_domain(domain);
     if authenticated {
         return Ok(if is_local {
-            Destination::Local(address.to_string())
+            RecipientDomain::Local(address.to_string())
         } else {
-            Destination::Remote(address.to_string())
+            RecipientDomain::Remote(address.to_string())
         });
     }
     // Unauthenticated: local domains only, and no routing syntax hidden in the local part.
     if !is_local || local_part.contains(['%', '!', '@']) {
         return Err(relay_denied(address));
     }
-    Ok(Destination::Local(address.to_string()))
+    Ok(RecipientDomain::Local(address.to_string()))
 }
 
 #[cfg(test)]
@@ -83,11 +83,11 @@ mod tests {
         let ok = |a: &str| check(a, false, &l);
         assert_eq!(
             ok("bob@example.test"),
-            Ok(Destination::Local("bob@example.test".into()))
+            Ok(RecipientDomain::Local("bob@example.test".into()))
         );
         assert_eq!(
             ok("Bob@EXAMPLE.test"),
-            Ok(Destination::Local("Bob@EXAMPLE.test".into()))
+            Ok(RecipientDomain::Local("Bob@EXAMPLE.test".into()))
         );
         for trick in [
             "bob@elsewhere.test",
@@ -114,7 +114,7 @@ mod tests {
         let l = local();
         assert_eq!(
             check("carol@elsewhere.test", true, &l),
-            Ok(Destination::Remote("carol@elsewhere.test".into()))
+            Ok(RecipientDomain::Remote("carol@elsewhere.test".into()))
         );
     }
 
@@ -122,7 +122,7 @@ mod tests {
     fn bare_postmaster_is_local() {
         assert_eq!(
             check("Postmaster", false, &local()),
-            Ok(Destination::Local("postmaster@example.test".into()))
+            Ok(RecipientDomain::Local("postmaster@example.test".into()))
         );
         assert_eq!(check("bob", false, &local()).unwrap_err().code, 550);
     }

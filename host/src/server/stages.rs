@@ -4,7 +4,7 @@
 
 use super::Shared;
 use super::received::Trace;
-use super::relay::{self, Destination};
+use super::relay::{self, RecipientDomain};
 use crate::mailauth::Origin;
 use crate::policy::{
     AuthResult, Credentials, Envelope, ListenerRole, Message, Recipient, Reply, ReversePath,
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The engine side of one session: its hooks and what they are told about it.
-pub struct Stage {
+pub struct SessionPolicy {
     shared: Arc<Shared>,
     hooks: Box<dyn SessionHooks>,
     info: SessionInfo,
@@ -27,9 +27,13 @@ pub struct Stage {
     collection: Option<crate::queue::Collection>,
 }
 
-impl Stage {
-    pub fn new(shared: Arc<Shared>, hooks: Box<dyn SessionHooks>, info: SessionInfo) -> Stage {
-        Stage {
+impl SessionPolicy {
+    pub fn new(
+        shared: Arc<Shared>,
+        hooks: Box<dyn SessionHooks>,
+        info: SessionInfo,
+    ) -> SessionPolicy {
+        SessionPolicy {
             shared,
             hooks,
             info,
@@ -238,7 +242,7 @@ impl Stage {
         let held = crate::mail::address::split(&rcpt.address)
             .is_some_and(|(_, domain)| self.shared.config.routes.is_odmr(domain));
         match relay::check(&rcpt.address, authenticated || held, local) {
-            Ok(Destination::Local(address)) | Ok(Destination::Remote(address)) => {
+            Ok(RecipientDomain::Local(address)) | Ok(RecipientDomain::Remote(address)) => {
                 rcpt.address = address
             }
             Err(reply) => {
