@@ -3,8 +3,6 @@
 //! Maildir), and the SMTP client delivers to a running mailwit as its downstream peer
 //! (STARTTLS, pipelining, CHUNKING as offered, per-recipient replies).
 
-use std::time::Duration;
-
 use crate::support::outbound::{client, rcpt, sender};
 use crate::support::sink::Sink;
 use crate::support::{ALICE, Client, TestServer};
@@ -36,34 +34,26 @@ fn submit_as_alice(server: &TestServer, to: &str, subject: &str) {
 }
 
 /// Waits (bounded: only to catch hangs) for `cond`.
-fn until(what: &str, server: &TestServer, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gave up waiting for {what}\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn quickstart_relays_remote_mail_to_the_smarthost() {
     let sink = Sink::start(&[]);
     let server = TestServer::with_config(&with_smarthost(sink.port()));
     submit_as_alice(&server, "bob@remote.test", "to the smarthost");
-    until("the sink received it", &server, || {
-        sink.messages().len() == 1
-    });
+    crate::support::until_blocking(
+        "the sink received it",
+        || server.log(),
+        || sink.messages().len() == 1,
+    );
     let dump = &sink.wait_messages(1)[0];
     assert!(dump.contains("X-Mail-Args: <alice@example.test>"), "{dump}");
     assert!(dump.contains("X-Rcpt-Args: <bob@remote.test>"), "{dump}");
     assert!(dump.contains("Subject: to the smarthost"), "{dump}");
     assert!(dump.contains("Hi bob."), "{dump}");
-    until("the spool is empty", &server, || {
-        server.spooled().is_empty()
-    });
+    crate::support::until_blocking(
+        "the spool is empty",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
 }
 
 #[test]

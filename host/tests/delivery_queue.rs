@@ -17,21 +17,8 @@ use mailwit::delivery::remote::{DeliveryAgents, RemoteSettings};
 use mailwit::delivery::smtp_client::Timeouts;
 use mailwit::delivery::{Agents, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{Envelope, NoHooks, RelayTarget, TlsPolicy};
-use mailwit::queue::{LocalDomains, Queue, QueueOptions};
+use mailwit::queue::{Queue, QueueOptions};
 use mailwit::spool::{Incoming, Spool};
-
-struct Local;
-
-impl LocalDomains for Local {
-    fn is_local_domain(&self, domain: &str) -> bool {
-        domain.eq_ignore_ascii_case("example.test")
-    }
-    fn resolve(&self, address: &str) -> Option<String> {
-        address
-            .eq_ignore_ascii_case("alice@example.test")
-            .then(|| "alice@example.test".into())
-    }
-}
 
 fn settings() -> RemoteSettings {
     let mut s = RemoteSettings::new("mx.example.test");
@@ -67,7 +54,7 @@ async fn start(state: &Path, smarthost_port: u16) -> (Arc<Spool>, Queue) {
             routes,
             hostname: "mx.example.test".into(),
             hooks: Arc::new(NoHooks),
-            local: Arc::new(Local),
+            local: crate::support::local::example_test(&["alice@example.test"], &[]),
             agents: agents(state),
         },
     )
@@ -102,16 +89,6 @@ fn maildir(state: &Path, domain: &str, local: &str) -> Vec<Vec<u8>> {
 }
 
 /// Polls until `cond` holds; the deadline only catches hangs.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("gave up waiting for: {what}");
-}
-
 #[tokio::test]
 async fn remote_mail_is_relayed_to_the_smarthost() {
     let sink = Sink::start(&[]);
@@ -121,8 +98,8 @@ async fn remote_mail_is_relayed_to_the_smarthost() {
         .store(mail_from_alice("bob@remote.test", "relayed"))
         .await
         .unwrap();
-    until("the sink got it", || sink.messages().len() == 1).await;
-    until("the queue is empty", || queue.is_empty()).await;
+    crate::support::until("the sink got it", || sink.messages().len() == 1).await;
+    crate::support::until("the queue is empty", || queue.is_empty()).await;
     let dump = &sink.wait_messages(1)[0];
     assert!(dump.contains("X-Rcpt-Args: <bob@remote.test>"), "{dump}");
     assert!(dump.contains("Subject: relayed"), "{dump}");
@@ -138,7 +115,7 @@ async fn rejected_recipient_bounces_into_the_senders_maildir() {
         .store(mail_from_alice("bob@remote.test", "doomed"))
         .await
         .unwrap();
-    until("a bounce for alice", || {
+    crate::support::until("a bounce for alice", || {
         !maildir(dir.path(), "example.test", "alice").is_empty()
     })
     .await;
@@ -154,7 +131,7 @@ async fn rejected_recipient_bounces_into_the_senders_maildir() {
         "{text}"
     );
     assert!(text.contains("Subject: doomed"), "{text}");
-    until("the queue is empty", || queue.is_empty()).await;
+    crate::support::until("the queue is empty", || queue.is_empty()).await;
     queue.shutdown();
 }
 
@@ -167,7 +144,7 @@ async fn smarthost_down_defers_and_summary_shows_the_domain() {
         .store(mail_from_alice("bob@remote.test", "waiting"))
         .await
         .unwrap();
-    until("a deferral", || {
+    crate::support::until("a deferral", || {
         queue
             .summary()
             .iter()
@@ -176,8 +153,8 @@ async fn smarthost_down_defers_and_summary_shows_the_domain() {
     .await;
     // The smarthost comes up: the next retry delivers.
     let sink = Sink::start_on("127.0.0.1", port, &[]);
-    until("delivered after the retry", || sink.messages().len() == 1).await;
-    until("the queue is empty", || queue.is_empty()).await;
+    crate::support::until("delivered after the retry", || sink.messages().len() == 1).await;
+    crate::support::until("the queue is empty", || queue.is_empty()).await;
     queue.shutdown();
 }
 

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::sink::Sink;
 use crate::support::{ALICE, ALICE_PASSWORD, Client, TestServer};
@@ -44,18 +44,6 @@ retry_max = "2s"
 client_timeout = "30s"
 "#,
     ))
-}
-
-fn until(what: &str, server: &TestServer, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + crate::support::PATIENCE;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up waiting for {what}\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Sends a message to `to` through the mx listener, unauthenticated (we are the held domain's
@@ -154,9 +142,11 @@ fn fetchmail_collects_held_mail_byte_for_byte() {
     send_to_held_domain(&server, &["carol@odmr.test"], "collect me");
 
     // Held, not delivered: deferred as "held for ATRN" and shown so by `queue summary`.
-    until("a held deferral", &server, || {
-        log_has(&server, "until collected with ATRN")
-    });
+    crate::support::until_blocking(
+        "a held deferral",
+        || server.log(),
+        || log_has(&server, "until collected with ATRN"),
+    );
     let summary = queue_summary(&server);
     assert!(summary.contains("odmr.test"), "{summary}");
     assert!(summary.contains("held for ATRN"), "{summary}");
@@ -178,9 +168,11 @@ fn fetchmail_collects_held_mail_byte_for_byte() {
         .find("Received: from sender.test")
         .expect("our Received header");
     assert_eq!(&dump[ours..], format!("{sent}\n"), "dump:\n{dump}");
-    until("the queue is empty", &server, || {
-        server.spooled().is_empty()
-    });
+    crate::support::until_blocking(
+        "the queue is empty",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
     let summary = queue_summary(&server);
     assert!(!summary.contains("odmr.test"), "{summary}");
 
@@ -199,9 +191,11 @@ fn fetchmail_with_a_wrong_password_or_a_foreign_domain_is_refused() {
 
     let (code, out) = fetchmail(&server, ALICE, "wrong-secret", "odmr.test", sink.addr);
     assert_ne!(code, 0, "{out}");
-    until("the refused AUTH in the log", &server, || {
-        log_has(&server, "authentication failed")
-    });
+    crate::support::until_blocking(
+        "the refused AUTH in the log",
+        || server.log(),
+        || log_has(&server, "authentication failed"),
+    );
 
     // alice may not collect bob's domain: 450.
     let (code, out) = fetchmail(&server, ALICE, ALICE_PASSWORD, "other.test", sink.addr);
@@ -337,9 +331,11 @@ fn customer_side_refusals_are_recorded_like_any_delivery() {
         &["ok@odmr.test", "gone@odmr.test", "later@odmr.test"],
         "three recipients",
     );
-    until("a held deferral", &server, || {
-        log_has(&server, "until collected with ATRN")
-    });
+    crate::support::until_blocking(
+        "a held deferral",
+        || server.log(),
+        || log_has(&server, "until collected with ATRN"),
+    );
 
     let mut c = Customer::connect(server.addr("odmr"));
     // Before AUTH: 530.
@@ -395,25 +391,31 @@ fn customer_side_refusals_are_recorded_like_any_delivery() {
         "{dsn}"
     );
     // later@ is still queued (the DSN leaves the spool once in alice's Maildir).
-    until("only the held message in the spool", &server, || {
-        server.spooled().len() == 1
-    });
+    crate::support::until_blocking(
+        "only the held message in the spool",
+        || server.log(),
+        || server.spooled().len() == 1,
+    );
     let summary = queue_summary(&server);
     assert!(summary.contains("odmr.test"), "{summary}");
 
     // The second session can collect it now that the first one is over: later@ only.
-    until("the first session's end", &server, || {
-        log_has(&server, "ATRN session done")
-    });
+    crate::support::until_blocking(
+        "the first session's end",
+        || server.log(),
+        || log_has(&server, "ATRN session done"),
+    );
     let atrn = second.cmd("ATRN odmr.test");
     assert!(atrn.starts_with("250 "), "{atrn}");
     let messages = second.serve(|_| "250 2.1.5 ok");
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].0.len(), 2, "{:?}", messages[0].0);
     assert!(messages[0].0[1].contains("later@odmr.test"));
-    until("the queue is empty", &server, || {
-        server.spooled().is_empty()
-    });
+    crate::support::until_blocking(
+        "the queue is empty",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
 }
 
 #[test]
@@ -463,7 +465,9 @@ lifetime = "2s"
     assert!(dsn.contains("Action: failed"), "{dsn}");
     assert!(dsn.contains("nobody-came@odmr.test"), "{dsn}");
     assert!(dsn.contains("gave up: message too old"), "{dsn}");
-    until("the queue is empty", &server, || {
-        server.spooled().is_empty()
-    });
+    crate::support::until_blocking(
+        "the queue is empty",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
 }

@@ -58,16 +58,6 @@ fn mail(to: &[&str]) -> Incoming {
     }
 }
 
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    for _ in 0..1500 {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 #[tokio::test]
 async fn queue_commands_over_the_admin_socket() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,7 +103,7 @@ async fn queue_commands_over_the_admin_socket() {
         .await
         .unwrap();
     let b = spool.store(mail(&["z@other.test"])).await.unwrap();
-    until("both deferred", async || {
+    crate::support::until_async("both deferred", async || {
         let Response::Messages { messages } = ask(Request::List).await else {
             return false;
         };
@@ -182,7 +172,7 @@ async fn queue_commands_over_the_admin_socket() {
             message: "1 messages flushed".into()
         }
     );
-    until("a delivered", async || queue.show(&a).is_none()).await;
+    crate::support::until_async("a delivered", async || queue.show(&a).is_none()).await;
     assert_eq!(gate.delivered.load(Ordering::SeqCst), 2);
 
     // b is held: a retry does nothing until it is released.
@@ -197,12 +187,12 @@ async fn queue_commands_over_the_admin_socket() {
         ask(Request::Release { id: b.clone() }).await,
         Response::Ok { .. }
     ));
-    until("b delivered", async || queue.show(&b).is_none()).await;
+    crate::support::until_async("b delivered", async || queue.show(&b).is_none()).await;
     assert_eq!(gate.delivered.load(Ordering::SeqCst), 3);
 
     gate.open.store(false, Ordering::SeqCst);
     let c = spool.store(mail(&["w@down.test"])).await.unwrap();
-    until("c deferred", async || {
+    crate::support::until_async("c deferred", async || {
         queue
             .show(&c)
             .is_some_and(|m| m.recipients[0].attempts == 1)

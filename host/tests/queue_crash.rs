@@ -13,7 +13,7 @@ use crate::support::sink::Sink;
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::delivery::{Agents, LocalOnly, maildir::Maildir};
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
-use mailwit::queue::{LocalDomains, Queue, QueueOptions};
+use mailwit::queue::{Queue, QueueOptions};
 use mailwit::spool::{Incoming, Spool};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -21,16 +21,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Local;
-impl LocalDomains for Local {
-    fn is_local_domain(&self, d: &str) -> bool {
-        d == "example.test"
-    }
-    fn resolve(&self, a: &str) -> Option<String> {
-        Some(a.to_ascii_lowercase())
-    }
-}
 
 /// The queue; with `sink`, mail for other domains goes to a smarthost on that port.
 async fn start_queue(state: &Path, sink: Option<u16>) -> (Arc<Spool>, Queue) {
@@ -62,7 +52,10 @@ async fn start_queue(state: &Path, sink: Option<u16>) -> (Arc<Spool>, Queue) {
             routes,
             hostname: "crash.test".into(),
             hooks: Arc::new(NoHooks),
-            local: Arc::new(Local),
+            local: crate::support::local::example_test(
+                &["alice@example.test", "bob@example.test"],
+                &[],
+            ),
             agents,
         },
     )

@@ -6,7 +6,6 @@
 use crate::support::sink::Sink;
 use crate::support::{Client, TestServer};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
     crate::support::free_port("127.0.0.1")
@@ -45,28 +44,20 @@ fn queue_cli(server: &TestServer, args: &[&str]) -> (i32, String) {
     )
 }
 
-fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + crate::support::PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 #[test]
 fn alice_mail_for_a_remote_domain_reaches_the_smarthost() {
     let port = free_port();
     let sink = Sink::start_on("127.0.0.1", port, &[]);
     let server = server(port);
     submit_as_alice(&server, &["dave@remote.test"], "to the sink");
-    until("relayed", || sink.messages().len() == 1);
+    crate::support::until_blocking("relayed", String::new, || sink.messages().len() == 1);
     let dump = &sink.messages()[0];
     assert!(dump.contains("Subject: to the sink"));
     assert!(
         dump.contains("Received: from"),
         "our Received header travels along"
     );
-    until("spool empty", || server.spooled().is_empty());
+    crate::support::until_blocking("spool empty", String::new, || server.spooled().is_empty());
 }
 
 #[test]
@@ -84,7 +75,7 @@ fn rejected_rcpt_at_the_smarthost_bounces_to_alice() {
     assert!(bounce.contains("Action: failed"));
     assert!(bounce.contains("Status: 5."));
     assert!(bounce.contains("Subject: will bounce"));
-    until("spool empty", || server.spooled().is_empty());
+    crate::support::until_blocking("spool empty", String::new, || server.spooled().is_empty());
 }
 
 #[test]
@@ -93,7 +84,7 @@ fn queue_commands_while_the_smarthost_is_down() {
     let server = server(port);
     submit_as_alice(&server, &["dave@remote.test", "erin@remote.test"], "waits");
     submit_as_alice(&server, &["frank@elsewhere.test"], "waits too");
-    until("deferred", || {
+    crate::support::until_blocking("deferred", String::new, || {
         let (_, json) = queue_cli(&server, &["--json", "list"]);
         let list: serde_json::Value = serde_json::from_str(&json).unwrap();
         let messages = list["messages"].as_array().unwrap();
@@ -146,12 +137,16 @@ fn queue_commands_while_the_smarthost_is_down() {
     let sink = Sink::start_on("127.0.0.1", port, &[]);
     let (code, text) = queue_cli(&server, &["flush", "remote.test"]);
     assert_eq!((code, text.trim()), (0, "1 messages flushed"));
-    until("remote.test relayed", || sink.messages().len() == 1);
-    until("one message left", || server.spooled().len() == 1);
+    crate::support::until_blocking("remote.test relayed", String::new, || {
+        sink.messages().len() == 1
+    });
+    crate::support::until_blocking("one message left", String::new, || {
+        server.spooled().len() == 1
+    });
     let (code, text) = queue_cli(&server, &["flush"]);
     assert_eq!((code, text.trim()), (0, "1 messages flushed"));
-    until("all relayed", || sink.messages().len() == 2);
-    until("spool empty", || server.spooled().is_empty());
+    crate::support::until_blocking("all relayed", String::new, || sink.messages().len() == 2);
+    crate::support::until_blocking("spool empty", String::new, || server.spooled().is_empty());
     let (_, text) = queue_cli(&server, &["list"]);
     assert_eq!(text.trim(), "queue is empty");
 }

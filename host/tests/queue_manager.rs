@@ -11,27 +11,12 @@ use mailwit::policy::{
     DeliveryEvent, DeliveryOutcome, Envelope, NoHooks, Notify, QueueHooks, Recipient, Reply,
     ReversePath, RouteDecision,
 };
-use mailwit::queue::{LocalDomains, Queue, QueueOptions, RcptStatus};
+use mailwit::queue::{Queue, QueueOptions, RcptStatus};
 use mailwit::spool::{Incoming, Spool};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Local;
-impl LocalDomains for Local {
-    fn is_local_domain(&self, d: &str) -> bool {
-        d.eq_ignore_ascii_case("example.test")
-    }
-    fn resolve(&self, a: &str) -> Option<String> {
-        let a = a.to_ascii_lowercase();
-        match a.as_str() {
-            "alice@example.test" | "bob@example.test" => Some(a),
-            "postmaster@example.test" => Some("alice@example.test".into()),
-            _ => None,
-        }
-    }
-}
 
 /// Maildir for local mail; remote destinations answer from a script, and count concurrency.
 struct Scripted {
@@ -120,7 +105,10 @@ fn options(
         routes: RoutesConfig::default(),
         hostname: "mx.example.test".into(),
         hooks,
-        local: Arc::new(Local),
+        local: crate::support::local::example_test(
+            &["alice@example.test", "bob@example.test"],
+            &[("postmaster@example.test", "alice@example.test")],
+        ),
         agents,
     }
 }
@@ -161,16 +149,6 @@ fn maildir_files(state: &Path, mailbox: &str) -> Vec<Vec<u8>> {
 }
 
 /// Polls `cond` until it holds; panics after a generous deadline (a hang, not a timing check).
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 fn idle(queue: &Queue, spool: &Spool) -> bool {
     queue.is_empty() && spool.list().unwrap().is_empty()
 }
@@ -198,12 +176,12 @@ async fn local_mail_lands_in_maildirs_once_and_leaves_the_spool() {
             .await
             .unwrap();
     }
-    until("5 messages each for bob and alice", || {
+    crate::support::until("5 messages each for bob and alice", || {
         maildir_files(state, "bob@example.test").len() == 5
             && maildir_files(state, "alice@example.test").len() == 5
     })
     .await;
-    until("queue empty", || {
+    crate::support::until("queue empty", || {
         queue.is_empty() && spool.list().unwrap().is_empty()
     })
     .await;
@@ -236,7 +214,7 @@ async fn deferred_mail_is_retried_with_backoff_until_delivered() {
         .store(mail("alice@example.test", &["dave@remote.test"], "retry"))
         .await
         .unwrap();
-    until("first deferral recorded", || {
+    crate::support::until("first deferral recorded", || {
         queue
             .show(&id)
             .is_some_and(|m| m.recipients[0].status == RcptStatus::Deferred)
@@ -248,7 +226,7 @@ async fn deferred_mail_is_retried_with_backoff_until_delivered() {
         "4.3.2"
     );
     assert!(shown.recipients[0].next_attempt_ms > 0);
-    until("delivered on the 4th attempt", || idle(&queue, &spool)).await;
+    crate::support::until("delivered on the 4th attempt", || idle(&queue, &spool)).await;
     assert_eq!(agents.calls.load(Ordering::SeqCst), 4);
     assert_eq!(agents.delivered.lock().unwrap().len(), 1);
     assert!(spool.list().unwrap().is_empty());
@@ -266,11 +244,11 @@ async fn permanent_failure_bounces_to_sender_with_rfc3464_report() {
     );
     m.envelope.recipients[0].orcpt = Some("rfc822;eve@fail.test".into());
     spool.store(m).await.unwrap();
-    until("bounce in alice's maildir", || {
+    crate::support::until("bounce in alice's maildir", || {
         maildir_files(state, "alice@example.test").len() == 1
     })
     .await;
-    until("queue empty", || idle(&queue, &spool)).await;
+    crate::support::until("queue empty", || idle(&queue, &spool)).await;
     assert_eq!(
         maildir_files(state, "bob@example.test").len(),
         1,
@@ -309,7 +287,7 @@ async fn null_sender_and_notify_never_get_no_bounce() {
         .store(mail("carol@remote.test", &["bob@example.test"], "marker"))
         .await
         .unwrap();
-    until("all processed", || {
+    crate::support::until("all processed", || {
         idle(&queue, &spool) && maildir_files(state, "bob@example.test").len() == 1
     })
     .await;
@@ -342,11 +320,11 @@ async fn unknown_local_mailbox_bounces_and_success_notify_reports_delivery() {
         delay: false,
     });
     spool.store(m).await.unwrap();
-    until("one report for alice", || {
+    crate::support::until("one report for alice", || {
         maildir_files(state, "alice@example.test").len() == 1
     })
     .await;
-    until("queue empty", || idle(&queue, &spool)).await;
+    crate::support::until("queue empty", || idle(&queue, &spool)).await;
     let report = String::from_utf8(maildir_files(state, "alice@example.test")[0].clone()).unwrap();
     assert!(report.contains(
         "Final-Recipient: rfc822; nobody@example.test\r\nAction: failed\r\nStatus: 5.1.1"
@@ -374,11 +352,11 @@ async fn mail_that_outlives_its_lifetime_bounces_after_retries() {
         .store(mail("alice@example.test", &["dave@remote.test"], "slow"))
         .await
         .unwrap();
-    until("expiry bounce", || {
+    crate::support::until("expiry bounce", || {
         maildir_files(state, "alice@example.test").len() == 1
     })
     .await;
-    until("queue empty", || idle(&queue, &spool)).await;
+    crate::support::until("queue empty", || idle(&queue, &spool)).await;
     assert!(
         agents.calls.load(Ordering::SeqCst) >= 2,
         "it was retried before giving up"
@@ -405,7 +383,7 @@ async fn delay_warning_is_sent_once() {
         .store(mail("alice@example.test", &["dave@remote.test"], "late"))
         .await
         .unwrap();
-    until("delivered in the end", || idle(&queue, &spool)).await;
+    crate::support::until("delivered in the end", || idle(&queue, &spool)).await;
     let reports = maildir_files(state, "alice@example.test");
     assert_eq!(reports.len(), 1, "exactly one delay warning");
     let report = String::from_utf8(reports[0].clone()).unwrap();
@@ -434,7 +412,7 @@ async fn hold_release_retry_flush_and_remove() {
         .store(mail("alice@example.test", &["x@one.test"], "a"))
         .await
         .unwrap();
-    until("a deferred", || {
+    crate::support::until("a deferred", || {
         queue
             .show(&a)
             .is_some_and(|m| !m.active && m.recipients[0].status == RcptStatus::Deferred)
@@ -443,7 +421,7 @@ async fn hold_release_retry_flush_and_remove() {
     // Deferred for an hour: only a flush of its domain brings it forward.
     assert_eq!(queue.flush(Some("other.test")), 0);
     assert_eq!(queue.flush(Some("ONE.test")), 1);
-    until("a delivered after flush", || queue.show(&a).is_none()).await;
+    crate::support::until("a delivered after flush", || queue.show(&a).is_none()).await;
 
     let summary = queue.summary();
     assert_eq!(summary.len(), 1);
@@ -455,7 +433,7 @@ async fn hold_release_retry_flush_and_remove() {
     assert!(view.held && view.quarantine.as_deref() == Some("virus scanner said so"));
     assert!(maildir_files(state, "bob@example.test").is_empty());
     assert!(queue.release(&held).await.unwrap());
-    until("released message delivered", || {
+    crate::support::until("released message delivered", || {
         maildir_files(state, "bob@example.test").len() == 1
     })
     .await;
@@ -465,14 +443,14 @@ async fn hold_release_retry_flush_and_remove() {
         .store(mail("alice@example.test", &["y@slow.test"], "b"))
         .await
         .unwrap();
-    until("b known", || queue.show(&b).is_some()).await;
+    crate::support::until("b known", || queue.show(&b).is_some()).await;
     assert!(queue.hold(&b).await.unwrap());
     assert!(queue.show(&b).unwrap().held);
     assert!(queue.remove(&b).await.unwrap());
     assert!(queue.show(&b).is_none());
     assert!(!queue.remove(&b).await.unwrap());
     assert!(!queue.retry(&b));
-    until("spool empty", || spool.list().unwrap().is_empty()).await;
+    crate::support::until("spool empty", || spool.list().unwrap().is_empty()).await;
     assert!(
         maildir_files(state, "alice@example.test").is_empty(),
         "removal sends no DSN"
@@ -498,7 +476,7 @@ async fn state_survives_restart_and_delivery_resumes() {
             ))
             .await
             .unwrap();
-        until("x deferred and recorded", || {
+        crate::support::until("x deferred and recorded", || {
             queue
                 .show(&id)
                 .is_some_and(|m| !m.active && m.recipients[0].status == RcptStatus::Deferred)
@@ -523,11 +501,11 @@ async fn state_survives_restart_and_delivery_resumes() {
     assert_eq!(view.recipients[0].status, RcptStatus::Deferred);
     assert_eq!(view.recipients[0].attempts, 1);
     assert_eq!(view.recipients[1].status, RcptStatus::Delivered);
-    until("orphan delivered", || queue.show(&orphan).is_none()).await;
+    crate::support::until("orphan delivered", || queue.show(&orphan).is_none()).await;
     assert_eq!(maildir_files(state, "bob@example.test").len(), 2);
     queue.release(&id).await.unwrap();
     queue.retry(&id);
-    until("resumed message delivered", || queue.is_empty()).await;
+    crate::support::until("resumed message delivered", || queue.is_empty()).await;
     assert_eq!(
         maildir_files(state, "bob@example.test").len(),
         2,
@@ -553,7 +531,7 @@ async fn per_destination_concurrency_is_limited() {
             .await
             .unwrap();
     }
-    until("all delivered", || idle(&queue, &spool)).await;
+    crate::support::until("all delivered", || idle(&queue, &spool)).await;
     assert_eq!(agents.delivered.lock().unwrap().len(), 12);
     let max = agents.max_in_flight.load(Ordering::SeqCst);
     assert!((1..=2).contains(&max), "max in flight {max}");
@@ -607,7 +585,7 @@ async fn route_hook_decides_first_and_delivery_hook_sees_every_outcome() {
         ))
         .await
         .unwrap();
-    until("done", || idle(&queue, &spool)).await;
+    crate::support::until("done", || idle(&queue, &spool)).await;
     assert_eq!(maildir_files(state, "bob@example.test").len(), 1);
     let mut events = hooks.events.lock().unwrap().clone();
     events.sort_by(|a, b| a.0.cmp(&b.0));
@@ -662,14 +640,14 @@ async fn local_outcome_is_recorded_while_a_slow_destination_is_still_busy() {
         .unwrap();
     // bob's copy is recorded (on disk) before the slow destination answers, so a crash now
     // would not deliver it twice.
-    until("bob recorded", || {
+    crate::support::until("bob recorded", || {
         queue
             .show(&id)
             .is_some_and(|m| m.recipients[0].status == RcptStatus::Delivered)
     })
     .await;
     // The spool's index shows a state record only once it is durable in the log.
-    until("bob's outcome durable", || {
+    crate::support::until("bob's outcome durable", || {
         spool
             .states(&id)
             .unwrap()
@@ -682,7 +660,7 @@ async fn local_outcome_is_recorded_while_a_slow_destination_is_still_busy() {
         RcptStatus::Pending
     );
     agents.gate.add_permits(1);
-    until("done", || idle(&queue, &spool)).await;
+    crate::support::until("done", || idle(&queue, &spool)).await;
     assert_eq!(maildir_files(state, "bob@example.test").len(), 1);
 }
 
@@ -714,7 +692,7 @@ async fn local_delivery_throughput() {
     for t in tasks {
         t.await.unwrap();
     }
-    until("all delivered", || idle(&queue, &spool)).await;
+    crate::support::until("all delivered", || idle(&queue, &spool)).await;
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(maildir_files(&state, "bob@example.test").len(), n);
     let stats = spool.stats();

@@ -5,22 +5,11 @@
 use crate::support::sink::Sink;
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
-use mailwit::queue::{LocalDomains, Queue, QueueOptions, RcptStatus};
+use mailwit::queue::{Queue, QueueOptions, RcptStatus};
 use mailwit::spool::{Incoming, Spool};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct Local;
-impl LocalDomains for Local {
-    fn is_local_domain(&self, d: &str) -> bool {
-        d == "example.test"
-    }
-    fn resolve(&self, a: &str) -> Option<String> {
-        let a = a.to_ascii_lowercase();
-        (a == "alice@example.test").then_some(a)
-    }
-}
 
 fn free_port() -> u16 {
     crate::support::free_port("127.0.0.1")
@@ -64,7 +53,7 @@ async fn start(state: &Path, smarthost_port: u16, config: QueueConfig) -> (Arc<S
             routes,
             hostname: "mx.example.test".into(),
             hooks: Arc::new(NoHooks),
-            local: Arc::new(Local),
+            local: crate::support::local::example_test(&["alice@example.test"], &[]),
             agents,
         },
     )
@@ -87,16 +76,6 @@ fn maildir_new(state: &Path, domain: &str, local: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 #[tokio::test]
 async fn remote_mail_is_relayed_to_the_smarthost() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,7 +92,7 @@ async fn remote_mail_is_relayed_to_the_smarthost() {
             .await
             .unwrap();
     }
-    until("queue empty", || {
+    crate::support::until("queue empty", || {
         queue.is_empty() && spool.list().unwrap().is_empty()
     })
     .await;
@@ -140,11 +119,11 @@ async fn rejected_recipient_bounces_to_the_local_sender() {
         .store(mail("alice@example.test", &["bob@remote.test"], "rejected"))
         .await
         .unwrap();
-    until("bounce delivered", || {
+    crate::support::until("bounce delivered", || {
         maildir_new(dir.path(), "example.test", "alice").len() == 1
     })
     .await;
-    until("queue empty", || {
+    crate::support::until("queue empty", || {
         queue.is_empty() && spool.list().unwrap().is_empty()
     })
     .await;
@@ -179,7 +158,7 @@ async fn mail_waits_while_the_smarthost_is_down_and_goes_after_flush() {
         .store(mail("alice@example.test", &["y@other.test"], "waiting too"))
         .await
         .unwrap();
-    until("deferred", || {
+    crate::support::until("deferred", || {
         queue.list().len() == 2
             && queue.list().iter().all(|m| {
                 !m.active
@@ -204,7 +183,7 @@ async fn mail_waits_while_the_smarthost_is_down_and_goes_after_flush() {
     );
     let sink = Sink::start_on("127.0.0.1", port, &[]);
     assert_eq!(queue.flush(None), 2);
-    until("delivered after flush", || queue.is_empty()).await;
+    crate::support::until("delivered after flush", || queue.is_empty()).await;
     assert_eq!(sink.messages().len(), 2);
 }
 
@@ -250,7 +229,7 @@ async fn consecutive_messages_reuse_one_relay_connection() {
             .await
             .unwrap();
     }
-    until("all relayed", || {
+    crate::support::until("all relayed", || {
         queue.is_empty() && spool.list().unwrap().is_empty()
     })
     .await;
@@ -284,7 +263,7 @@ async fn listed_domain_goes_over_lmtp() {
             routes,
             hostname: "mx.example.test".into(),
             hooks: Arc::new(NoHooks),
-            local: Arc::new(Local),
+            local: crate::support::local::example_test(&["alice@example.test"], &[]),
             agents,
         },
     )
@@ -298,7 +277,7 @@ async fn listed_domain_goes_over_lmtp() {
         ))
         .await
         .unwrap();
-    until("delivered", || {
+    crate::support::until("delivered", || {
         queue.is_empty() && spool.list().unwrap().is_empty()
     })
     .await;
@@ -337,7 +316,7 @@ async fn throughput_to_smtp_sink() {
         t.await.unwrap();
     }
     let stored = start.elapsed();
-    until("all delivered", || {
+    crate::support::until("all delivered", || {
         queue.is_empty() && spool.list().unwrap().is_empty()
     })
     .await;

@@ -5,6 +5,8 @@
 //!   what smtp-sink cannot do; [`dns`]: an in-test DNS server.
 //! - [`helper_dir`]: the one place that makes directories for helpers running as another user.
 //! - [`ops`]: /metrics over HTTP; redis-server and haproxy for the operations tests.
+//! - [`wait`]: bounded waiting ([`until`], [`until_async`], [`until_blocking`]).
+//! - [`local`]: `[local]` routing for queue tests (the real `LocalConfig`).
 //! - [`outbound`]: fixtures for the delivery tests (client config, envelopes, messages).
 //! - [`tls`]: test CAs and certificates (good, expired, wrong-name, self-signed), a DNSSEC-signed
 //!   zone served by BIND, an HTTPS server (MTA-STS policy host).
@@ -12,15 +14,19 @@
 
 pub mod dns;
 pub mod helper_dir;
+pub mod local;
 pub mod mailwit;
 pub mod ops;
 pub mod outbound;
 pub mod peer;
 pub mod sink;
 pub mod tls;
+pub mod wait;
 
 #[allow(unused_imports)]
 pub use mailwit::*;
+#[allow(unused_imports)]
+pub use wait::{until, until_async, until_blocking};
 
 /// A port free on `ip` right now.
 pub fn free_port(ip: &str) -> u16 {
