@@ -1,6 +1,7 @@
 //! A plugin's verdict made safe to send to an SMTP client.
 
 use super::MAX_REPLY_TEXT;
+use crate::mail::reply::enhanced_code_fits;
 use crate::policy::{Hook, Reply, Verdict};
 
 /// A plugin's verdict made safe to send: codes in the right class, a well-formed enhanced code,
@@ -38,13 +39,12 @@ pub(super) fn sanitize_reply(
     } else {
         default.code
     };
-    let class = (b'0' + (code / 100) as u8) as char;
-    let enhanced = if valid_enhanced(&reply.enhanced, class) {
+    let enhanced = if enhanced_code_fits(code, &reply.enhanced) {
         reply.enhanced
-    } else if valid_enhanced(&default.enhanced, class) {
+    } else if enhanced_code_fits(code, &default.enhanced) {
         default.enhanced
     } else {
-        format!("{class}.0.0")
+        format!("{}.0.0", code / 100)
     };
     let text = clean_text(&reply.text, MAX_REPLY_TEXT);
     let text = if text.is_empty() { default.text } else { text };
@@ -53,18 +53,6 @@ pub(super) fn sanitize_reply(
         enhanced,
         text,
     }
-}
-
-/// "5.7.1": class matching the code, then 1-3 digits, then 1-3 digits (RFC 3463).
-fn valid_enhanced(enhanced: &str, class: char) -> bool {
-    let mut parts = enhanced.split('.');
-    let ok = |p: Option<&str>| {
-        p.is_some_and(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
-    };
-    parts.next() == Some(&class.to_string())
-        && ok(parts.next())
-        && ok(parts.next())
-        && parts.next().is_none()
 }
 
 /// One line of printable text, at most `max` bytes.
