@@ -5,7 +5,7 @@ use mailwit::admin::{AdminServer, ReloadFn, Request, Response, client};
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::delivery::maildir::Maildir;
 use mailwit::delivery::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
-use mailwit::policy::{Envelope, NoHooks, Recipient, Reply, ReversePath};
+use mailwit::policy::{NoHooks, Reply};
 use mailwit::queue::{NoLocalDomains, Queue, QueueOptions, RcptStatus};
 use mailwit::spool::{Incoming, QueueId, Spool};
 use std::sync::Arc;
@@ -39,19 +39,7 @@ impl Agents for Gate {
 
 fn mail(to: &[&str]) -> Incoming {
     Incoming {
-        envelope: Envelope {
-            reverse_path: ReversePath {
-                address: "alice@example.test".into(),
-                ..Default::default()
-            },
-            recipients: to
-                .iter()
-                .map(|a| Recipient {
-                    address: a.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-        },
+        envelope: crate::support::outbound::envelope("alice@example.test", to),
         message: b"Subject: admin\r\n\r\nx\r\n".to_vec(),
         quarantine: None,
         session_id: "t".into(),

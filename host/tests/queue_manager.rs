@@ -8,8 +8,8 @@ use mailwit::config::queue::{QueueConfig, RoutesConfig};
 use mailwit::delivery::maildir::Maildir;
 use mailwit::delivery::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use mailwit::policy::{
-    DeliveryEvent, DeliveryOutcome, Envelope, NoHooks, Notify, QueueHooks, Recipient, Reply,
-    ReversePath, RouteDecision,
+    DeliveryEvent, DeliveryOutcome, NoHooks, Notify, QueueHooks, Recipient, Reply, ReversePath,
+    RouteDecision,
 };
 use mailwit::queue::{Queue, QueueOptions, RcptStatus};
 use mailwit::spool::{Incoming, Spool};
@@ -115,19 +115,7 @@ fn options(
 
 fn mail(from: &str, to: &[&str], subject: &str) -> Incoming {
     Incoming {
-        envelope: Envelope {
-            reverse_path: ReversePath {
-                address: from.into(),
-                ..Default::default()
-            },
-            recipients: to
-                .iter()
-                .map(|a| Recipient {
-                    address: a.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-        },
+        envelope: crate::support::outbound::envelope(from, to),
         message: format!("From: <{from}>\r\nSubject: {subject}\r\n\r\nHello.\r\n").into_bytes(),
         quarantine: None,
         session_id: "test".into(),

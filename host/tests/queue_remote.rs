@@ -4,7 +4,7 @@
 
 use crate::support::sink::Sink;
 use mailwit::config::queue::{QueueConfig, RoutesConfig};
-use mailwit::policy::{Envelope, NoHooks, Recipient, ReversePath};
+use mailwit::policy::NoHooks;
 use mailwit::queue::{Queue, QueueOptions, RcptStatus};
 use mailwit::spool::{Incoming, Spool};
 use std::path::{Path, PathBuf};
@@ -17,19 +17,7 @@ fn free_port() -> u16 {
 
 fn mail(from: &str, to: &[&str], subject: &str) -> Incoming {
     Incoming {
-        envelope: Envelope {
-            reverse_path: ReversePath {
-                address: from.into(),
-                ..Default::default()
-            },
-            recipients: to
-                .iter()
-                .map(|a| Recipient {
-                    address: a.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-        },
+        envelope: crate::support::outbound::envelope(from, to),
         message: format!("From: <{from}>\r\nSubject: {subject}\r\n\r\nHello over SMTP.\r\n")
             .into_bytes(),
         quarantine: None,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mailwit::delivery::smtp_client::{ClientConfig, Timeouts};
-use mailwit::policy::{Notify, Recipient, ReversePath, TlsPolicy};
+use mailwit::policy::{Envelope, Notify, Recipient, ReversePath, TlsPolicy};
 
 /// A client configuration with short timeouts, no TLS unless a test says so.
 pub fn client() -> ClientConfig {
@@ -25,6 +25,14 @@ pub fn rcpt(address: &str) -> Recipient {
         address: address.into(),
         notify: None,
         orcpt: None,
+    }
+}
+
+/// The envelope of a message from `from` to each of `to` (no DSN parameters).
+pub fn envelope(from: &str, to: &[&str]) -> Envelope {
+    Envelope {
+        reverse_path: sender(from),
+        recipients: to.iter().map(|a| rcpt(a)).collect(),
     }
 }
 
