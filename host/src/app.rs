@@ -113,6 +113,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Box::pin(async move { reloader.reload().await })
         })
     };
+    // TLS-RPT: MX sessions' TLS results in <state>/tls-rpt, reported when a period ends.
+    let tls_rpt = match config.tls_rpt.enabled {
+        true => Some(
+            crate::delivery::tls_rpt::TlsRpt::open(
+                state_dir.join("tls-rpt"),
+                config.tls_rpt.period_secs(),
+            )
+            .context("cannot open the TLS-RPT store")?,
+        ),
+        false => None,
+    };
     // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes]; MX
     // lookups share the [dns] resolver with the plugins.
     let agents: Arc<dyn Agents> = Arc::new(crate::delivery::measured::Measured {
@@ -123,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             &config.routes,
             resolver.clone(),
             &config.mta_sts,
+            tls_rpt.clone(),
         )
         .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
         metrics: metrics.clone(),
@@ -140,6 +152,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the queue manager")?;
+    // Reports go out through the spool and queue (mailto:) or HTTPS (https:).
+    let _tls_reports = match tls_rpt {
+        Some(store) => Some(AbortOnDrop(
+            crate::delivery::tls_rpt::send::Reporter::new(
+                store,
+                resolver.clone(),
+                spool.clone(),
+                &config.tls_rpt,
+                &config.server.hostname,
+            )
+            .map_err(|e| anyhow::anyhow!("[tls_rpt]: {e}"))?
+            .spawn(),
+        )),
+        None => None,
+    };
     let _admin = AdminServer::start(&state_dir, Some(queue.clone()), Some(reload))
         .await
         .context("cannot start the admin socket")?;
@@ -293,4 +320,13 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// Stops a background task when its owner goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -59,6 +59,21 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The policy as text lines (TLS-RPT's policy-string).
+    pub fn lines(&self) -> Vec<String> {
+        let mode = match self.mode {
+            Mode::Enforce => "enforce",
+            Mode::Testing => "testing",
+            Mode::None => "none",
+        };
+        let mut lines = vec!["version: STSv1".to_string(), format!("mode: {mode}")];
+        lines.extend(self.mx.iter().map(|mx| format!("mx: {mx}")));
+        lines.push(format!("max_age: {}", self.max_age));
+        lines
+    }
+}
+
 pub fn mx_matches(pattern: &str, host: &str) -> bool {
     let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -228,12 +243,21 @@ impl MtaSts {
 
     /// The policy of `domain` with the TLS configurations that apply it (see `mx`).
     pub async fn applied(&self, domain: &str) -> Option<super::mx::StsApplied> {
-        let policy = self.policy(domain).await?;
-        Some(super::mx::StsApplied {
+        self.applied_reporting(domain).await.0
+    }
+
+    /// [`MtaSts::applied`], and why a policy fetch failed if one did (for TLS-RPT).
+    pub async fn applied_reporting(
+        &self,
+        domain: &str,
+    ) -> (Option<super::mx::StsApplied>, Option<FetchError>) {
+        let (policy, error) = self.policy_reporting(domain).await;
+        let applied = policy.map(|policy| super::mx::StsApplied {
             enforce_tls: self.verifying_config(),
             testing_tls: self.testing_config(domain),
             policy,
-        })
+        });
+        (applied, error)
     }
 
     /// The client configuration that verifies MX certificates under an `enforce` policy.
@@ -270,8 +294,13 @@ impl MtaSts {
     /// policy while it lasts, else none: RFC 8461 §5 — a domain whose policy cannot be fetched
     /// gets mail as if it had none).
     pub async fn policy(&self, domain: &str) -> Option<Policy> {
+        self.policy_reporting(domain).await.0
+    }
+
+    /// [`MtaSts::policy`], and the fetch failure if there was one.
+    pub async fn policy_reporting(&self, domain: &str) -> (Option<Policy>, Option<FetchError>) {
         if !self.config.enabled {
-            return None;
+            return (None, None);
         }
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let now = now_ms();
@@ -297,18 +326,18 @@ impl MtaSts {
         };
         match (id, cached) {
             // No (usable) TXT record: a cached policy stays in force until it expires (§5.1).
-            (None, Some(c)) => from_cache(&c),
-            (None, None) => None,
+            (None, Some(c)) => (from_cache(&c), None),
+            (None, None) => (None, None),
             // Unchanged id: no fetch.
-            (Some(id), Some(c)) if c.id == id => from_cache(&c),
+            (Some(id), Some(c)) if c.id == id => (from_cache(&c), None),
             (Some(id), cached) => match self.fetch(&domain, &id).await {
                 Ok((policy, body)) => {
                     self.store(&domain, &id, body, policy.max_age);
-                    Some(policy)
+                    (Some(policy), None)
                 }
                 Err(e) => {
                     tracing::warn!(%domain, error = %e, cached = cached.is_some(), "MTA-STS: policy fetch failed");
-                    cached.as_ref().and_then(from_cache)
+                    (cached.as_ref().and_then(from_cache), Some(e))
                 }
             },
         }

@@ -35,6 +35,8 @@ pub struct RemoteSettings {
     /// MTA-STS (`[mta_sts]`) and where its policies are cached (`<state>/mta-sts`).
     pub mta_sts: crate::config::mta_sts::MtaStsConfig,
     pub mta_sts_cache: Option<PathBuf>,
+    /// TLS-RPT (`[tls_rpt]`): where MX sessions' TLS results are recorded, if reports are on.
+    pub tls_rpt: Option<std::sync::Arc<super::tls_rpt::TlsRpt>>,
     /// DANE for MX delivery per domain (`[routes] dane`, `[routes.domains.X] dane`).
     pub routes: RoutesConfig,
     /// `[routes.credentials.NAME]` by name.
@@ -60,6 +62,7 @@ impl RemoteSettings {
             routes: RoutesConfig::default(),
             mta_sts: crate::config::mta_sts::MtaStsConfig::default(),
             mta_sts_cache: None,
+            tls_rpt: None,
             credentials: BTreeMap::new(),
             mx: MxConfig::default(),
             resolver: None,
@@ -138,7 +141,8 @@ impl RemoteAgents {
         let mx = match &settings.resolver {
             Some(resolver) => MxResolver::with_resolver(resolver.clone(), settings.mx.clone()),
             None => MxResolver::new(settings.mx.clone())?,
-        };
+        }
+        .with_tls_rpt(settings.tls_rpt.clone());
         let mta_sts = MtaSts::new(
             mx.resolver().clone(),
             settings.mta_sts.clone(),
