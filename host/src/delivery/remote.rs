@@ -130,7 +130,7 @@ pub struct RemoteAgents {
     maildir: Maildir,
     settings: RemoteSettings,
     mx: MxResolver,
-    mta_sts: MtaSts,
+    mta_sts: std::sync::Arc<MtaSts>,
     idle: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
     /// Verifying client configurations by CA file (the system roots are loaded once).
     verifiers: Mutex<HashMap<Option<PathBuf>, TlsVerify>>,
@@ -143,11 +143,13 @@ impl RemoteAgents {
             None => MxResolver::new(settings.mx.clone())?,
         }
         .with_tls_rpt(settings.tls_rpt.clone());
-        let mta_sts = MtaSts::new(
+        let mta_sts = std::sync::Arc::new(MtaSts::new(
             mx.resolver().clone(),
             settings.mta_sts.clone(),
             settings.mta_sts_cache.clone(),
-        )?;
+        )?);
+        // Cached policies are kept fresh in the background (RFC 8461 §5.1).
+        MtaSts::spawn_refresh(&mta_sts);
         Ok(RemoteAgents {
             maildir,
             settings,
