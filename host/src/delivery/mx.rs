@@ -304,7 +304,12 @@ impl MxResolver {
             };
             // DANE: TLS authenticated by TLSA records where the host publishes them securely.
             let (dane_config, policy) = match self
-                .dane(host, host.secure && addrs_secure, config)
+                .dane(
+                    host,
+                    host.secure && addrs_secure,
+                    self.config.smtp_port,
+                    config,
+                )
                 .await
             {
                 Ok(Some((c, records))) => {
@@ -391,6 +396,37 @@ impl MxResolver {
 }
 
 impl MxResolver {
+    /// DANE for a relay (RFC 7672 §2.2 with the configured host as the TLSA base domain): its
+    /// addresses through `[dns]`, and when they are DNSSEC-secure its TLSA records at
+    /// `_<port>._tcp.<host>`. `Some((config, addresses))`: TLS required and authenticated by
+    /// them; `None`: DANE does not apply (the relay's other settings decide); an error: defer
+    /// (bogus answers, or `dane = "required"` without usable records).
+    pub async fn relay_dane(
+        &self,
+        host: &str,
+        port: u16,
+        config: &ClientConfig,
+    ) -> Result<Option<(ClientConfig, Vec<IpAddr>)>, Failure> {
+        let relay = MxHost {
+            name: host.trim_end_matches('.').to_string(),
+            preference: 0,
+            implicit: false,
+            secure: true,
+        };
+        let (addrs, secure) = match literal(host).or_else(|| host.parse().ok()) {
+            Some(ip) => (vec![ip], false),
+            None => match self.resolver.ips(&relay.name).await {
+                Ok(answer) => (answer.records, answer.security.is_secure()),
+                Err(e) => return Err(dns_failure(&relay.name, "A/AAAA", &e)),
+            },
+        };
+        match self.dane(&relay, secure, port, config).await {
+            Ok(Some((c, _))) => Ok(Some((c, addrs))),
+            Ok(None) => Ok(None),
+            Err((failure, _)) => Err(failure),
+        }
+    }
+
     /// TLS-RPT: a session that was set up counts as a success when it runs over TLS; one that
     /// fell back to plain text (or never had STARTTLS) is a failure with the reason.
     fn record_session(&self, policy: &tls_rpt::Policy, host: &str, ip: IpAddr, conn: &Connection) {
@@ -415,6 +451,7 @@ impl MxResolver {
         &self,
         host: &MxHost,
         chain_secure: bool,
+        port: u16,
         config: &ClientConfig,
     ) -> Result<Option<(ClientConfig, Vec<String>)>, (Failure, &'static str)> {
         let required = config.dane == DaneMode::Required;
@@ -441,7 +478,7 @@ impl MxResolver {
         if !chain_secure {
             return not_applicable("its MX or address records are not DNSSEC-signed".into());
         }
-        let name = format!("_{}._tcp.{}", self.config.smtp_port, host.name);
+        let name = format!("_{port}._tcp.{}", host.name);
         let answer = match self.resolver.tlsa(&name).await {
             Ok(answer) => answer,
             Err(LookupError::NxDomain(_) | LookupError::NoRecords(_)) => {
