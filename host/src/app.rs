@@ -22,6 +22,10 @@ pub fn check(config: &Config) -> anyhow::Result<String> {
     if config.server.tls.cert.is_some() {
         server::tls::acceptor(&config.server.tls, &config.server.hostname)?;
     }
+    if config.listeners.iter().any(|l| l.tls.is_some()) {
+        let default = server::tls::acceptor(&config.server.tls, &config.server.hostname)?;
+        server::tls::Acceptors::from_config(config, default)?;
+    }
     let base_dir = config
         .source
         .as_deref()

@@ -181,6 +181,18 @@ impl Config {
             resolve(&mut files.cert);
             resolve(&mut files.key);
         }
+        for tls in self.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+            if let Some(p) = tls.cert.as_mut() {
+                resolve(p);
+            }
+            if let Some(p) = tls.key.as_mut() {
+                resolve(p);
+            }
+            for files in tls.certificates.iter_mut() {
+                resolve(&mut files.cert);
+                resolve(&mut files.key);
+            }
+        }
         if let Some(p) = self.auth.users_file.as_mut() {
             resolve(p);
         }

@@ -111,8 +111,13 @@ impl ServerHandle {
             changes.push("server.tls: now a generated self-signed certificate".to_string());
             tls::acceptor(&new.server.tls, &new.server.hostname)?
         } else {
-            current.tls.clone()
+            current.tls.default.clone()
         };
+        // Listeners' own certificates are re-read on every reload, like the server's.
+        let tls = tls::Acceptors::from_config(&new, tls)?;
+        if tls.has_listener_certificates() {
+            changes.push("listener certificates re-read".to_string());
+        }
         let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
         if debug(&old.server.limits) != debug(&new.server.limits) {
             changes.push("server.limits changed".into());
