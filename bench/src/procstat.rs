@@ -218,3 +218,32 @@ mod tests {
         assert!(cpu_seconds(me) > 0.0);
     }
 }
+
+/// The 1-minute load average from /proc/loadavg (what `uptime` prints first).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The file system type holding `path` (longest mount-point prefix in /proc/mounts), e.g.
+/// "ext4" or "tmpfs": the headline figures must come from the machine's disk.
+pub fn filesystem_of(path: &std::path::Path) -> Option<String> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, mount_point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            // /proc/mounts escapes spaces as \040.
+            let mount_point = mount_point.replace("\\040", " ");
+            path.starts_with(&mount_point)
+                .then(|| (mount_point.len(), kind.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, kind)| kind)
+}
