@@ -97,6 +97,14 @@ pub fn standard(sizing: Sizing) -> Vec<Scenario> {
     vec![
         load("10KiB x 1".into(), 1, 10 * 1024, false, generator),
         load(format!("10KiB x {n}"), n, 10 * 1024, false, generator),
+        // One session, one command per round trip: every hook's cost is on the critical path.
+        load(
+            "smtp-source 10KiB x 1".into(),
+            1,
+            10 * 1024,
+            false,
+            Client::SmtpSource,
+        ),
         load(
             format!("smtp-source 10KiB x {n}"),
             n,
