@@ -200,25 +200,6 @@ pub fn raise_nofile_limit() -> u64 {
     limit.rlim_cur
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_process_is_measured() {
-        let me = std::process::id();
-        assert!(process_tree(me).contains(&me));
-        assert!(memory(me).rss > 0);
-        // Burn a little CPU so the counter moves off zero on any clock.
-        let mut x = 0u64;
-        for i in 0..50_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        assert!(x != 1);
-        assert!(cpu_seconds(me) > 0.0);
-    }
-}
-
 /// The 1-minute load average from /proc/loadavg (what `uptime` prints first).
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -246,4 +227,32 @@ pub fn filesystem_of(path: &std::path::Path) -> Option<String> {
         })
         .max_by_key(|(len, _)| *len)
         .map(|(_, kind)| kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_measured() {
+        let me = std::process::id();
+        assert!(process_tree(me).contains(&me));
+        assert!(memory(me).rss > 0);
+        // Burn a little CPU so the counter moves off zero on any clock.
+        let mut x = 0u64;
+        for i in 0..50_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(cpu_seconds(me) > 0.0);
+    }
+
+    #[test]
+    fn the_file_system_of_a_path_is_its_longest_mount_point() {
+        assert_eq!(
+            super::filesystem_of(std::path::Path::new("/proc/self")).as_deref(),
+            Some("proc")
+        );
+        assert!(super::load_average().is_some());
+    }
 }

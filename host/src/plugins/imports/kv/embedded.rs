@@ -291,13 +291,18 @@ impl EmbeddedKv {
     }
 }
 
+/// A key's live record as a change sees it: (expiry, value).
+type Live<'a> = Option<(u64, &'a [u8])>;
+/// What a change returns: the record to store (None: leave it) and the caller's answer.
+type Stored<T> = (Option<Vec<u8>>, T);
+
 /// The change a counter update makes: the live value plus `delta` (a new counter starts at 0 and
 /// takes `ttl`; an existing one keeps its expiry).
 fn count(
     key: &str,
     delta: i64,
     ttl: Option<Duration>,
-) -> impl FnOnce(Option<(u64, &[u8])>, u64) -> Result<(Option<Vec<u8>>, i64), String> {
+) -> impl FnOnce(Live<'_>, u64) -> Result<Stored<i64>, String> {
     let name = key.to_string();
     move |current, now| {
         let (value, expires) = match current {
