@@ -9,7 +9,8 @@
 //! Durability: `put` and `delete` are durable when they return (a greylist triplet must survive
 //! `kill -9`). Counters (`increment`, what rate limits do on every connection and message) are
 //! committed without an fsync and made durable by a background flush at most [`FLUSH_EVERY`]
-//! later, or by the next durable commit, or when the database closes: an fsync per counter
+//! later, or by the next durable commit, or when the database is dropped (the server exits
+//! without dropping it, so a stop within that second loses those counts): an fsync per counter
 //! doubled the cost of a message on disk, and a crash losing the last second of rate-limit counts
 //! is harmless (Redis's `appendfsync everysec` makes the same trade).
 //!
