@@ -9,8 +9,8 @@
 //! Durability: `put` and `delete` are durable when they return (a greylist triplet must survive
 //! `kill -9`). Counters (`increment`, what rate limits do on every connection and message) are
 //! committed without an fsync and made durable by a background flush at most [`FLUSH_EVERY`]
-//! later, or by the next durable commit, or when the database is dropped (the server exits
-//! without dropping it, so a stop within that second loses those counts): an fsync per counter
+//! later, or by the next durable commit, or as the server stops ([`flush_all`]; a `kill -9`
+//! within that second loses those counts): an fsync per counter
 //! doubled the cost of a message on disk, and a crash losing the last second of rate-limit counts
 //! is harmless (Redis's `appendfsync everysec` makes the same trade).
 //!
@@ -94,6 +94,7 @@ impl EmbeddedDb {
             unflushed: AtomicBool::new(false),
             writer: Mutex::new(()),
         });
+        register(&shared);
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("kv-flush".into())
@@ -112,6 +113,31 @@ impl EmbeddedDb {
             tracing::warn!(plugin, error = %e, "kv: purging expired entries failed");
         }
         kv
+    }
+}
+
+/// Every database opened in this process, so the server can flush their counters as it stops.
+static OPEN: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn register(shared: &Arc<Shared>) {
+    let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    open.retain(|db| db.strong_count() > 0);
+    open.push(Arc::downgrade(shared));
+}
+
+/// Makes the counter updates of every open database durable: the server calls it as it stops
+/// (it exits without dropping the databases, so their `Drop` would not run).
+pub fn flush_all() {
+    let open: Vec<_> = OPEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for shared in open {
+        if let Err(e) = shared.flush() {
+            tracing::warn!(error = %e, "kv: the last counter updates could not be made durable");
+        }
     }
 }
 
