@@ -255,6 +255,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "shutdown grace expired with deliveries in flight; they are retried after a restart"
         );
     }
+    // Rate-limit counters are flushed once a second; the last second's go to disk now.
+    crate::plugins::imports::kv::embedded::flush_all();
     tracing::info!("stopped");
     Ok(())
 }
