@@ -9,11 +9,13 @@
 //! - [`local`]: `[local]` routing for queue tests (the real `LocalConfig`).
 //! - [`outbound`]: fixtures for the delivery tests (client config, envelopes, messages).
 //! - [`tls`]: test CAs and certificates (good, expired, wrong-name, self-signed), a DNSSEC-signed
-//!   zone served by BIND, an HTTPS server (MTA-STS policy host).
+//!   zone served by BIND, an HTTPS server (MTA-STS policy host); [`https_collector`]: an HTTPS
+//!   server keeping POSTed bodies (TLS-RPT report endpoint).
 #![allow(dead_code)]
 
 pub mod dns;
 pub mod helper_dir;
+pub mod https_collector;
 pub mod local;
 pub mod mailwit;
 pub mod ops;
