@@ -21,6 +21,7 @@ const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
     ("rate-limit", &["connect", "mail"], &["config", "kv", "log"]),
     ("recipients", &["rcpt"], &["config", "log"]),
     ("router", &["route"], &["config", "log"]),
+    ("rspamd", &["data"], &["config", "http", "log"]),
 ];
 
 fn engine() -> Engine {
@@ -30,11 +31,15 @@ fn engine() -> Engine {
 }
 
 /// The contract's interfaces a component imports and exports, by short name
-/// (`types` and `message` are always available and not grants).
+/// (`types` and `message` are always available and not grants; any `wasi:http` import is the
+/// "http" grant).
 fn contract_surface(engine: &Engine, bytes: &[u8]) -> (BTreeSet<String>, BTreeSet<String>) {
     let component = Component::new(engine, bytes).expect("a valid component");
     let ty = component.component_type();
     let short = |name: &str| -> Option<String> {
+        if name.starts_with("wasi:http/") {
+            return Some("http".to_string());
+        }
         let rest = name.strip_prefix(CONTRACT)?;
         let iface = rest
             .strip_suffix(VERSION)

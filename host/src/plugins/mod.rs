@@ -9,6 +9,7 @@
 //! - [`generation`]: a wholly validated set of plugins and pipelines.
 //! - [`runtime`]: the current generation behind an `ArcSwap`, reload (file watch, SIGHUP, admin).
 //! - [`imports`]: the host functions plugins may call (log, config, kv, dns, clock, message).
+//! - [`http`]: outgoing HTTP of the "http" grant (wasi:http with an allow-list and limits).
 //! - [`check`]: the plugins x hooks table of `mailwit check-config`.
 
 pub mod bindings;
@@ -18,6 +19,7 @@ pub mod compat_v01;
 mod convert;
 pub mod engine;
 pub mod generation;
+pub mod http;
 pub mod imports;
 pub mod instance;
 pub mod loader;
