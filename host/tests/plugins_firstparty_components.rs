@@ -17,6 +17,11 @@ const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
     ("content-filter", &["data"], &["config", "log"]),
     ("dnsbl", &["connect", "rcpt"], &["config", "dns", "log"]),
     ("greylist", &["rcpt"], &["clock", "config", "kv", "log"]),
+    (
+        "http-auth",
+        &["auth", "rcpt"],
+        &["config", "http", "kv", "log"],
+    ),
     ("delivery-log", &["delivery"], &["kv", "log"]),
     ("rate-limit", &["connect", "mail"], &["config", "kv", "log"]),
     ("recipients", &["rcpt"], &["config", "log"]),
