@@ -45,6 +45,7 @@ mod plugins_firstparty_smtp;
 mod plugins_firstparty_unit;
 mod plugins_http;
 mod plugins_http_auth;
+mod plugins_http_figures;
 mod plugins_js;
 mod plugins_languages_bench;
 mod plugins_python;

@@ -32,7 +32,7 @@ pub struct LoadedPlugin {
     /// Per hook, the hook function of an earlier-contract plugin (called through typed functions
     /// on the current Rust types, see `compat_v01`).
     pub legacy: BTreeMap<Hook, ComponentExportIndex>,
-    /// The `mailwit:plugin` host imports it uses (e.g. "log", "kv").
+    /// The `mailwit:plugin` host imports it uses (e.g. "log", "kv"), and "http" for wasi:http.
     pub imports: BTreeSet<String>,
     /// Whether the compiled code came from the on-disk cache.
     pub from_cache: bool,
@@ -247,6 +247,9 @@ pub fn inspect(
     for (name, _) in ty.imports(&engine.engine) {
         if name.starts_with("wasi:") {
             check_wasi_import(name, grants)?;
+            if name.starts_with("wasi:http/") {
+                imports.insert(Grant::Http.name().to_string());
+            }
             continue;
         }
         let Some((interface, version)) = mailwit_interface(name) else {

@@ -154,6 +154,11 @@ impl Rspamd {
         );
     }
 
+    /// The main process's pid (its workers are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log/rspamd.log")).unwrap_or_default()
     }
