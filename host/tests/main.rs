@@ -29,6 +29,7 @@ mod mailauth_dkim;
 mod mailauth_rfc7208;
 mod mailauth_verify;
 mod odmr;
+mod ops_cluster;
 mod ops_metrics;
 mod ops_proxy;
 mod ops_redis;

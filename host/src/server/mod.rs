@@ -172,16 +172,18 @@ impl Server {
         spool: Arc<Spool>,
         queue: Option<Queue>,
     ) -> anyhow::Result<Server> {
-        Self::start_with_metrics(config, hooks, spool, queue, Arc::default()).await
+        Self::start_with_metrics(config, hooks, spool, queue, Arc::default(), None).await
     }
 
-    /// [`Server::start`], counting into `metrics`.
+    /// [`Server::start`], counting into `metrics`; AUTH failures per IP also counted in
+    /// `auth_failure_counters` when given (shared by instances, or kept across restarts).
     pub async fn start_with_metrics(
         config: Arc<Config>,
         hooks: Arc<dyn HookFactory>,
         spool: Arc<Spool>,
         queue: Option<Queue>,
         metrics: Arc<crate::metrics::Metrics>,
+        auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
     ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
         let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
@@ -202,10 +204,16 @@ impl Server {
             users,
             tls,
             limits,
-            auth_failures: Arc::new(auth_failures::AuthFailures::new(
-                config.server.limits.max_auth_failures_per_ip,
-                std::time::Duration::from_secs(config.server.limits.auth_failure_decay),
-            )),
+            auth_failures: {
+                let failures = auth_failures::AuthFailures::new(
+                    config.server.limits.max_auth_failures_per_ip,
+                    std::time::Duration::from_secs(config.server.limits.auth_failure_decay),
+                );
+                if let Some(counters) = auth_failure_counters {
+                    failures.share(counters);
+                }
+                Arc::new(failures)
+            },
             mailauth,
             metrics,
             shutdown: shutdown_rx,
