@@ -364,7 +364,18 @@ impl Stage {
         // DKIM signing comes last, after every change to the message (plugin modifications,
         // Received): mail of authenticated senders whose From domain has a key.
         if self.info.authenticated.is_some() && !self.shared.mailauth.signers.is_empty() {
-            let signatures = self.shared.mailauth.signers.sign(&message);
+            let mut signatures = self.shared.mailauth.signers.sign(&message);
+            // What we sign must reach every peer unchanged: an 8-bit body is made 7-bit
+            // (quoted-printable, RFC 6152 §3) before signing, so no peer without 8BITMIME
+            // forces a downgrade that would break the signature. BINARYMIME is left alone.
+            if !signatures.is_empty()
+                && !message.is_ascii()
+                && envelope.reverse_path.body != Some(crate::mail::BodyType::BinaryMime)
+                && let Some(seven_bit) = crate::mail::downgrade::downgrade_8bit(&message)
+            {
+                message = seven_bit;
+                signatures = self.shared.mailauth.signers.sign(&message);
+            }
             if !signatures.is_empty() {
                 let mut signed = signatures;
                 signed.extend_from_slice(&message);
