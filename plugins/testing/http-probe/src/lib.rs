@@ -17,7 +17,7 @@ impl MailHook for HttpProbe {
     fn on_mail(_session: SessionInfo, from: ReversePath) -> Verdict {
         let settings = match config::load::<Settings>() {
             Ok(s) => s,
-            Err(e) => return Verdict::reject(554, "5.3.0", &format!("config: {e}")),
+            Err(e) => return Verdict::reject(554, "5.3.0", format!("config: {e}")),
         };
         let url = if settings.url.ends_with('/') {
             let local = from.address.split('@').next().unwrap_or_default();
