@@ -48,7 +48,8 @@ pub struct Shared {
     /// For ETRN (None: ETRN is not offered).
     pub queue: Option<Queue>,
     pub users: UserDb,
-    pub tls: tokio_rustls::TlsAcceptor,
+    /// The server's TLS acceptor and per-listener ones.
+    pub tls: tls::Acceptors,
     pub limits: Arc<limits::ConnectionLimits>,
     pub auth_failures: Arc<auth_failures::AuthFailures>,
     /// What operators see at `/metrics`.
@@ -71,7 +72,7 @@ impl Shared {
 
     /// The same server with another configuration, users and TLS acceptor (reload); counters,
     /// limits and the session numbering carry over.
-    fn with(&self, config: Arc<Config>, users: UserDb, tls: tokio_rustls::TlsAcceptor) -> Shared {
+    fn with(&self, config: Arc<Config>, users: UserDb, tls: tls::Acceptors) -> Shared {
         Shared {
             config,
             hooks: self.hooks.clone(),
@@ -186,7 +187,10 @@ impl Server {
         auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
     ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
-        let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
+        let tls = tls::Acceptors::from_config(
+            &config,
+            tls::acceptor(&config.server.tls, &config.server.hostname)?,
+        )?;
         let mailauth = Arc::new(
             crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?,
         );
