@@ -17,10 +17,16 @@ const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
     ("content-filter", &["data"], &["config", "log"]),
     ("dnsbl", &["connect", "rcpt"], &["config", "dns", "log"]),
     ("greylist", &["rcpt"], &["clock", "config", "kv", "log"]),
+    (
+        "http-auth",
+        &["auth", "rcpt"],
+        &["config", "http", "kv", "log"],
+    ),
     ("delivery-log", &["delivery"], &["kv", "log"]),
     ("rate-limit", &["connect", "mail"], &["config", "kv", "log"]),
     ("recipients", &["rcpt"], &["config", "log"]),
     ("router", &["route"], &["config", "log"]),
+    ("rspamd", &["data"], &["config", "http", "log"]),
 ];
 
 fn engine() -> Engine {
@@ -30,11 +36,15 @@ fn engine() -> Engine {
 }
 
 /// The contract's interfaces a component imports and exports, by short name
-/// (`types` and `message` are always available and not grants).
+/// (`types` and `message` are always available and not grants; any `wasi:http` import is the
+/// "http" grant).
 fn contract_surface(engine: &Engine, bytes: &[u8]) -> (BTreeSet<String>, BTreeSet<String>) {
     let component = Component::new(engine, bytes).expect("a valid component");
     let ty = component.component_type();
     let short = |name: &str| -> Option<String> {
+        if name.starts_with("wasi:http/") {
+            return Some("http".to_string());
+        }
         let rest = name.strip_prefix(CONTRACT)?;
         let iface = rest
             .strip_suffix(VERSION)

@@ -9,6 +9,8 @@
 //! breaker = { failures = 5, open_ms = 30_000 }
 //! stateless = false                      # true: instances are reused across sessions
 //! config = { reject_words = ["viagra"] } # handed to the plugin through the `config` import
+//! # with grants = [..., "http"]: where wasi:http may go, and its limits
+//! http = { allow = ["127.0.0.1:11333", "https://accounts.example.test"], timeout_ms = 5000, max_response_bytes = 1_048_576 }
 //!
 //! [pipelines.inbound]                    # a listener names it with `pipeline = "inbound"`
 //! mail = ["filter"]
@@ -51,6 +53,37 @@ pub struct PluginConfig {
     /// JavaScript plugin affordable per connection.
     #[serde(default)]
     pub stateless: bool,
+    /// Where the plugin's outgoing HTTP (wasi:http, grant "http") may go, and its limits.
+    #[serde(default)]
+    pub http: Option<HttpGrantConfig>,
+}
+
+/// `[plugins.NAME] http = { ... }`: the destinations and limits of the "http" grant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrantConfig {
+    /// Authorities the plugin may reach: "host:port" (http or https), "https://host" (port 443),
+    /// "http://host:port", ... Anything else is refused before a connection is made.
+    pub allow: Vec<String>,
+    /// Per request: connect, send, response headers and body, all together (also cut short by
+    /// the hook call's `limits.time_ms`).
+    #[serde(default = "HttpGrantConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Largest response body; a longer one fails the read in the plugin.
+    #[serde(default = "HttpGrantConfig::default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// Extra CA certificates (PEM) trusted for https, besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl HttpGrantConfig {
+    fn default_timeout_ms() -> u64 {
+        5000
+    }
+    fn default_max_response_bytes() -> u64 {
+        1024 * 1024
+    }
 }
 
 /// A capability that must be granted explicitly: a host import, real WASI clocks or randomness,
@@ -69,10 +102,13 @@ pub enum Grant {
     /// A decision that sends an unauthenticated session's mail off-site: a rcpt rewrite or an
     /// added recipient outside the local domains, or a route to a relay or MX.
     Relay,
+    /// Outgoing HTTP through `wasi:http/outgoing-handler`, only to the authorities of the
+    /// plugin's `http.allow`.
+    Http,
 }
 
 impl Grant {
-    pub const ALL: [Grant; 7] = [
+    pub const ALL: [Grant; 8] = [
         Grant::Log,
         Grant::Config,
         Grant::Kv,
@@ -80,6 +116,7 @@ impl Grant {
         Grant::Clock,
         Grant::Random,
         Grant::Relay,
+        Grant::Http,
     ];
 
     /// The grant's name in the configuration, e.g. "kv".
@@ -92,6 +129,7 @@ impl Grant {
             Grant::Clock => "clock",
             Grant::Random => "random",
             Grant::Relay => "relay",
+            Grant::Http => "http",
         }
     }
 

@@ -91,6 +91,11 @@ impl WasmEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        // wasi:http for every plugin; the loader refuses it without the "http" grant, and the
+        // send hook (`plugins::http`) refuses what `http.allow` does not list.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
         bindings::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the mailwit host imports")?;

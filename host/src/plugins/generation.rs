@@ -158,6 +158,7 @@ impl Generation {
                             clocks: config.grants.contains(&Grant::Clock),
                             random: config.grants.contains(&Grant::Random),
                         },
+                        http: loaded.http.clone(),
                     };
                     let entry = PluginEntry {
                         idle: Mutex::default(),

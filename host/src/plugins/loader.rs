@@ -32,12 +32,14 @@ pub struct LoadedPlugin {
     /// Per hook, the hook function of an earlier-contract plugin (called through typed functions
     /// on the current Rust types, see `compat_v01`).
     pub legacy: BTreeMap<Hook, ComponentExportIndex>,
-    /// The `mailwit:plugin` host imports it uses (e.g. "log", "kv").
+    /// The `mailwit:plugin` host imports it uses (e.g. "log", "kv"), and "http" for wasi:http.
     pub imports: BTreeSet<String>,
     /// Whether the compiled code came from the on-disk cache.
     pub from_cache: bool,
     /// One permit per instance allowed by `limits.instances` (none: only the engine's pool).
     pub instance_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Where its wasi:http requests may go (grant "http" with `http.allow`).
+    pub http: Option<Arc<super::http::HttpPolicy>>,
 }
 
 /// Export lookups done once per plugin, so each call only type-checks and calls.
@@ -68,6 +70,7 @@ pub fn load(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result<L
 
 fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result<LoadedPlugin> {
     check_limits(config)?;
+    let http = http_policy(name, config)?;
     let (bytes, source) = read_component(config, cx.base_dir)?;
     let engine = WasmEngine::shared(config.limits.fuel.is_some())?;
     let (component, from_cache) = compile_cached(&engine, &bytes, cx.cache_dir)?;
@@ -101,7 +104,24 @@ fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result
             .limits
             .instances
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+        http,
     })
+}
+
+/// The "http" grant and the `http` table go together.
+fn http_policy(name: &str, config: &PluginConfig) -> Result<Option<Arc<super::http::HttpPolicy>>> {
+    match (config.grants.contains(&Grant::Http), &config.http) {
+        (false, None) => Ok(None),
+        (true, Some(http)) => Ok(Some(Arc::new(super::http::HttpPolicy::from_config(
+            name, http,
+        )?))),
+        (true, None) => bail!(
+            "grants include \"http\" but no `http = {{ allow = [...] }}` says where the plugin may go"
+        ),
+        (false, Some(_)) => {
+            bail!("`http` is set but `grants` does not include \"http\"")
+        }
+    }
 }
 
 fn check_limits(config: &PluginConfig) -> Result<()> {
@@ -226,7 +246,10 @@ pub fn inspect(
     };
     for (name, _) in ty.imports(&engine.engine) {
         if name.starts_with("wasi:") {
-            check_wasi_import(name)?;
+            check_wasi_import(name, grants)?;
+            if name.starts_with("wasi:http/") {
+                imports.insert(Grant::Http.name().to_string());
+            }
             continue;
         }
         let Some((interface, version)) = mailwit_interface(name) else {
@@ -283,10 +306,20 @@ pub const LINKED_WASI: [&str; 6] = [
     "wasi:sockets/",
 ];
 
-/// Any other WASI import (e.g. `wasi:http`) is refused by name rather than left to a linker error.
-fn check_wasi_import(name: &str) -> Result<()> {
+/// `wasi:http` needs the "http" grant; any other WASI import is refused by name rather than left
+/// to a linker error.
+fn check_wasi_import(name: &str, grants: &[Grant]) -> Result<()> {
     if LINKED_WASI.iter().any(|p| name.starts_with(p)) {
         return Ok(());
+    }
+    if name.starts_with("wasi:http/") {
+        if grants.contains(&Grant::Http) {
+            return Ok(());
+        }
+        bail!(
+            "imports `{name}` but `grants` does not include \"http\" (add it, with \
+             `http = {{ allow = [...] }}`, if the plugin should reach those services)"
+        );
     }
     bail!(
         "imports `{name}`, which no plugin is given (WASI is limited to io, cli, clocks, random, \
@@ -449,10 +482,13 @@ mod tests {
         assert_eq!(check_version("x", Some("0.1.3")).unwrap(), "0.1.0");
         assert_eq!(check_version("x", Some("0.2.0")).unwrap(), "0.2.0");
         assert!(check_version("x", Some("0.3.0")).is_err());
-        assert!(check_wasi_import("wasi:clocks/wall-clock@0.2.9").is_ok());
-        assert!(check_wasi_import("wasi:sockets/tcp@0.2.9").is_ok());
-        let e = check_wasi_import("wasi:http/outgoing-handler@0.2.0").unwrap_err();
+        assert!(check_wasi_import("wasi:clocks/wall-clock@0.2.9", &[]).is_ok());
+        assert!(check_wasi_import("wasi:sockets/tcp@0.2.9", &[]).is_ok());
+        let e = check_wasi_import("wasi:http/outgoing-handler@0.2.0", &[]).unwrap_err();
         assert!(e.to_string().contains("wasi:http/outgoing-handler"), "{e}");
+        assert!(e.to_string().contains("\"http\""), "{e}");
+        assert!(check_wasi_import("wasi:http/outgoing-handler@0.2.0", &[Grant::Http]).is_ok());
+        assert!(check_wasi_import("wasi:keyvalue/store@0.2.0", &[Grant::Http]).is_err());
         assert!(compatible("1.4.0", "1.0.0"));
         assert!(!compatible("2.0.0", "1.0.0"));
         assert!(!compatible("garbage", "0.1.0"));

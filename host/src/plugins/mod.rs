@@ -12,6 +12,7 @@
 //! - [`imports`]: the host functions plugins may call (log, config, kv, dns, clock, message).
 //! - [`kv`], [`dns`], [`resources`]: what those imports reach (kv backends, the resolver, the
 //!   message handle); they know nothing of stores or bindings, so nothing here runs in a circle.
+//! - [`http`]: outgoing HTTP of the "http" grant (wasi:http with an allow-list and limits).
 //! - [`check`]: the plugins x hooks table of `mailwit check-config`.
 
 pub mod bindings;
@@ -22,6 +23,7 @@ mod convert;
 pub mod dns;
 pub mod engine;
 pub mod generation;
+pub mod http;
 pub mod imports;
 pub mod instance;
 pub mod kv;

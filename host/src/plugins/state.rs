@@ -12,6 +12,7 @@ use wasmtime_wasi::{
 };
 
 use super::dns::Dns;
+use super::http::{HttpHooks, HttpPolicy};
 use super::kv::KvStore;
 
 /// Bytes of a plugin's stderr (panic messages) kept for the log; more is dropped.
@@ -32,6 +33,8 @@ pub struct PluginContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// What the plugin's WASI imports reach (see [`wasi_context`]).
     pub wasi: WasiGrants,
+    /// Where its wasi:http requests may go (grant "http"); `None`: every request is refused.
+    pub http: Option<Arc<HttpPolicy>>,
 }
 
 /// The real WASI capabilities a plugin was granted; everything else WASI offers is linked but
@@ -119,6 +122,8 @@ pub struct HostState {
     pub table: ResourceTable,
     wasi: WasiCtx,
     stderr: MemoryOutputPipe,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: HttpHooks,
 }
 
 impl HostState {
@@ -129,6 +134,11 @@ impl HostState {
             .memory_size(ctx.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
+        let http_hooks = HttpHooks {
+            policy: ctx.http.clone(),
+            deadline: Instant::now(),
+            session: session.clone(),
+        };
         HostState {
             ctx,
             session,
@@ -137,6 +147,8 @@ impl HostState {
             table: ResourceTable::new(),
             wasi,
             stderr,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks,
         }
     }
 
@@ -153,6 +165,21 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        // The guest is in a hook call: its requests get what is left of that call's time.
+        self.http_hooks.deadline = self.deadline;
+        if !Arc::ptr_eq(&self.http_hooks.session, &self.session) {
+            self.http_hooks.session = self.session.clone();
+        }
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

@@ -4,6 +4,8 @@
 //! - [`sink`]: Postfix's smtp-sink as a real SMTP/LMTP peer; [`peer`]: a scripted SMTP peer for
 //!   what smtp-sink cannot do; [`dns`]: an in-test DNS server.
 //! - [`helper_dir`]: the one place that makes directories for helpers running as another user.
+//! - [`http_service`]: a small HTTP service that counts connections (plugin HTTP tests).
+//! - [`rspamd`]: Debian's rspamd on loopback ports with a test configuration.
 //! - [`ops`]: /metrics over HTTP; redis-server and haproxy for the operations tests.
 //! - [`wait`]: bounded waiting ([`until`], [`until_async`], [`until_blocking`]).
 //! - [`local`]: `[local]` routing for queue tests (the real `LocalConfig`).
@@ -15,12 +17,14 @@
 
 pub mod dns;
 pub mod helper_dir;
+pub mod http_service;
 pub mod https_collector;
 pub mod local;
 pub mod mailwit;
 pub mod ops;
 pub mod outbound;
 pub mod peer;
+pub mod rspamd;
 pub mod sink;
 pub mod tls;
 pub mod wait;

@@ -40,6 +40,7 @@ pub mod address;
 pub mod bindings;
 pub mod config;
 pub mod headers;
+pub mod http;
 pub mod kv;
 pub mod reply;
 
