@@ -18,6 +18,7 @@ const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
     ("dnsbl", &["connect", "rcpt"], &["config", "dns", "log"]),
     ("greylist", &["rcpt"], &["clock", "config", "kv", "log"]),
     ("delivery-log", &["delivery"], &["kv", "log"]),
+    ("dmarc", &["data"], &["config", "dns", "log"]),
     ("rate-limit", &["connect", "mail"], &["config", "kv", "log"]),
     ("recipients", &["rcpt"], &["config", "log"]),
     ("router", &["route"], &["config", "log"]),
