@@ -127,7 +127,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
         metrics: metrics.clone(),
     });
-    let queue = Queue::start(
+    // DKIM keys and the verifier: the queue signs its DSNs with the same (reloadable) keys.
+    let mailauth =
+        Arc::new(crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?);
+    let dsn_signer: Arc<dyn crate::queue::MessageSigner> = mailauth.signers.clone();
+    let queue = Queue::start_signed(
         spool.clone(),
         QueueOptions {
             config: config.queue.clone(),
@@ -137,6 +141,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             local,
             agents,
         },
+        Some(dsn_signer),
     )
     .await
     .context("cannot start the queue manager")?;
@@ -160,12 +165,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let server = Server::start_with_metrics(
+    let server = Server::start_with_mailauth(
         config.clone(),
         hooks,
         spool,
         Some(queue.clone()),
         metrics.clone(),
+        mailauth,
     )
     .await?;
     server.write_listeners_json(&state_dir)?;

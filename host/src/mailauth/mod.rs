@@ -26,9 +26,10 @@ use crate::config::Config;
 /// What the SMTP stages use: the signers, and the verifier for mx listeners.
 #[derive(Default)]
 pub struct MailAuth {
-    pub signers: sign::Signers,
+    /// Shared with the queue (it signs its DSNs) and replaced by a reload.
+    pub signers: std::sync::Arc<sign::LiveSigners>,
     /// None when `[authentication] verify = false`.
-    pub verifier: Option<verify::Verifier>,
+    pub verifier: Option<std::sync::Arc<verify::Verifier>>,
 }
 
 impl MailAuth {
@@ -39,12 +40,56 @@ impl MailAuth {
         for key in signers.keys() {
             tracing::info!(domain = %key.domain, selector = %key.selector, key = %key.key_path.display(), "DKIM signing key loaded");
         }
-        let verifier = if config.authentication.verify {
-            Some(verify::Verifier::from_config(config)?)
+        Ok(MailAuth {
+            signers: std::sync::Arc::new(sign::LiveSigners::new(signers)),
+            verifier: Self::verifier(config)?,
+        })
+    }
+
+    /// The verifier of `[authentication]` (None when `verify = false`).
+    pub fn verifier(config: &Config) -> anyhow::Result<Option<std::sync::Arc<verify::Verifier>>> {
+        Ok(if config.authentication.verify {
+            Some(std::sync::Arc::new(verify::Verifier::from_config(config)?))
         } else {
             None
+        })
+    }
+
+    /// For a reload to `new`: the keys of `[[dkim.sign]]` read again (a rotated key file is
+    /// picked up; a key that cannot be read refuses the reload), and the verifier rebuilt when
+    /// `[authentication]` changed. The new signers take effect when the reload commits
+    /// ([`sign::LiveSigners::replace`]).
+    pub fn prepare_reload(
+        &self,
+        old: &Config,
+        new: &Config,
+        changes: &mut Vec<String>,
+    ) -> anyhow::Result<(MailAuth, sign::Signers)> {
+        let signers = sign::Signers::from_config(new)?;
+        let current = self.signers.current();
+        if !current.same_keys(&signers) {
+            changes.push(format!(
+                "dkim: signing keys now {}",
+                match signers.describe() {
+                    d if d.is_empty() => "none".to_string(),
+                    d => d.join(", "),
+                }
+            ));
+        }
+        let verifier = if format!("{:?}", old.authentication) != format!("{:?}", new.authentication)
+        {
+            changes.push("[authentication] changed".into());
+            Self::verifier(new)?
+        } else {
+            self.verifier.clone()
         };
-        Ok(MailAuth { signers, verifier })
+        Ok((
+            MailAuth {
+                signers: self.signers.clone(),
+                verifier,
+            },
+            signers,
+        ))
     }
 
     /// Verifies an inbound message: the results and the message to keep (forged

@@ -34,6 +34,8 @@ struct Inner {
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// ODMR domains an ATRN session is collecting right now (one session per domain).
     collecting: Mutex<HashSet<String>>,
+    /// Signs the DSNs (None: they go unsigned).
+    dsn_signer: Option<Arc<dyn super::MessageSigner>>,
 }
 
 /// What one destination said about some of the message's recipients.
@@ -51,6 +53,16 @@ impl Queue {
     /// Loads every spooled message's state and starts the scheduler. Messages whose recipients
     /// are all final (a crash hit between the last record and the removal) are removed now.
     pub async fn start(spool: Arc<Spool>, opts: QueueOptions) -> std::io::Result<Queue> {
+        Self::start_signed(spool, opts, None).await
+    }
+
+    /// [`Queue::start`] with the DSNs it writes signed by `dsn_signer` (the DKIM key of the
+    /// MAILER-DAEMON's domain, when `[[dkim.sign]]` has one).
+    pub async fn start_signed(
+        spool: Arc<Spool>,
+        opts: QueueOptions,
+        dsn_signer: Option<Arc<dyn super::MessageSigner>>,
+    ) -> std::io::Result<Queue> {
         let arrivals = spool
             .arrivals()
             .ok_or_else(|| std::io::Error::other("the spool already has a queue manager"))?;
@@ -67,6 +79,7 @@ impl Queue {
             stopped: AtomicBool::new(false),
             per_destination: Mutex::new(HashMap::new()),
             collecting: Mutex::new(HashSet::new()),
+            dsn_signer,
         });
         tracing::info!(
             queued = inner.messages.lock().unwrap().len(),
@@ -899,7 +912,15 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
 
     // The DSN is spooled before the outcomes are recorded: a crash in between repeats it rather
     // than losing it. Mail from <> gets none (`report` returns None), so bounces never loop.
-    if let Some(dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, reports) {
+    if let Some(mut dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, reports) {
+        // Signed like the mail of our users, so receivers can authenticate our bounces.
+        if let Some(signer) = &inner.dsn_signer {
+            let mut signed = signer.signatures(&dsn.message);
+            if !signed.is_empty() {
+                signed.extend_from_slice(&dsn.message);
+                dsn.message = signed;
+            }
+        }
         match inner.spool.store(dsn).await {
             Ok(dsn_id) => {
                 tracing::info!(queue_id = %id, dsn = %dsn_id, "delivery status notification queued")

@@ -71,7 +71,13 @@ impl Shared {
 
     /// The same server with another configuration, users and TLS acceptor (reload); counters,
     /// limits and the session numbering carry over.
-    fn with(&self, config: Arc<Config>, users: UserDb, tls: tokio_rustls::TlsAcceptor) -> Shared {
+    fn with(
+        &self,
+        config: Arc<Config>,
+        users: UserDb,
+        tls: tokio_rustls::TlsAcceptor,
+        mailauth: Arc<crate::mailauth::MailAuth>,
+    ) -> Shared {
         Shared {
             config,
             hooks: self.hooks.clone(),
@@ -82,8 +88,7 @@ impl Shared {
             limits: self.limits.clone(),
             auth_failures: self.auth_failures.clone(),
             metrics: self.metrics.clone(),
-            // DKIM keys and verification settings need a restart (not reloaded yet).
-            mailauth: self.mailauth.clone(),
+            mailauth,
             shutdown: self.shutdown.clone(),
             next_session: self.next_session.clone(),
             boot: self.boot.clone(),
@@ -183,11 +188,24 @@ impl Server {
         queue: Option<Queue>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Server> {
-        let users = load_users(&config)?;
-        let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
         let mailauth = Arc::new(
             crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?,
         );
+        Self::start_with_mailauth(config, hooks, spool, queue, metrics, mailauth).await
+    }
+
+    /// [`Server::start_with_metrics`] with DKIM signers and verifier built by the caller (the
+    /// queue shares the signers for its DSNs).
+    pub async fn start_with_mailauth(
+        config: Arc<Config>,
+        hooks: Arc<dyn HookFactory>,
+        spool: Arc<Spool>,
+        queue: Option<Queue>,
+        metrics: Arc<crate::metrics::Metrics>,
+        mailauth: Arc<crate::mailauth::MailAuth>,
+    ) -> anyhow::Result<Server> {
+        let users = load_users(&config)?;
+        let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
         let limits = limits::ConnectionLimits::new(
             config.server.limits.max_connections,
             config.server.limits.max_connections_per_ip,

@@ -363,8 +363,9 @@ impl Stage {
         message.extend_from_slice(&data);
         // DKIM signing comes last, after every change to the message (plugin modifications,
         // Received): mail of authenticated senders whose From domain has a key.
-        if self.info.authenticated.is_some() && !self.shared.mailauth.signers.is_empty() {
-            let signatures = self.shared.mailauth.signers.sign(&message);
+        let signers = self.shared.mailauth.signers.current();
+        if self.info.authenticated.is_some() && !signers.is_empty() {
+            let signatures = signers.sign(&message);
             if !signatures.is_empty() {
                 let mut signed = signatures;
                 signed.extend_from_slice(&message);
