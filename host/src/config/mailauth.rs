@@ -16,6 +16,9 @@
 //! authserv_id = "mx.example.test"  # default: [server] hostname
 //! verify = true                    # on mx listeners (default true)
 //! max_signatures = 5               # DKIM signatures verified per message, the rest ignored
+//!
+//! [arc]
+//! seal = { domain = "example.test", selector = "arc", key = "arc.pem" }  # ARC sealer (RFC 8617)
 //! ```
 
 use serde::Deserialize;
@@ -75,6 +78,30 @@ pub struct DkimSignConfig {
     /// Signature lifetime (x= tag); absent: signatures do not expire.
     #[serde(default, deserialize_with = "optional_duration")]
     pub expiry: Option<Duration>,
+}
+
+/// `[arc]`: ARC sealing (RFC 8617) of verified inbound mail that mailwit forwards off-site.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArcConfig {
+    /// The sealer's identity and key; absent: nothing is sealed.
+    #[serde(default)]
+    pub seal: Option<ArcSealConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArcSealConfig {
+    /// The d= of ARC-Seal and ARC-Message-Signature.
+    pub domain: String,
+    /// The s= selector: the public key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// PEM private key (RSA or Ed25519, as `mailwit dkim generate` writes), relative to the
+    /// configuration file.
+    pub key: PathBuf,
+    /// Header fields the ARC-Message-Signature covers when present (default: DKIM's list).
+    #[serde(default)]
+    pub headers: Option<Vec<String>>,
 }
 
 /// `[authentication]`: verification of inbound mail.

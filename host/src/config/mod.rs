@@ -72,6 +72,9 @@ pub struct Config {
     /// `[authentication]`: SPF, DKIM, DMARC and ARC verification of inbound mail.
     #[serde(default)]
     pub authentication: mailauth::AuthenticationConfig,
+    /// `[arc]`: ARC sealing of verified mail forwarded off-site.
+    #[serde(default)]
+    pub arc: mailauth::ArcConfig,
     /// The file this configuration came from (None for the embedded quickstart).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -200,6 +203,9 @@ impl Config {
             if let Some(p) = entry.key.as_mut() {
                 resolve(p);
             }
+        }
+        if let Some(seal) = self.arc.seal.as_mut() {
+            resolve(&mut seal.key);
         }
         if let Some(p) = self.kv.path.as_mut() {
             resolve(p);

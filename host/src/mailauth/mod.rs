@@ -30,6 +30,8 @@ pub struct MailAuth {
     pub signers: std::sync::Arc<sign::LiveSigners>,
     /// None when `[authentication] verify = false`.
     pub verifier: Option<std::sync::Arc<verify::Verifier>>,
+    /// `[arc] seal`: seals verified mail that is forwarded off-site.
+    pub sealer: Option<std::sync::Arc<arc::Sealer>>,
 }
 
 impl MailAuth {
@@ -40,10 +42,34 @@ impl MailAuth {
         for key in signers.keys() {
             tracing::info!(domain = %key.domain, selector = %key.selector, key = %key.key_path.display(), "DKIM signing key loaded");
         }
+        let sealer = arc::Sealer::from_config(config)?.map(std::sync::Arc::new);
+        if let Some(sealer) = &sealer {
+            tracing::info!(domain = %sealer.domain, selector = %sealer.selector, "ARC sealing of forwarded mail on");
+        }
         Ok(MailAuth {
             signers: std::sync::Arc::new(sign::LiveSigners::new(signers)),
             verifier: Self::verifier(config)?,
+            sealer,
         })
+    }
+
+    /// The ARC set for a verified message that is forwarded: `received` as it arrived (forged
+    /// Authentication-Results removed), `outgoing` as it leaves. None (logged) when sealing is
+    /// off, verification is off, or the chain cannot be extended.
+    pub async fn seal_forwarded(
+        &self,
+        origin: &Origin<'_>,
+        received: &[u8],
+        outgoing: &[u8],
+    ) -> Option<Vec<u8>> {
+        let (sealer, verifier) = (self.sealer.as_ref()?, self.verifier.as_ref()?);
+        match verifier.arc_seal(sealer, origin, received, outgoing).await {
+            Ok(set) => Some(set),
+            Err(e) => {
+                tracing::warn!(error = %e, "ARC seal not added");
+                None
+            }
+        }
     }
 
     /// The verifier of `[authentication]` (None when `verify = false`).
@@ -83,10 +109,16 @@ impl MailAuth {
         } else {
             self.verifier.clone()
         };
+        // The ARC key is read again too (rotation), and a broken one refuses the reload.
+        let sealer = arc::Sealer::from_config(new)?.map(std::sync::Arc::new);
+        if format!("{:?}", old.arc) != format!("{:?}", new.arc) {
+            changes.push("[arc] changed".into());
+        }
         Ok((
             MailAuth {
                 signers: self.signers.clone(),
                 verifier,
+                sealer,
             },
             signers,
         ))

@@ -327,10 +327,14 @@ impl Stage {
             }
         }
         // Header and envelope edits from the data hook (validated and capped by the policy module).
-        let data = if result.modifications.is_empty() {
-            data
+        // The message as received is kept when the hook changed it: an ARC seal records the
+        // verification of what arrived.
+        let (received, data) = if result.modifications.is_empty() {
+            (None, data)
         } else {
-            crate::policy::apply_modifications(&data, &mut envelope, &result.modifications)
+            let modified =
+                crate::policy::apply_modifications(&data, &mut envelope, &result.modifications);
+            (Some(data), modified)
         };
         if envelope.recipients.is_empty() {
             // The data hook removed every recipient: nothing to deliver.
@@ -370,6 +374,32 @@ impl Stage {
                 let mut signed = signatures;
                 signed.extend_from_slice(&message);
                 message = signed;
+            }
+        }
+        // ARC sealing (`[arc] seal`): verified inbound mail that leaves for another domain (a
+        // plugin's forward) gets the next ARC set on top, over the message as it leaves.
+        if auth_results.is_some() && self.shared.mailauth.sealer.is_some() {
+            let config = &self.shared.config;
+            let forwarded = envelope.recipients.iter().any(|r| {
+                crate::mail::address::split(&r.address).is_some_and(|(_, domain)| {
+                    !config.local.is_local_domain(domain) && !config.routes.is_odmr(domain)
+                })
+            });
+            let origin = Origin {
+                client_ip: self.info.client.ip(),
+                helo: self.info.helo.as_deref().unwrap_or(""),
+                mail_from: &from,
+            };
+            if forwarded
+                && let Some(set) = self
+                    .shared
+                    .mailauth
+                    .seal_forwarded(&origin, received.as_deref().unwrap_or(&data), &message)
+                    .await
+            {
+                let mut sealed = set;
+                sealed.extend_from_slice(&message);
+                message = sealed;
             }
         }
         let size = message.len();
