@@ -131,6 +131,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mailauth =
         Arc::new(crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?);
     let dsn_signer: Arc<dyn crate::queue::MessageSigner> = mailauth.signers.clone();
+    // DMARC aggregate reports ([dmarc_reports], off by default) go out through the spool.
+    if let (Some(log), Some(verifier)) = (mailauth.reports.clone(), mailauth.verifier.clone()) {
+        tokio::spawn(crate::mailauth::reports::run(
+            log,
+            config.dmarc_reports.clone(),
+            config.server.hostname.clone(),
+            verifier,
+            spool.clone(),
+        ));
+    }
     let queue = Queue::start_signed(
         spool.clone(),
         QueueOptions {

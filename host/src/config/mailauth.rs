@@ -104,6 +104,34 @@ pub struct ArcSealConfig {
     pub headers: Option<Vec<String>>,
 }
 
+/// `[dmarc_reports]`: DMARC aggregate reports (RFC 7489 section 7.2) about the mail verified here,
+/// sent to the `rua=` addresses of the domains' records. Off by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DmarcReportsConfig {
+    pub enabled: bool,
+    /// The report's sender (MAIL FROM and From) and `<email>` in its metadata; required when
+    /// enabled.
+    pub email: String,
+    /// `<org_name>`; default: `[server] hostname`.
+    pub org_name: Option<String>,
+    /// The reporting period: evaluations are collected this long, then one report per domain
+    /// goes out (RFC 7489: at most daily by default).
+    #[serde(deserialize_with = "super::queue::duration")]
+    pub interval: Duration,
+}
+
+impl Default for DmarcReportsConfig {
+    fn default() -> Self {
+        DmarcReportsConfig {
+            enabled: false,
+            email: String::new(),
+            org_name: None,
+            interval: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// `[authentication]`: verification of inbound mail.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -7,11 +7,14 @@
 //! - [`verify`]: one pass over an inbound message, built on [`spf`], [`dmarc`] and [`arc`].
 //! - [`results`]: the structured results and the header; forged headers removed.
 //! - [`resolver`]: mail-auth's DNS client from `[dns]`.
+//! - [`arc`]: chain validation, and the sealer of `[arc] seal` for forwarded mail.
+//! - [`reports`]: DMARC aggregate reports (`[dmarc_reports]`).
 
 pub mod arc;
 pub mod cli;
 pub mod dmarc;
 pub mod keys;
+pub mod reports;
 pub mod resolver;
 pub mod results;
 pub mod sign;
@@ -32,6 +35,8 @@ pub struct MailAuth {
     pub verifier: Option<std::sync::Arc<verify::Verifier>>,
     /// `[arc] seal`: seals verified mail that is forwarded off-site.
     pub sealer: Option<std::sync::Arc<arc::Sealer>>,
+    /// `[dmarc_reports]`: the evaluations of the running period (None: reports are off).
+    pub reports: Option<std::sync::Arc<reports::ReportLog>>,
 }
 
 impl MailAuth {
@@ -46,11 +51,41 @@ impl MailAuth {
         if let Some(sealer) = &sealer {
             tracing::info!(domain = %sealer.domain, selector = %sealer.selector, "ARC sealing of forwarded mail on");
         }
+        let reports = if config.dmarc_reports.enabled {
+            Some(std::sync::Arc::new(reports::ReportLog::open(
+                &config.server.state_dir,
+            )?))
+        } else {
+            None
+        };
         Ok(MailAuth {
             signers: std::sync::Arc::new(sign::LiveSigners::new(signers)),
             verifier: Self::verifier(config)?,
             sealer,
+            reports,
         })
+    }
+
+    /// Logs a verified message's DMARC evaluation for the aggregate reports, with what the
+    /// data hook decided (a temporary refusal is not logged: the message comes again).
+    pub fn record_dmarc(
+        &self,
+        results: &AuthResults,
+        client_ip: std::net::IpAddr,
+        verdict: &crate::policy::Verdict,
+    ) {
+        use crate::policy::Verdict;
+        use mail_auth::report::ActionDisposition;
+        let Some(log) = &self.reports else {
+            return;
+        };
+        let disposition = match verdict {
+            Verdict::Tempfail(_) => return,
+            Verdict::Reject(_) | Verdict::Disconnect(_) => ActionDisposition::Reject,
+            Verdict::Quarantine(_) => ActionDisposition::Quarantine,
+            _ => ActionDisposition::None,
+        };
+        log.record(results, client_ip, disposition);
     }
 
     /// The ARC set for a verified message that is forwarded: `received` as it arrived (forged
@@ -119,6 +154,8 @@ impl MailAuth {
                 signers: self.signers.clone(),
                 verifier,
                 sealer,
+                // The period's log carries over ([dmarc_reports] itself needs a restart).
+                reports: self.reports.clone(),
             },
             signers,
         ))

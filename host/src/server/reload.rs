@@ -44,6 +44,9 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     if differs(&old.dns, &new.dns) {
         sections.push("[dns]");
     }
+    if differs(&old.dmarc_reports, &new.dmarc_reports) {
+        sections.push("[dmarc_reports]");
+    }
     if old.kv != new.kv {
         sections.push("[kv]");
     }

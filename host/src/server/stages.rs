@@ -310,6 +310,11 @@ impl Stage {
             .hooks
             .data(&self.info, &envelope, Message { bytes: &data })
             .await;
+        if let Some(results) = &auth_results {
+            self.shared
+                .mailauth
+                .record_dmarc(results, self.info.client.ip(), &result.verdict);
+        }
         let mut quarantine = None;
         match result.verdict {
             Verdict::Continue | Verdict::Accept => {}
