@@ -44,6 +44,22 @@ impl LocalDomains for LocalConfig {
     }
 }
 
+/// The server's shared counters (AUTH failures per IP) kept in a kv store.
+struct KvCounters(Arc<dyn crate::plugins::KvStore>);
+
+#[async_trait::async_trait]
+impl server::auth_failures::SharedCounters for KvCounters {
+    async fn get(&self, key: &str) -> Result<i64, String> {
+        let value = self.0.get(key).await?;
+        Ok(value
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok())
+            .unwrap_or(0))
+    }
+    async fn increment(&self, key: &str, ttl: std::time::Duration) -> Result<i64, String> {
+        self.0.increment(key, 1, Some(ttl)).await
+    }
+}
+
 /// `mailwit serve`: opens the spool, starts the queue manager (which resumes whatever the
 /// spool holds), the admin socket and the listeners; runs until SIGTERM/SIGINT, then shuts
 /// down gracefully.
@@ -67,6 +83,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The plugins' kv: the embedded store in the state directory unless [kv] says otherwise.
     let (kv_backend, kv) = crate::plugins::imports::kv::from_config(&config.kv, &state_dir)
         .map_err(|e| anyhow::anyhow!("cannot open the kv store: {e}"))?;
+    let kv_for_server = kv.clone();
     let plugins = crate::plugins::Plugins::from_config(
         &config,
         config.source.as_deref(),
@@ -115,18 +132,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes]; MX
     // lookups share the [dns] resolver with the plugins.
-    let agents: Arc<dyn Agents> = Arc::new(crate::delivery::measured::Measured {
-        inner: crate::delivery::with_resolver(
-            &state_dir,
-            &config.server.hostname,
-            &config.queue,
-            &config.routes,
-            resolver.clone(),
-            &config.mta_sts,
-        )
-        .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?,
-        metrics: metrics.clone(),
-    });
+    let build_agents = {
+        let (state_dir, hostname) = (state_dir.clone(), config.server.hostname.clone());
+        let (resolver, metrics) = (resolver.clone(), metrics.clone());
+        move |config: &Config| -> anyhow::Result<Arc<dyn Agents>> {
+            let agents = crate::delivery::with_resolver(
+                &state_dir,
+                &hostname,
+                &config.queue,
+                &config.routes,
+                resolver.clone(),
+                &config.mta_sts,
+            )
+            .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?;
+            Ok(Arc::new(crate::delivery::measured::Measured {
+                inner: agents,
+                metrics: metrics.clone(),
+            }))
+        }
+    };
+    let agents = build_agents(&config)?;
     // DKIM keys and the verifier: the queue signs its DSNs with the same (reloadable) keys.
     let mailauth =
         Arc::new(crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?);
@@ -155,6 +180,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the queue manager")?;
+    let _ = reloader.queue.set(server::reload::QueueReload {
+        queue: queue.clone(),
+        agents: Box::new(build_agents),
+    });
     let _admin = AdminServer::start(&state_dir, Some(queue.clone()), Some(reload))
         .await
         .context("cannot start the admin socket")?;
@@ -175,6 +204,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // AUTH failures per client IP are counted in the kv backend too (the reserved namespace
+    // "@server", no plugin can name it): Redis shares them between instances, the embedded
+    // store keeps them across a restart.
+    let auth_failure_counters = (kv_backend != "memory").then(|| {
+        Arc::new(KvCounters(kv_for_server("@server")))
+            as Arc<dyn server::auth_failures::SharedCounters>
+    });
     let server = Server::start_with_mailauth(
         config.clone(),
         hooks,
@@ -182,6 +218,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(queue.clone()),
         metrics.clone(),
         mailauth,
+        auth_failure_counters,
     )
     .await?;
     server.write_listeners_json(&state_dir)?;

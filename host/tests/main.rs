@@ -31,6 +31,7 @@ mod mailauth_reports;
 mod mailauth_rfc7208;
 mod mailauth_verify;
 mod odmr;
+mod ops_cluster;
 mod ops_metrics;
 mod ops_proxy;
 mod ops_redis;

@@ -1,7 +1,8 @@
 //! Full reload of the real binary through `mailwit reload`: a listener added and a certificate
 //! changed while four clients send (nothing dropped, every message delivered once); a listener
 //! removed under an established session (the session finishes); a reload that cannot apply
-//! (an address in use, a restart-only section) refused whole, the running configuration kept.
+//! (an address in use, a restart-only section) refused whole, the running configuration kept;
+//! `[routes]` and `[queue]` replaced by a reload (the next message goes to the new relay).
 
 use crate::support;
 
@@ -196,4 +197,64 @@ fn a_reload_that_cannot_apply_is_refused_whole() {
     let mut client = Client::connect(server.addr("mx"));
     client.expect("EHLO client.test", 250);
     client.expect("QUIT", 221);
+}
+
+/// A `[routes]` entry sending `relay.test` to an smtp-sink, with fast retries.
+fn relay_routes(port: u16) -> String {
+    format!(
+        "{NO_WATCH}[queue]\nretry_first = \"1s\"\nretry_max = \"2s\"\n\
+         [routes.domains.\"relay.test\"]\n\
+         relay = {{ host = \"127.0.0.1\", port = {port}, tls = \"none\" }}\n"
+    )
+}
+
+#[test]
+fn a_reload_replaces_routes_and_queue_settings() {
+    let (first, second) = (
+        support::sink::Sink::start(&[]),
+        support::sink::Sink::start(&[]),
+    );
+    let server = TestServer::with_config(&config("", &relay_routes(first.port())));
+    let send = |subject: &str| {
+        // Relaying: alice, authenticated on the implicit-TLS submission port.
+        let mut client = Client::connect_raw_from(server.addr("submissions"), None);
+        client.upgrade();
+        assert_eq!(client.reply().code, 220);
+        client.expect("EHLO client.test", 250);
+        client.login_alice();
+        let reply = client.send_mail(
+            "alice@example.test",
+            &["x@relay.test"],
+            &message(subject, "routed by [routes]"),
+        );
+        assert_eq!(reply.code, 250, "{reply:?}");
+        client.expect("QUIT", 221);
+    };
+    send("before");
+    assert!(first.wait_messages(1)[0].contains("Subject: before"));
+
+    std::fs::write(
+        &server.config_path,
+        config("", &relay_routes(second.port())),
+    )
+    .unwrap();
+    let (ok, report) = reload(&server);
+    assert!(ok, "{report}");
+    assert!(report.contains("[queue]/[routes]"), "{report}");
+    send("after");
+    assert!(second.wait_messages(1)[0].contains("Subject: after"));
+    assert_eq!(first.messages().len(), 1, "the old relay got nothing more");
+
+    // The queue's total concurrency still needs a restart: refused with its name.
+    std::fs::write(
+        &server.config_path,
+        config(
+            "",
+            &relay_routes(second.port()).replace("[queue]\n", "[queue]\nconcurrency = 7\n"),
+        ),
+    )
+    .unwrap();
+    let (ok, report) = reload(&server);
+    assert!(!ok, "{report}");
+    assert!(report.contains("queue.concurrency"), "{report}");
 }

@@ -27,6 +27,9 @@ pub struct Queue {
 struct Inner {
     spool: Arc<Spool>,
     opts: QueueOptions,
+    /// `[queue]`, `[routes]` and the agents built from them, replaced by a reload; an attempt
+    /// in flight keeps the settings it started with.
+    settings: arc_swap::ArcSwap<Settings>,
     messages: Mutex<Table>,
     wake: Notify,
     stopped: AtomicBool,
@@ -36,6 +39,13 @@ struct Inner {
     collecting: Mutex<HashSet<String>>,
     /// Signs the DSNs (None: they go unsigned).
     dsn_signer: Option<Arc<dyn super::MessageSigner>>,
+}
+
+/// The part of the queue's options a reload replaces.
+struct Settings {
+    config: crate::config::queue::QueueConfig,
+    routes: crate::config::queue::RoutesConfig,
+    agents: Arc<dyn crate::delivery::Agents>,
 }
 
 /// What one destination said about some of the message's recipients.
@@ -73,6 +83,11 @@ impl Queue {
         let inner = Arc::new(Inner {
             global: Arc::new(Semaphore::new(opts.config.concurrency.max(1))),
             spool,
+            settings: arc_swap::ArcSwap::from_pointee(Settings {
+                config: opts.config.clone(),
+                routes: opts.routes.clone(),
+                agents: opts.agents.clone(),
+            }),
             opts,
             messages: Mutex::new(loaded),
             wake: Notify::new(),
@@ -231,6 +246,7 @@ impl Queue {
     /// Queued recipients per destination domain, most first.
     pub fn summary(&self) -> Vec<DomainSummary> {
         let now = now_ms();
+        let settings = self.inner.settings.load();
         let map = self.inner.messages.lock().unwrap();
         let mut by_domain: BTreeMap<String, DomainSummary> = BTreeMap::new();
         for entry in map.values() {
@@ -251,7 +267,7 @@ impl Queue {
                     });
                 s.recipients += 1;
                 s.deferred += (r.status == RcptStatus::Deferred) as usize;
-                s.odmr_held |= self.inner.opts.routes.is_odmr(&s.domain);
+                s.odmr_held |= settings.routes.is_odmr(&s.domain);
                 s.oldest_age_secs = s.oldest_age_secs.max(age);
             }
         }
@@ -264,8 +280,24 @@ impl Queue {
         out
     }
 
-    pub fn config(&self) -> &crate::config::queue::QueueConfig {
-        &self.inner.opts.config
+    /// Applies a reloaded `[queue]` and `[routes]` with the delivery agents built from them:
+    /// the next attempts use them, attempts in flight finish on the old ones. The total
+    /// `concurrency` stays as started (a restart changes it); per-destination limits apply to
+    /// destinations from now on.
+    pub fn reconfigure(
+        &self,
+        config: crate::config::queue::QueueConfig,
+        routes: crate::config::queue::RoutesConfig,
+        agents: Arc<dyn crate::delivery::Agents>,
+    ) {
+        self.inner.settings.store(Arc::new(Settings {
+            config,
+            routes,
+            agents,
+        }));
+        self.inner.per_destination.lock().unwrap().clear();
+        // Routes or retry times may have changed what is due.
+        self.inner.wake.notify_one();
     }
 
     /// ATRN: claims every queued message with a recipient in one of `domains` (ODMR-held
@@ -573,7 +605,12 @@ fn dispatch(inner: &Arc<Inner>) -> Option<u64> {
 
 impl Inner {
     fn destination_limit(&self, key: String) -> Arc<Semaphore> {
-        let limit = self.opts.config.concurrency_per_destination.max(1);
+        let limit = self
+            .settings
+            .load()
+            .config
+            .concurrency_per_destination
+            .max(1);
         self.per_destination
             .lock()
             .unwrap()
@@ -645,7 +682,8 @@ async fn attempt(inner: Arc<Inner>, id: QueueId, due: Vec<usize>, _permit: Owned
 /// Whether recording `a` now can never skip a DSN: a delivery nobody asked a report of, or a
 /// deferral that is neither final (expiry) nor due for a delay warning.
 fn owes_no_dsn(inner: &Inner, msg: &SpooledMessage, a: &Answer) -> bool {
-    let cfg = &inner.opts.config;
+    let settings = inner.settings.load();
+    let cfg = &settings.config;
     let now = now_ms();
     let notify = msg.meta.envelope.recipients[a.rcpt].notify;
     match &a.outcome {
@@ -684,7 +722,7 @@ async fn route_all(
         let rcpt = &envelope.recipients[i];
         let routed = route::route(
             inner.opts.hooks.as_ref(),
-            &inner.opts.routes,
+            &inner.settings.load().routes,
             inner.opts.local.as_ref(),
             &envelope.reverse_path,
             rcpt,
@@ -786,7 +824,8 @@ async fn deliver_group(
         recipients: &recipients,
         message: edited.as_deref().unwrap_or(&msg.message),
     };
-    let result = inner.opts.agents.deliver(&dest, &outbound).await;
+    let agents = inner.settings.load().agents.clone();
+    let result = agents.deliver(&dest, &outbound).await;
     let final_hop = matches!(dest, Destination::Maildir(_) | Destination::Lmtp(_));
     members
         .iter()
@@ -809,7 +848,8 @@ async fn deliver_group(
 
 /// Turns answers into recorded state, DSNs, hook events, and removes finished messages.
 async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) {
-    let cfg = &inner.opts.config;
+    let settings = inner.settings.load_full();
+    let cfg = &settings.config;
     let meta = &msg.meta;
     let id = &meta.id;
     let now = now_ms();

@@ -177,21 +177,32 @@ impl Server {
         spool: Arc<Spool>,
         queue: Option<Queue>,
     ) -> anyhow::Result<Server> {
-        Self::start_with_metrics(config, hooks, spool, queue, Arc::default()).await
+        Self::start_with_metrics(config, hooks, spool, queue, Arc::default(), None).await
     }
 
-    /// [`Server::start`], counting into `metrics`.
+    /// [`Server::start`], counting into `metrics`; AUTH failures per IP also counted in
+    /// `auth_failure_counters` when given (shared by instances, or kept across restarts).
     pub async fn start_with_metrics(
         config: Arc<Config>,
         hooks: Arc<dyn HookFactory>,
         spool: Arc<Spool>,
         queue: Option<Queue>,
         metrics: Arc<crate::metrics::Metrics>,
+        auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
     ) -> anyhow::Result<Server> {
         let mailauth = Arc::new(
             crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?,
         );
-        Self::start_with_mailauth(config, hooks, spool, queue, metrics, mailauth).await
+        Self::start_with_mailauth(
+            config,
+            hooks,
+            spool,
+            queue,
+            metrics,
+            mailauth,
+            auth_failure_counters,
+        )
+        .await
     }
 
     /// [`Server::start_with_metrics`] with DKIM signers and verifier built by the caller (the
@@ -203,6 +214,7 @@ impl Server {
         queue: Option<Queue>,
         metrics: Arc<crate::metrics::Metrics>,
         mailauth: Arc<crate::mailauth::MailAuth>,
+        auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
     ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
         let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
@@ -220,10 +232,16 @@ impl Server {
             users,
             tls,
             limits,
-            auth_failures: Arc::new(auth_failures::AuthFailures::new(
-                config.server.limits.max_auth_failures_per_ip,
-                std::time::Duration::from_secs(config.server.limits.auth_failure_decay),
-            )),
+            auth_failures: {
+                let failures = auth_failures::AuthFailures::new(
+                    config.server.limits.max_auth_failures_per_ip,
+                    std::time::Duration::from_secs(config.server.limits.auth_failure_decay),
+                );
+                if let Some(counters) = auth_failure_counters {
+                    failures.share(counters);
+                }
+                Arc::new(failures)
+            },
             mailauth,
             metrics,
             shutdown: shutdown_rx,

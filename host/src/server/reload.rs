@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Sections whose change needs a restart: what they configure is built once at start (the
-/// state directory, the queue and its delivery agents, the resolver, the kv backend, the admin
+/// state directory, the queue's total concurrency, the resolver, the kv backend, the admin
 /// HTTP listener, logging).
 fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     // Debug text compares these sections without asking every owner for PartialEq.
@@ -35,11 +35,11 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         sections.push("server.limits.max_auth_failures_per_ip/auth_failure_decay");
     }
-    if differs(&old.queue, &new.queue) {
-        sections.push("[queue]");
+    if old.queue.concurrency != new.queue.concurrency {
+        sections.push("queue.concurrency");
     }
-    if differs(&old.routes, &new.routes) {
-        sections.push("[routes]");
+    if old.queue.nameservers != new.queue.nameservers {
+        sections.push("queue.nameservers");
     }
     if differs(&old.dns, &new.dns) {
         sections.push("[dns]");
@@ -252,8 +252,19 @@ impl crate::queue::LocalDomains for LiveLocal {
     }
 }
 
+/// Builds the delivery agents for a configuration (the composition root knows how).
+pub type AgentsBuilder =
+    Box<dyn Fn(&Config) -> anyhow::Result<Arc<dyn crate::delivery::Agents>> + Send + Sync>;
+
+/// What a reload changes in the queue: `[queue]`, `[routes]` and `[mta_sts]` with the agents
+/// rebuilt from them.
+pub struct QueueReload {
+    pub queue: crate::queue::Queue,
+    pub agents: AgentsBuilder,
+}
+
 /// `mailwit reload`, SIGHUP and the configuration file watch: re-reads the whole file and applies
-/// it to the server and the plugins, or to neither.
+/// it to the server, the queue and the plugins, or to none of them.
 pub struct ConfigReload {
     pub path: Option<std::path::PathBuf>,
     /// `--state-dir` wins over the file, as at start.
@@ -261,6 +272,7 @@ pub struct ConfigReload {
     pub plugins: Arc<crate::plugins::Plugins>,
     pub local: Arc<LiveLocal>,
     pub server: std::sync::OnceLock<ServerHandle>,
+    pub queue: std::sync::OnceLock<QueueReload>,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
@@ -277,6 +289,7 @@ impl ConfigReload {
             plugins,
             local,
             server: std::sync::OnceLock::new(),
+            queue: std::sync::OnceLock::new(),
             one_at_a_time: tokio::sync::Mutex::new(()),
         })
     }
@@ -299,7 +312,20 @@ impl ConfigReload {
         let mut config = Config::load(path)?;
         config.server.state_dir = self.state_dir.clone();
         let config = Arc::new(config);
+        let old = server.config();
         let prepared = server.prepare(config.clone()).await?;
+        // Delivery settings: the agents are rebuilt (this can fail, so before anything applies).
+        let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        let delivery_changed = debug(&old.queue) != debug(&config.queue)
+            || debug(&old.routes) != debug(&config.routes)
+            || debug(&old.mta_sts) != debug(&config.mta_sts);
+        let agents = match self.queue.get() {
+            Some(q) if delivery_changed => Some(
+                (q.agents)(&config)
+                    .context("[queue]/[routes]: the delivery agents cannot start")?,
+            ),
+            _ => None,
+        };
         let settings = crate::plugins::generation::PluginSettings::from_config(&config);
         let listener_pipelines =
             crate::plugins::RuntimeOptions::for_server(&config).listener_pipelines;
@@ -312,6 +338,15 @@ impl ConfigReload {
         // Nothing can fail from here on.
         self.local.0.store(Arc::new(config.local.clone()));
         let mut changes = prepared.commit();
+        if let (Some(q), Some(agents)) = (self.queue.get(), agents) {
+            q.queue
+                .reconfigure(config.queue.clone(), config.routes.clone(), agents);
+            changes.push(
+                "[queue]/[routes]/[mta_sts] changed: routes, retry times and delivery agents \
+                 replaced (deliveries in flight finish on the old ones)"
+                    .into(),
+            );
+        }
         changes.push(format!("plugins: {report}"));
         Ok(changes.join("\n"))
     }

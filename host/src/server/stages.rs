@@ -161,7 +161,7 @@ impl Stage {
 
     async fn auth(&mut self, session: &Session, credentials: Credentials) -> Answer {
         let ip = self.info.client.ip();
-        if self.shared.auth_failures.blocked(ip) {
+        if self.shared.auth_failures.blocked(ip).await {
             tracing::info!(%ip, "AUTH refused: too many recent failures from this address");
             return Answer::Disconnect(Reply::new(
                 421,
@@ -200,7 +200,7 @@ impl Stage {
                 // closes after max_auth_failures): password guessing gets slow. The count is
                 // the session's or the IP's recent one, whichever is larger, so reconnecting
                 // does not reset it.
-                let from_ip = self.shared.auth_failures.record(ip);
+                let from_ip = self.shared.auth_failures.record(ip).await;
                 let failures = u64::from((session.auth_failures() + 1).max(from_ip));
                 tracing::info!(mechanism = %credentials.mechanism, user = %credentials.authcid, failures, "authentication failed");
                 tokio::time::sleep(Duration::from_millis(250 * failures.min(8))).await;

@@ -154,6 +154,38 @@ impl Haproxy {
         haproxy
     }
 
+    /// One frontend `name` balancing round-robin over `backends` (each with `options`), as a
+    /// load balancer in front of several instances.
+    pub fn balanced(dir: &Path, name: &str, backends: &[SocketAddr], options: &str) -> Haproxy {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "global\n  maxconn 256\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\n\
+             frontend fe_{name}\n  bind 127.0.0.1:{port}\n  default_backend be_{name}\n\n\
+             backend be_{name}\n  balance roundrobin\n"
+        );
+        for (i, backend) in backends.iter().enumerate() {
+            config.push_str(&format!("  server s{i} {backend} {options}\n"));
+        }
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy (Debian package haproxy)");
+        let haproxy = Haproxy {
+            child,
+            frontends: vec![(name.to_string(), SocketAddr::from(([127, 0, 0, 1], port)))],
+        };
+        wait_port(haproxy.frontend(name), &format!("haproxy frontend {name}"));
+        haproxy
+    }
+
     pub fn frontend(&self, name: &str) -> SocketAddr {
         self.frontends
             .iter()
