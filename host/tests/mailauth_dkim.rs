@@ -23,7 +23,7 @@ fn mailwit(args: &[&str]) -> std::process::Output {
         .expect("run mailwit")
 }
 
-fn python(args: &[&str], stdin: &[u8]) -> std::process::Output {
+pub(crate) fn python(args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new("python3")
         .arg(TOOL)
@@ -44,7 +44,7 @@ fn python(args: &[&str], stdin: &[u8]) -> std::process::Output {
 }
 
 /// The value of a printed `name. IN TXT "a" "b"` record: the strings joined.
-fn record_value(line: &str) -> (String, String) {
+pub(crate) fn record_value(line: &str) -> (String, String) {
     let (name, rest) = line.split_once(" IN TXT ").expect("a TXT record line");
     let value: String = rest
         .split('"')
@@ -56,7 +56,7 @@ fn record_value(line: &str) -> (String, String) {
 }
 
 /// `mailwit dkim generate`: the key file and the published (name, value).
-fn generate(
+pub(crate) fn generate(
     dir: &Path,
     algorithm: &str,
     domain: &str,

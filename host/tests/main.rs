@@ -27,6 +27,7 @@ mod hardening_smuggling;
 mod inbound_tls;
 mod mailauth_dkim;
 mod mailauth_dmarc;
+mod mailauth_downgrade;
 mod mailauth_reports;
 mod mailauth_rfc7208;
 mod mailauth_verify;

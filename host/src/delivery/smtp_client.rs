@@ -22,7 +22,6 @@
 //! NOTIFY, `tls` the certificate policies (xtext is `crate::mail::xtext`).
 
 pub mod capabilities;
-pub mod downgrade;
 pub mod encode;
 pub mod reply;
 mod session;

@@ -374,7 +374,18 @@ impl Stage {
         // Received): mail of authenticated senders whose From domain has a key.
         let signers = self.shared.mailauth.signers.current();
         if self.info.authenticated.is_some() && !signers.is_empty() {
-            let signatures = signers.sign(&message);
+            let mut signatures = signers.sign(&message);
+            // What we sign must reach every peer unchanged: an 8-bit body is made 7-bit
+            // (quoted-printable, RFC 6152 §3) before signing, so no peer without 8BITMIME
+            // forces a downgrade that would break the signature. BINARYMIME is left alone.
+            if !signatures.is_empty()
+                && !message.is_ascii()
+                && envelope.reverse_path.body != Some(crate::mail::BodyType::BinaryMime)
+                && let Some(seven_bit) = crate::mail::downgrade::downgrade_8bit(&message)
+            {
+                message = seven_bit;
+                signatures = signers.sign(&message);
+            }
             if !signatures.is_empty() {
                 let mut signed = signatures;
                 signed.extend_from_slice(&message);
@@ -395,6 +406,15 @@ impl Stage {
                 helo: self.info.helo.as_deref().unwrap_or(""),
                 mail_from: &from,
             };
+            // Like DKIM signing: what we seal must reach the next hop unchanged, so an 8-bit
+            // body goes out 7-bit (quoted-printable) rather than be downgraded after the seal.
+            if forwarded
+                && !message.is_ascii()
+                && envelope.reverse_path.body != Some(crate::mail::BodyType::BinaryMime)
+                && let Some(seven_bit) = crate::mail::downgrade::downgrade_8bit(&message)
+            {
+                message = seven_bit;
+            }
             if forwarded
                 && let Some(set) = self
                     .shared

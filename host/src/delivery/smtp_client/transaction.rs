@@ -91,7 +91,7 @@ impl Connection {
         let downgraded = (has_8bit(out.message)
             && !self.capabilities.eight_bit_mime
             && out.reverse_path.body != Some(BodyType::BinaryMime))
-        .then(|| super::downgrade::downgrade_8bit(out.message))
+        .then(|| crate::mail::downgrade::downgrade_8bit(out.message))
         .flatten();
         let converted;
         let out = match &downgraded {

@@ -5,8 +5,9 @@
 //! Only bodies are rewritten. A header with 8-bit bytes (raw UTF-8 subjects, RFC 6532) has no
 //! faithful 7-bit form without re-encoding words (RFC 2047) and is left to the 5.6.3 bounce, as
 //! are 8-bit `message/*` parts and malformed multiparts. The rewrite changes the bytes, so it must
-//! happen before any DKIM signature is made over them: signatures made earlier (by the sender)
-//! break, which is why peers with 8BITMIME always get the message untouched.
+//! happen before any DKIM signature is made over them: the server's own signing downgrades first
+//! (so what it signs never needs a downgrade on the way), while signatures made earlier by the
+//! sender break, which is why peers with 8BITMIME always get the message untouched.
 
 /// The 7-bit form of `message`, or `None` when it cannot be made (see the module docs).
 pub fn downgrade_8bit(message: &[u8]) -> Option<Vec<u8>> {
