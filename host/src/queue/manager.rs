@@ -956,6 +956,16 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<Answer>) 
         // Signed like the mail of our users, so receivers can authenticate our bounces.
         if let Some(signer) = &inner.dsn_signer {
             let mut signed = signer.signatures(&dsn.message);
+            // As for our users' mail: an 8-bit report is made 7-bit before it is signed, so a
+            // peer without 8BITMIME does not force a downgrade that breaks the signature (a
+            // returned message/rfc822 part cannot be re-encoded: then it stays 8-bit).
+            if !signed.is_empty()
+                && !dsn.message.is_ascii()
+                && let Some(seven_bit) = crate::mail::downgrade::downgrade_8bit(&dsn.message)
+            {
+                dsn.message = seven_bit;
+                signed = signer.signatures(&dsn.message);
+            }
             if !signed.is_empty() {
                 signed.extend_from_slice(&dsn.message);
                 dsn.message = signed;
