@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole benchmark comparison in one command, on a fresh Debian/Ubuntu machine:
 #
-#   bash bench/run.sh                 # mailwit vs Postfix vs Haraka vs smtp-sink, results in bench/results/
+#   bash bench/run.sh                 # smtp-sink, Postfix, mailwit (plugins, no plugins, relay); bench/results/
 #   bash bench/run.sh --smoke         # seconds, smtp-sink only
 #   bash bench/run.sh --criterion     # also the plugin-path criterion benches (cargo bench -p mailwit)
 #   bash bench/run.sh --messages 2000 --idle 1000 --targets postfix,mailwit   # any mailwit-bench run flag
+#   bash bench/run.sh --targets smtp-sink,postfix,haraka,mailwit   # Haraka too (installed from npm)
 #
-# Installs what is missing (Postfix from apt, Node.js from apt, Haraka from npm into bench/.haraka),
-# builds release binaries, runs `mailwit-bench run`. Run as root or with sudo available: Postfix's
-# private instance needs root to start, and apt needs it to install.
+# Installs what is missing (Postfix from apt; Node.js and Haraka from npm into bench/.haraka only
+# when a haraka target is asked for), builds release binaries, runs `mailwit-bench run`. Every
+# target's state lives under target/bench-work/ on the machine's disk. Run as root or with sudo
+# available: Postfix's private instance needs root to start, and apt needs it to install.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -36,7 +38,11 @@ for arg in "$@"; do
     esac
 done
 smoke=""
-for arg in "${args[@]+"${args[@]}"}"; do [ "$arg" = "--smoke" ] && smoke=1; done
+haraka=""
+for arg in "${args[@]+"${args[@]}"}"; do
+    [ "$arg" = "--smoke" ] && smoke=1
+    case "$arg" in *haraka*) haraka=1 ;; esac
+done
 
 # Postfix: smtp-sink (the protocol limit) and smtpd (the reference MTA). "No configuration":
 # the system's own Postfix stays unconfigured and stopped; the harness runs a private instance.
@@ -45,7 +51,7 @@ if ! command -v smtp-sink >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-sink ]; then
     apt_install postfix
 fi
 
-if [ -z "$smoke" ]; then
+if [ -z "$smoke" ] && [ -n "$haraka" ]; then
     if ! command -v npm >/dev/null 2>&1; then
         apt_install nodejs npm
     fi
@@ -53,6 +59,8 @@ if [ -z "$smoke" ]; then
         mkdir -p bench/.haraka
         npm install --prefix bench/.haraka --no-audit --no-fund --loglevel=error "Haraka@${HARAKA_VERSION}"
     fi
+fi
+if [ -z "$smoke" ]; then
     # mailwit itself (its build also compiles the Wasm plugins). A failed build is reported and
     # the mailwit rows say "not available"; the other targets still run.
     if ! cargo build --release -p mailwit; then
@@ -61,7 +69,10 @@ if [ -z "$smoke" ]; then
 fi
 
 cargo build --release -p mailwit-bench
+# Other work on the machine makes rates noisy: say how busy it was before and after.
+echo "before: $(uptime)"
 target/release/mailwit-bench run "${args[@]+"${args[@]}"}"
+echo "after: $(uptime)"
 
 if [ -n "$criterion" ]; then
     if ls host/benches/*.rs >/dev/null 2>&1; then

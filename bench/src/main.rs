@@ -44,11 +44,12 @@ struct RunArgs {
     /// Seconds-long run against smtp-sink only (small counts); what `cargo test` exercises.
     #[arg(long)]
     smoke: bool,
-    /// Targets in order (smtp-sink, postfix, haraka, mailwit, mailwit-discard, mailwit-noplugins).
+    /// Targets in order (smtp-sink, postfix, haraka, mailwit, mailwit-discard, mailwit-noplugins,
+    /// mailwit-relay, mailwit:CONFIG.toml).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "smtp-sink,postfix,haraka,mailwit,mailwit-discard,mailwit-noplugins"
+        default_value = "smtp-sink,postfix,mailwit,mailwit-noplugins,mailwit-relay"
     )]
     targets: Vec<String>,
     /// Only these scenarios, by name (e.g. "smtp-source 10KiB x 50,sustained 10KiB x 50").
@@ -81,6 +82,8 @@ struct RunArgs {
     #[arg(long)]
     haraka_prefix: Option<PathBuf>,
     /// Scratch directory for the targets' config, queue and logs (removed unless --keep-work).
+    /// Default: target/bench-work/<pid> in the source tree, on the machine's disk (not /tmp,
+    /// which may be tmpfs).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     #[arg(long)]
@@ -147,8 +150,21 @@ fn write_outputs(report: &mailwit_bench::report::Report, out: &std::path::Path) 
 async fn run(args: RunArgs) -> Result<()> {
     let bench = bench_dir();
     let work_dir = args.work_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("mailwit-bench-{}", std::process::id()))
+        let root = bench
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| bench.clone());
+        root.join("target/bench-work")
+            .join(std::process::id().to_string())
     });
+    std::fs::create_dir_all(&work_dir).with_context(|| format!("create {}", work_dir.display()))?;
+    let filesystem = procstat::filesystem_of(&work_dir).unwrap_or_else(|| "unknown".into());
+    if filesystem == "tmpfs" || filesystem == "ramfs" {
+        eprintln!(
+            "warning: {} is on {filesystem}: durable targets' figures will not be the disk's",
+            work_dir.display()
+        );
+    }
     let mut paths = Paths::from_bench_dir(bench.clone(), work_dir.clone());
     if let Some(bin) = args.mailwit_bin {
         paths.mailwit_bin = bin;
@@ -197,7 +213,12 @@ async fn run(args: RunArgs) -> Result<()> {
         targets,
         sizing,
         paths,
-        conditions: args.conditions,
+        conditions: format!(
+            "{}{}State (queues, spools, Maildirs) on {filesystem}; load average at start {}.",
+            args.conditions,
+            if args.conditions.is_empty() { "" } else { " " },
+            procstat::load_average().map_or("unknown".into(), |l| format!("{l:.2}")),
+        ),
         progress: true,
         only: args.scenarios,
     };

@@ -200,6 +200,35 @@ pub fn raise_nofile_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// The 1-minute load average from /proc/loadavg (what `uptime` prints first).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The file system type holding `path` (longest mount-point prefix in /proc/mounts), e.g.
+/// "ext4" or "tmpfs": the headline figures must come from the machine's disk.
+pub fn filesystem_of(path: &std::path::Path) -> Option<String> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, mount_point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            // /proc/mounts escapes spaces as \040.
+            let mount_point = mount_point.replace("\\040", " ");
+            path.starts_with(&mount_point)
+                .then(|| (mount_point.len(), kind.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, kind)| kind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +245,14 @@ mod tests {
         }
         assert!(x != 1);
         assert!(cpu_seconds(me) > 0.0);
+    }
+
+    #[test]
+    fn the_file_system_of_a_path_is_its_longest_mount_point() {
+        assert_eq!(
+            super::filesystem_of(std::path::Path::new("/proc/self")).as_deref(),
+            Some("proc")
+        );
+        assert!(super::load_average().is_some());
     }
 }

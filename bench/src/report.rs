@@ -88,8 +88,8 @@ impl Report {
             "Machine: {} x {} ({:.1} GiB RAM, Linux {}). {}\n",
             m.cpus, m.cpu_model, m.memory_gib, m.kernel, self.conditions
         );
-        out.push_str("| scenario | target | msg/s | p50 ms | p99 ms | server CPU ms / msg | kernel % | peak RSS MiB | x Postfix | % of smtp-sink | accepted / sent |\n");
-        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        out.push_str("| scenario | target | msg/s | p50 ms | p99 ms | server CPU ms / msg | kernel % | peak RSS MiB | x Postfix | % of smtp-sink | accepted / sent | load |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
         for scenario in &self.scenarios {
             if matches!(scenario.kind, crate::scenario::ScenarioKind::Idle { .. }) {
                 continue;
@@ -121,7 +121,7 @@ impl Report {
                         };
                         let _ = writeln!(
                             out,
-                            "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+                            "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
                             load.messages_per_sec,
                             latency(load.p50_ms),
                             latency(load.p99_ms),
@@ -135,11 +135,12 @@ impl Report {
                             vs_sink,
                             load.accepted,
                             load.attempted,
+                            m.load_average.map_or("–".into(), |l| format!("{l:.1}")),
                         );
                     }
                     _ => {
                         let why = short_note(m);
-                        let _ = writeln!(out, "| {} | | | | | | | | {why} |", m.status);
+                        let _ = writeln!(out, "| {} | | | | | | | | {why} | |", m.status);
                     }
                 }
             }
@@ -182,6 +183,11 @@ impl Report {
                     }
                 }
             }
+        }
+        let tax = self.plugin_tax_lines();
+        if !tax.is_empty() {
+            out.push_str("\nPlugin tax (`mailwit`, four plugins, against `mailwit-noplugins`, same run):\n\n");
+            out.push_str(&tax);
         }
         out.push_str("\nTargets:\n");
         for target in &self.targets {
@@ -315,6 +321,45 @@ impl Report {
         ))?;
         root.present()?;
         Ok(())
+    }
+
+    /// One line per load scenario measured on both `mailwit` and `mailwit-noplugins`: the
+    /// throughput lost to the four plugins and the server CPU they add per message.
+    pub fn plugin_tax_lines(&self) -> String {
+        let mut out = String::new();
+        for scenario in &self.scenarios {
+            let (Some(with), Some(without)) = (
+                self.find("mailwit", &scenario.name),
+                self.find("mailwit-noplugins", &scenario.name),
+            ) else {
+                continue;
+            };
+            let (Some(rate_with), Some(rate_without)) = (
+                self.rate("mailwit", &scenario.name),
+                self.rate("mailwit-noplugins", &scenario.name),
+            ) else {
+                continue;
+            };
+            let cpu = match (
+                with.cpu_secs_per_1000_messages,
+                without.cpu_secs_per_1000_messages,
+            ) {
+                (Some(a), Some(b)) => format!(
+                    ", server CPU {a:.3} vs {b:.3} ms/msg ({:+.0}%)",
+                    100.0 * (a - b) / b.max(1e-9)
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "- {}: {:.0} vs {:.0} msg/s, tax {:.0}%{cpu}",
+                scenario.name,
+                rate_with,
+                rate_without,
+                100.0 * (1.0 - rate_with / rate_without)
+            );
+        }
+        out
     }
 
     /// Plain-text ratio lines for the terminal: each target's rate against Postfix and smtp-sink.

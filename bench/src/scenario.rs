@@ -97,6 +97,14 @@ pub fn standard(sizing: Sizing) -> Vec<Scenario> {
     vec![
         load("10KiB x 1".into(), 1, 10 * 1024, false, generator),
         load(format!("10KiB x {n}"), n, 10 * 1024, false, generator),
+        // One session, one command per round trip: every hook's cost is on the critical path.
+        load(
+            "smtp-source 10KiB x 1".into(),
+            1,
+            10 * 1024,
+            false,
+            Client::SmtpSource,
+        ),
         load(
             format!("smtp-source 10KiB x {n}"),
             n,
@@ -148,6 +156,10 @@ pub struct Measurement {
     /// Peak of the summed VmRSS of the server's processes while the scenario ran.
     pub peak_rss_bytes: Option<u64>,
     pub idle: Option<IdleResult>,
+    /// The machine's 1-minute load average as the scenario started (`uptime`): other work on
+    /// the cores makes rates noisy, so every row says how busy the machine was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_average: Option<f64>,
 }
 
 impl Measurement {
@@ -164,6 +176,7 @@ impl Measurement {
             server_system_secs: None,
             peak_rss_bytes: None,
             idle: None,
+            load_average: None,
         }
     }
 
@@ -199,6 +212,18 @@ pub async fn warm_up(running: &Running) -> Result<LoadResult> {
 }
 
 pub async fn measure(
+    running: &Running,
+    scenario: &Scenario,
+    sizing: Sizing,
+    progress: bool,
+) -> Measurement {
+    let load_average = procstat::load_average();
+    let mut measurement = measure_scenario(running, scenario, sizing, progress).await;
+    measurement.load_average = load_average;
+    measurement
+}
+
+async fn measure_scenario(
     running: &Running,
     scenario: &Scenario,
     sizing: Sizing,
@@ -307,6 +332,7 @@ where
         peak_rss_bytes: Some(peak_rss),
         load: Some(load),
         idle: None,
+        load_average: None,
     })
 }
 
@@ -435,5 +461,6 @@ async fn measure_idle(running: &Running, connections: usize) -> Result<Measureme
         server_system_secs: None,
         peak_rss_bytes: Some(peak_rss),
         idle: Some(result),
+        load_average: None,
     })
 }

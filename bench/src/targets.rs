@@ -80,6 +80,10 @@ impl Target {
                 label: "mailwit-noplugins".into(),
                 config: "mailwit-noplugins.toml".into(),
             },
+            "mailwit-relay" => Target::Mailwit {
+                label: "mailwit-relay".into(),
+                config: "mailwit-relay.toml".into(),
+            },
             // Any mailwit config: `mailwit:my.toml` (relative to bench/configs) or an absolute path.
             other if other.starts_with("mailwit:") => {
                 let config = &other["mailwit:".len()..];
@@ -93,7 +97,7 @@ impl Target {
                 }
             }
             other => bail!(
-                "unknown target {other:?} (smtp-sink, postfix, haraka, mailwit, mailwit-discard, mailwit-noplugins, mailwit:CONFIG.toml)"
+                "unknown target {other:?} (smtp-sink, postfix, haraka, mailwit, mailwit-discard, mailwit-noplugins, mailwit-relay, mailwit:CONFIG.toml)"
             ),
         })
     }
@@ -110,6 +114,9 @@ impl Target {
                 }
                 "mailwit-discard.toml" => "mailwit, durable spool, 4 Wasm plugins, discard route",
                 "mailwit-noplugins.toml" => "mailwit, durable spool, no plugins, Maildir delivery",
+                "mailwit-relay.toml" => {
+                    "mailwit, durable spool, 4 Wasm plugins, relay route to a separate smtp-sink (its CPU not counted)"
+                }
                 _ => "mailwit with a config from bench/configs",
             },
         }
@@ -134,6 +141,8 @@ pub struct Running {
     pub work: PathBuf,
     /// A log file worth reading when something fails.
     pub log: PathBuf,
+    /// A process the target needs but that is not measured (the relay route's smtp-sink).
+    helper: Option<Box<Running>>,
 }
 
 /// Starts a target and waits until it greets. A missing program is an error the caller
@@ -164,6 +173,7 @@ pub fn start(target: &Target, paths: &Paths, capacity: Capacity) -> Result<Runni
 
 /// Stops the server and everything it started.
 pub fn stop(mut running: Running) {
+    let helper = running.helper.take();
     let tree = crate::procstat::process_tree(running.pid);
     if let Some(mut command) = running.stop_command.take() {
         let _ = command.stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -185,6 +195,9 @@ pub fn stop(mut running: Running) {
     if let Some(mut child) = running.child.take() {
         let _ = child.kill();
         let _ = child.wait();
+    }
+    if let Some(helper) = helper {
+        stop(*helper);
     }
 }
 
@@ -221,6 +234,7 @@ fn start_smtp_sink(
         stop_command: None,
         work: work.to_path_buf(),
         log,
+        helper: None,
     })
 }
 
@@ -282,6 +296,7 @@ fn start_postfix(
         stop_command: Some(stop_command),
         work: work.to_path_buf(),
         log,
+        helper: None,
     })
 }
 
@@ -349,6 +364,7 @@ fn start_haraka(target: &Target, paths: &Paths, addr: SocketAddr, work: &Path) -
         stop_command: None,
         work: work.to_path_buf(),
         log,
+        helper: None,
     })
 }
 
@@ -369,17 +385,61 @@ fn start_mailwit(
     let template = read(&configs.join(config))?;
     let state = work.join("state");
     make_dir(&state)?;
+    // A relay route needs a peer: its own smtp-sink, started first and stopped with the target.
+    let sink = if template.contains("@SINK_PORT@") {
+        let sink_work = work.join("relay-sink");
+        make_dir(&sink_work)?;
+        let sink_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let sink = start_smtp_sink(
+            &Target::SmtpSink,
+            sink_addr,
+            &sink_work,
+            Capacity {
+                max_connections: 256,
+            },
+        )?;
+        wait_ready(sink_addr, Duration::from_secs(20))?;
+        Some(Box::new(sink))
+    } else {
+        None
+    };
+    let sink_port = sink.as_ref().map_or(0, |s| s.addr.port());
     let filled = template
         .replace("@PORT@", &addr.port().to_string())
         .replace("@STATE@", &state.display().to_string())
-        .replace("@CONFIGS@", &configs.display().to_string());
+        .replace("@CONFIGS@", &configs.display().to_string())
+        .replace("@SINK_PORT@", &sink_port.to_string());
+    match spawn_mailwit(target, paths, config, addr, work, &filled, &state) {
+        Ok(mut running) => {
+            running.helper = sink;
+            Ok(running)
+        }
+        Err(error) => {
+            if let Some(sink) = sink {
+                stop(*sink);
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Writes the filled config, has `mailwit check-config` accept it, and starts `mailwit serve`.
+fn spawn_mailwit(
+    target: &Target,
+    paths: &Paths,
+    config: &str,
+    addr: SocketAddr,
+    work: &Path,
+    filled: &str,
+    state: &Path,
+) -> Result<Running> {
     // The filled copy goes in the work directory under the template's file name (the template
     // may be given as an absolute path, which `join` would return unchanged).
     let file_name = Path::new(config)
         .file_name()
         .context("config has no file name")?;
     let config_path = work.join(file_name);
-    write(&config_path, &filled)?;
+    write(&config_path, filled)?;
     let check = Command::new(&paths.mailwit_bin)
         .args(["check-config", "--config"])
         .arg(&config_path)
@@ -397,7 +457,7 @@ fn start_mailwit(
         .args(["serve", "--config"])
         .arg(&config_path)
         .arg("--state-dir")
-        .arg(&state)
+        .arg(state)
         .env(
             "RUST_LOG",
             std::env::var("MAILWIT_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -415,6 +475,7 @@ fn start_mailwit(
         stop_command: None,
         work: work.to_path_buf(),
         log,
+        helper: None,
     })
 }
 

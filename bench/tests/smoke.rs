@@ -108,7 +108,11 @@ async fn smoke_comparison_writes_table_json_and_chart() {
         .iter()
         .filter(|m| m.target == "smtp-sink")
         .collect();
-    assert_eq!(sink.len(), 8, "one row per scenario");
+    assert_eq!(
+        sink.len(),
+        comparison.scenarios().len(),
+        "one row per scenario"
+    );
     for m in &sink {
         match m.scenario.as_str() {
             "STARTTLS 10KiB x 3" => assert_eq!(m.status, "not supported", "smtp-sink has no TLS"),
@@ -139,7 +143,7 @@ async fn smoke_comparison_writes_table_json_and_chart() {
         .iter()
         .filter(|m| m.target == "mailwit-missing")
         .collect();
-    assert_eq!(missing.len(), 8);
+    assert_eq!(missing.len(), comparison.scenarios().len());
     assert!(missing.iter().all(|m| m.status == "not available"));
 
     let markdown = report.markdown();

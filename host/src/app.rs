@@ -22,6 +22,10 @@ pub fn check(config: &Config) -> anyhow::Result<String> {
     if config.server.tls.cert.is_some() {
         server::tls::acceptor(&config.server.tls, &config.server.hostname)?;
     }
+    if config.listeners.iter().any(|l| l.tls.is_some()) {
+        let default = server::tls::acceptor(&config.server.tls, &config.server.hostname)?;
+        server::tls::Acceptors::from_config(config, default)?;
+    }
     let base_dir = config
         .source
         .as_deref()
@@ -130,11 +134,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Box::pin(async move { reloader.reload().await })
         })
     };
+    // TLS-RPT: MX sessions' TLS results in <state>/tls-rpt, reported when a period ends.
+    let tls_rpt = match config.tls_rpt.enabled {
+        true => Some(
+            crate::delivery::tls_rpt::TlsRpt::open(
+                state_dir.join("tls-rpt"),
+                config.tls_rpt.period_secs(),
+            )
+            .context("cannot open the TLS-RPT store")?,
+        ),
+        false => None,
+    };
     // Maildir, LMTP, relays and MX (delivery::remote), set up from [queue] and [routes]; MX
     // lookups share the [dns] resolver with the plugins.
     let build_agents = {
         let (state_dir, hostname) = (state_dir.clone(), config.server.hostname.clone());
         let (resolver, metrics) = (resolver.clone(), metrics.clone());
+        let tls_rpt = tls_rpt.clone();
         move |config: &Config| -> anyhow::Result<Arc<dyn Agents>> {
             let agents = crate::delivery::with_resolver(
                 &state_dir,
@@ -143,6 +159,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 &config.routes,
                 resolver.clone(),
                 &config.mta_sts,
+                tls_rpt.clone(),
             )
             .map_err(|e| anyhow::anyhow!("cannot start the delivery agents: {e}"))?;
             Ok(Arc::new(crate::delivery::measured::Measured {
@@ -180,6 +197,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the queue manager")?;
+    // Reports go out through the spool and queue (mailto:) or HTTPS (https:).
+    let _tls_reports = match tls_rpt {
+        Some(store) => Some(AbortOnDrop(
+            crate::delivery::tls_rpt::send::Reporter::new(
+                store,
+                resolver.clone(),
+                spool.clone(),
+                &config.tls_rpt,
+                &config.server.hostname,
+            )
+            .map_err(|e| anyhow::anyhow!("[tls_rpt]: {e}"))?
+            .spawn(),
+        )),
+        None => None,
+    };
     let _ = reloader.queue.set(server::reload::QueueReload {
         queue: queue.clone(),
         agents: Box::new(build_agents),
@@ -239,6 +271,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "shutdown grace expired with deliveries in flight; they are retried after a restart"
         );
     }
+    // Rate-limit counters are flushed once a second; the last second's go to disk now.
+    crate::plugins::imports::kv::embedded::flush_all();
     tracing::info!("stopped");
     Ok(())
 }
@@ -346,4 +380,13 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// Stops a background task when its owner goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -191,3 +191,46 @@ fn the_generated_certificate_lives_90_days() {
     let days = (date("notAfter") - date("notBefore")).num_days();
     assert!((90..=92).contains(&days), "{text}");
 }
+
+#[test]
+fn a_listener_presents_its_own_certificate() {
+    let pki = Pki::new("inbound CA");
+    let dir = tempfile::tempdir().unwrap();
+    let a = pki.leaf(&["a.example.test"], Validity::Current);
+    let (a_cert, a_key) = write_pair(dir.path(), "a", &a);
+    let b = pki.leaf(&["b.example.test"], Validity::Current);
+    let (b_cert, b_key) = write_pair(dir.path(), "b", &b);
+    let config = support::config(
+        &format!("[server.tls]\ncert = \"{a_cert}\"\nkey = \"{a_key}\""),
+        "",
+    )
+    .replace(
+        "role = \"submissions\"\n",
+        &format!("role = \"submissions\"\ntls = {{ cert = \"{b_cert}\", key = \"{b_key}\" }}\n"),
+    );
+    let server = TestServer::with_config(&config);
+    // The submissions listener: its own certificate, whatever name is asked for.
+    handshake(
+        server.addr("submissions"),
+        "b.example.test",
+        &pki.ca_der,
+        None,
+    )
+    .unwrap();
+    let refused = handshake(
+        server.addr("submissions"),
+        "a.example.test",
+        &pki.ca_der,
+        None,
+    );
+    assert!(refused.is_err(), "{refused:?}");
+    let mut c = support::Client::connect_tls(server.addr("submissions"));
+    assert_eq!(c.peer_certificate().unwrap(), b.der.to_vec());
+    c.expect("EHLO client.test", 250);
+    // The mx listener (STARTTLS): the server's certificate.
+    let mut c = support::Client::connect(server.addr("mx"));
+    c.expect("EHLO client.test", 250);
+    c.expect("STARTTLS", 220);
+    c.upgrade();
+    assert_eq!(c.peer_certificate().unwrap(), a.der.to_vec());
+}

@@ -42,6 +42,7 @@ mod outbound_dane;
 mod outbound_mta_sts;
 mod outbound_requiretls;
 mod outbound_tls;
+mod outbound_tls_rpt;
 mod plugins_contract;
 mod plugins_firstparty_components;
 mod plugins_firstparty_pipeline;

@@ -11,6 +11,9 @@
 //! | insecure zone | unsigned child zone | mismatching | delivered (opportunistic TLS) |
 //! | TLSA unusable | signed | only PKIX-EE (1 1 1) | delivered (opportunistic TLS) |
 //! | dane = required, insecure | unsigned child zone | | deferred 4.7.5 |
+//! | relay, dane = required, match | signed `relay.rly.test` | 3 1 1 at `_PORT._tcp.relay.rly.test` | delivered over TLS |
+//! | relay, dane = required, mismatch | signed | 3 1 1 of another key | deferred 4.7.5, no MAIL |
+//! | relay, TLSA via CNAME | signed | `_PORT._tcp.relay` CNAME to a TLSA RRset elsewhere | delivered over TLS |
 
 use crate::support;
 
@@ -267,4 +270,96 @@ async fn dane_required_defers_an_insecure_destination() {
     let log = wait_log(&server, "enhanced=4.7.5");
     assert!(log.contains("DANE is required"), "{log}");
     assert_eq!(peer.transcript().sessions, 0);
+}
+
+/// A smarthost `relay.<domain>.test` on the peer's port with `dane = "required"`; `tlsa` are the
+/// zone lines for its TLSA records.
+fn relay_zone(domain: &str, tlsa: Vec<String>) -> SignedZone {
+    let mut signed = vec![format!("relay.{domain} IN A 127.0.0.1")];
+    signed.extend(tlsa);
+    SignedZone::start(Zones {
+        signed,
+        unsigned: vec![],
+        corrupt_tlsa: vec![],
+    })
+}
+
+fn relay_routes(domain: &str, peer: &Peer) -> String {
+    format!(
+        "smarthost = {{ host = \"relay.{domain}.test\", port = {}, tls = \"required\", dane = \"required\" }}",
+        peer.addr.port()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dane_relay_match_delivers_over_authenticated_tls() {
+    need_bind!();
+    let leaf = self_signed(&["relay.rly.test"]);
+    let peer = peer(&leaf).await;
+    let rdata = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
+    let zone = relay_zone(
+        "rly",
+        vec![format!(
+            "_{}._tcp.relay.rly IN TLSA {rdata}",
+            peer.addr.port()
+        )],
+    );
+    let server = mailwit(&zone, &peer, &relay_routes("rly", &peer));
+    submit(&server, "carol@elsewhere.example");
+    let m = wait_delivered(&peer, &server);
+    assert!(m.tls);
+    assert!(
+        server
+            .log()
+            .contains("DANE: TLS authenticated by TLSA records")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dane_relay_mismatch_defers_without_sending() {
+    need_bind!();
+    let leaf = self_signed(&["relay.rly.test"]);
+    let other = self_signed(&["relay.rly.test"]);
+    let peer = peer(&leaf).await;
+    let rdata = format!("3 1 1 {}", hex(&sha256(&other.spki)));
+    let zone = relay_zone(
+        "rly",
+        vec![format!(
+            "_{}._tcp.relay.rly IN TLSA {rdata}",
+            peer.addr.port()
+        )],
+    );
+    let server = mailwit(&zone, &peer, &relay_routes("rly", &peer));
+    submit(&server, "carol@elsewhere.example");
+    let log = wait_log(&server, "enhanced=4.7.5");
+    assert!(log.contains("tlsa-invalid"), "{log}");
+    let t = peer.transcript();
+    assert!(t.commands.iter().any(|c| c == "STARTTLS"), "{t:?}");
+    assert!(!t.commands.iter().any(|c| c.starts_with("MAIL")), "{t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dane_relay_tlsa_through_a_cname_is_followed() {
+    need_bind!();
+    let leaf = self_signed(&["relay.cn.test"]);
+    let peer = peer(&leaf).await;
+    let port = peer.addr.port();
+    let rdata = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
+    // The relay's TLSA owner is an alias of a TLSA RRset kept elsewhere (RFC 7671 §7).
+    let zone = relay_zone(
+        "cn",
+        vec![
+            format!("_{port}._tcp.relay.cn IN CNAME _{port}._tcp.keys.cn"),
+            format!("_{port}._tcp.keys.cn IN TLSA {rdata}"),
+        ],
+    );
+    let server = mailwit(&zone, &peer, &relay_routes("cn", &peer));
+    submit(&server, "carol@elsewhere.example");
+    let m = wait_delivered(&peer, &server);
+    assert!(m.tls);
+    assert!(
+        server
+            .log()
+            .contains("DANE: TLS authenticated by TLSA records")
+    );
 }

@@ -10,6 +10,7 @@
 //! | policy fetch failure | HTTP 404, nothing cached | wrong name | delivered (as without policy) |
 //! | testing | testing | wrong name | delivered, refusal logged |
 //! | cached while the HTTPS server is down | enforce, cached on disk | valid | delivered, no fetch |
+//! | background refresh | enforce, max_age 4 s, refresh_interval 1 s | valid | refetched with no mail sent; cache expiry moves on |
 
 use crate::support;
 
@@ -70,12 +71,17 @@ impl Setup {
     }
 
     fn mailwit(&self, https: &HttpsServer, peer: &Peer) -> TestServer {
+        self.mailwit_with(https, peer, "")
+    }
+
+    /// `sts_extra`: more `[mta_sts]` keys.
+    fn mailwit_with(&self, https: &HttpsServer, peer: &Peer, sts_extra: &str) -> TestServer {
         let ca = self.pki.ca_file(self.dir.path());
         TestServer::with_config(&support::config(
             "",
             &format!(
                 "{dns}\n[mta_sts]\nca_file = \"{ca}\"\nhttps_port = {https}\ntimeout = \"10s\"\n\
-                 [queue]\nmx_port = {port}\nretry_first = \"1s\"\nretry_max = \"2s\"\n\
+                 {sts_extra}\n[queue]\nmx_port = {port}\nretry_first = \"1s\"\nretry_max = \"2s\"\n\
                  client_timeout = \"30s\"\n",
                 dns = self.zone.dns_config(),
                 ca = ca.display(),
@@ -241,4 +247,41 @@ async fn sts_cached_policy_applies_while_the_policy_host_is_down() {
     assert!(log.contains("MTA-STS: policy from cache"), "{log}");
     assert!(!log.contains("policy fetch failed"), "{log}");
     assert_eq!(https.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_policy_is_refreshed_in_the_background_before_max_age_runs_out() {
+    need_bind!();
+    let setup = Setup::new();
+    let https = setup
+        .policy_host(
+            "200 OK",
+            "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.test\r\nmax_age: 4\r\n",
+        )
+        .await;
+    let leaf = setup.pki.leaf(&["mx.sts.test"], Validity::Current);
+    let peer = peer(&leaf).await;
+    let server = setup.mailwit_with(&https, &peer, "refresh_interval = \"1s\"");
+    submit(&server);
+    wait_delivered(&peer, &server, 1);
+    let cache = server.state_dir().join("mta-sts").join("sts.test.json");
+    let expiry = |path: &std::path::Path| -> u64 {
+        let text = std::fs::read_to_string(path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["expires_ms"].as_u64().unwrap()
+    };
+    let first = expiry(&cache);
+    let fetches = https.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(fetches >= 1, "the delivery fetched the policy");
+    // No more mail: only the background refresh fetches, each time the policy has used up half
+    // its max_age; every fetch moves the cached expiry on.
+    let log = wait_log(&server, "MTA-STS: policy refreshed in the background");
+    assert!(log.contains("id=20261201T000000"), "{log}");
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    while https.requests.load(std::sync::atomic::Ordering::SeqCst) < fetches + 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(expiry(&cache) > first);
+    assert_eq!(peer.transcript().messages.len(), 1);
 }

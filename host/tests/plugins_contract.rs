@@ -244,3 +244,53 @@ delivery = ["delivery-log"]
         "{all:?}"
     );
 }
+
+/// Our DKIM signature is made at submission, before any outbound attempt: an outbound edit of a
+/// field the signature covers (Subject here) is dropped with a warning, other edits apply, and
+/// the relayed message still verifies in dkimpy.
+#[test]
+fn outbound_edits_that_would_break_our_dkim_signature_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, name, value) =
+        crate::mailauth_dkim::generate(dir.path(), "rsa", "example.test", "rsa");
+    let relay = Sink::start();
+    let server = TestServer::with_config(&config(
+        "",
+        &format!(
+            r#"
+[[dkim.sign]]
+domain = "example.test"
+selector = "rsa"
+key = "{key}"
+
+[plugins.router]
+path = "{chaos}"
+grants = ["config", "log", "kv", "clock", "relay"]
+config = {{ route = "relay", relay_host = "127.0.0.1", relay_port = {relay}, outbound = "edit", outbound_replace = "Subject" }}
+
+[pipelines.queue]
+route = ["router"]
+outbound = ["router"]
+"#,
+            key = key.display(),
+            chaos = wasm("mailwit_test_chaos"),
+            relay = relay.port,
+        ),
+    ));
+    submit(&server, "ok@remote.test", "s-signed");
+    let sent = relay.wait(1);
+    let m = &sent[0];
+    assert!(m.contains("DKIM-Signature:"), "{m}");
+    assert!(m.contains("Subject: s-signed\r\n"), "{m}");
+    assert!(!m.contains("replaced by chaos"), "{m}");
+    assert!(m.contains("X-Outbound: relay"), "unsigned field added: {m}");
+    assert!(!m.contains("X-Internal"), "unsigned field removed: {m}");
+    let verified =
+        crate::mailauth_dkim::python(&["verify", &format!("{name}={value}")], m.as_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(&verified.stdout).trim(),
+        "pass",
+        "{verified:?}"
+    );
+    wait_log(&server, "outbound header edit dropped");
+}

@@ -253,6 +253,10 @@ pub struct ListenerConfig {
     /// client, fetchmail, speaks nothing else); see `auth::cram` for why it is weak.
     #[serde(default)]
     pub cram_md5: Option<bool>,
+    /// This listener's own certificates (the keys of `[server.tls]`: `cert`, `key`,
+    /// `certificates` for SNI, `reload_interval`); absent: the server's.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl ListenerConfig {

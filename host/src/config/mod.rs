@@ -11,6 +11,7 @@ pub mod mta_sts;
 pub mod ops;
 pub mod plugins;
 pub mod queue;
+pub mod tls_rpt;
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,9 @@ pub struct Config {
     /// `[mta_sts]`: MTA-STS (RFC 8461) for outbound delivery.
     #[serde(default)]
     pub mta_sts: mta_sts::MtaStsConfig,
+    /// `[tls_rpt]`: SMTP TLS reporting (RFC 8460) for outbound delivery.
+    #[serde(default)]
+    pub tls_rpt: tls_rpt::TlsRptConfig,
     /// `[[dkim.sign]]`: DKIM keys outgoing mail is signed with.
     #[serde(default)]
     pub dkim: mailauth::DkimConfig,
@@ -183,6 +187,18 @@ impl Config {
             resolve(&mut files.cert);
             resolve(&mut files.key);
         }
+        for tls in self.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+            if let Some(p) = tls.cert.as_mut() {
+                resolve(p);
+            }
+            if let Some(p) = tls.key.as_mut() {
+                resolve(p);
+            }
+            for files in tls.certificates.iter_mut() {
+                resolve(&mut files.cert);
+                resolve(&mut files.key);
+            }
+        }
         if let Some(p) = self.auth.users_file.as_mut() {
             resolve(p);
         }
@@ -190,6 +206,9 @@ impl Config {
             resolve(p);
         }
         if let Some(p) = self.mta_sts.ca_file.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.tls_rpt.ca_file.as_mut() {
             resolve(p);
         }
         let relays = self

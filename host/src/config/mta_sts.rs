@@ -7,6 +7,8 @@
 //! ca_file = "ca.pem"      # CA certificates trusted besides the system roots (policy host and
 //!                         # MX certificates); for private PKI and tests
 //! https_port = 443        # port of mta-sts.<domain> (other values are for tests)
+//! refresh_interval = "1h" # how often cached policies are checked in the background: a
+//!                         # changed id is fetched, one past half its max_age refetched; 0: off
 //! ```
 
 use serde::Deserialize;
@@ -21,6 +23,8 @@ pub struct MtaStsConfig {
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
     pub https_port: u16,
+    #[serde(deserialize_with = "super::queue::duration")]
+    pub refresh_interval: Duration,
 }
 
 impl Default for MtaStsConfig {
@@ -30,6 +34,7 @@ impl Default for MtaStsConfig {
             timeout: Duration::from_secs(10),
             ca_file: None,
             https_port: 443,
+            refresh_interval: Duration::from_secs(3600),
         }
     }
 }

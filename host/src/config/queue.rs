@@ -123,7 +123,7 @@ fn ip_in_net(ip: std::net::IpAddr, net: &str) -> bool {
 }
 
 /// Use of DANE (RFC 7672) for MX delivery: `dane = "off" | "opportunistic" | "required"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DaneMode {
     /// Never look up TLSA records.
@@ -173,10 +173,19 @@ pub struct RelayConfig {
     /// (relative to the configuration file).
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+    /// DANE (RFC 7672) for this relay: TLSA records at `_<port>._tcp.<host>`, looked up through
+    /// `[dns]` when the host's address records are DNSSEC-secure. Default "off" (the
+    /// certificate is checked as `verify` says); "required" accepts only DANE-authenticated TLS.
+    #[serde(default = "default_relay_dane")]
+    pub dane: DaneMode,
 }
 
 fn default_verify() -> bool {
     true
+}
+
+fn default_relay_dane() -> DaneMode {
+    DaneMode::Off
 }
 
 impl RelayConfig {
@@ -189,6 +198,7 @@ impl RelayConfig {
             credentials: None,
             verify: true,
             ca_file: None,
+            dane: DaneMode::Off,
         }
     }
 }

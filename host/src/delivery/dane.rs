@@ -43,6 +43,12 @@ impl Tlsa {
         }
     }
 
+    /// The record's data as in a zone file: "3 1 1 ABCD…" (TLS-RPT's policy-string).
+    pub fn presentation(&self) -> String {
+        let hex: String = self.data.iter().map(|b| format!("{b:02X}")).collect();
+        format!("{} {} {} {hex}", self.usage, self.selector, self.matching)
+    }
+
     /// Usable for SMTP (RFC 7672 §3.1): DANE-TA(2) or DANE-EE(3), a known selector and
     /// matching type, and digest data of the right length.
     pub fn is_usable(&self) -> bool {

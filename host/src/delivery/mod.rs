@@ -14,6 +14,7 @@ pub mod mta_sts;
 pub mod mx;
 pub mod remote;
 pub mod smtp_client;
+pub mod tls_rpt;
 
 use crate::policy::{Recipient, RelayTarget, Reply, ReversePath};
 
@@ -151,7 +152,7 @@ pub fn from_config(
     };
     let resolver = crate::dns::Resolver::from_config(&dns)?;
     let mta_sts = crate::config::mta_sts::MtaStsConfig::default();
-    with_resolver(state_dir, hostname, queue, routes, resolver, &mta_sts)
+    with_resolver(state_dir, hostname, queue, routes, resolver, &mta_sts, None)
 }
 
 /// [`from_config`] with MX lookups through the server's shared `resolver`.
@@ -162,6 +163,7 @@ pub fn with_resolver(
     routes: &crate::config::queue::RoutesConfig,
     resolver: std::sync::Arc<crate::dns::Resolver>,
     mta_sts: &crate::config::mta_sts::MtaStsConfig,
+    tls_rpt: Option<std::sync::Arc<tls_rpt::TlsRpt>>,
 ) -> Result<remote::RemoteAgents, String> {
     let mut settings = remote::RemoteSettings::new(hostname).with_routes(routes);
     if let Some(t) = queue.client_timeout {
@@ -170,6 +172,7 @@ pub fn with_resolver(
     settings.resolver = Some(resolver);
     settings.mta_sts = mta_sts.clone();
     settings.mta_sts_cache = Some(state_dir.join("mta-sts"));
+    settings.tls_rpt = tls_rpt;
     settings.mx.smtp_port = queue.mx_port;
     settings.idle_time = queue.connection_reuse;
     remote::RemoteAgents::new(

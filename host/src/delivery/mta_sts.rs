@@ -59,6 +59,21 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The policy as text lines (TLS-RPT's policy-string).
+    pub fn lines(&self) -> Vec<String> {
+        let mode = match self.mode {
+            Mode::Enforce => "enforce",
+            Mode::Testing => "testing",
+            Mode::None => "none",
+        };
+        let mut lines = vec!["version: STSv1".to_string(), format!("mode: {mode}")];
+        lines.extend(self.mx.iter().map(|mx| format!("mx: {mx}")));
+        lines.push(format!("max_age: {}", self.max_age));
+        lines
+    }
+}
+
 pub fn mx_matches(pattern: &str, host: &str) -> bool {
     let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -228,12 +243,21 @@ impl MtaSts {
 
     /// The policy of `domain` with the TLS configurations that apply it (see `mx`).
     pub async fn applied(&self, domain: &str) -> Option<super::mx::StsApplied> {
-        let policy = self.policy(domain).await?;
-        Some(super::mx::StsApplied {
+        self.applied_reporting(domain).await.0
+    }
+
+    /// [`MtaSts::applied`], and why a policy fetch failed if one did (for TLS-RPT).
+    pub async fn applied_reporting(
+        &self,
+        domain: &str,
+    ) -> (Option<super::mx::StsApplied>, Option<FetchError>) {
+        let (policy, error) = self.policy_reporting(domain).await;
+        let applied = policy.map(|policy| super::mx::StsApplied {
             enforce_tls: self.verifying_config(),
             testing_tls: self.testing_config(domain),
             policy,
-        })
+        });
+        (applied, error)
     }
 
     /// The client configuration that verifies MX certificates under an `enforce` policy.
@@ -270,8 +294,13 @@ impl MtaSts {
     /// policy while it lasts, else none: RFC 8461 §5 — a domain whose policy cannot be fetched
     /// gets mail as if it had none).
     pub async fn policy(&self, domain: &str) -> Option<Policy> {
+        self.policy_reporting(domain).await.0
+    }
+
+    /// [`MtaSts::policy`], and the fetch failure if there was one.
+    pub async fn policy_reporting(&self, domain: &str) -> (Option<Policy>, Option<FetchError>) {
         if !self.config.enabled {
-            return None;
+            return (None, None);
         }
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let now = now_ms();
@@ -297,18 +326,18 @@ impl MtaSts {
         };
         match (id, cached) {
             // No (usable) TXT record: a cached policy stays in force until it expires (§5.1).
-            (None, Some(c)) => from_cache(&c),
-            (None, None) => None,
+            (None, Some(c)) => (from_cache(&c), None),
+            (None, None) => (None, None),
             // Unchanged id: no fetch.
-            (Some(id), Some(c)) if c.id == id => from_cache(&c),
+            (Some(id), Some(c)) if c.id == id => (from_cache(&c), None),
             (Some(id), cached) => match self.fetch(&domain, &id).await {
                 Ok((policy, body)) => {
                     self.store(&domain, &id, body, policy.max_age);
-                    Some(policy)
+                    (Some(policy), None)
                 }
                 Err(e) => {
                     tracing::warn!(%domain, error = %e, cached = cached.is_some(), "MTA-STS: policy fetch failed");
-                    cached.as_ref().and_then(from_cache)
+                    (cached.as_ref().and_then(from_cache), Some(e))
                 }
             },
         }
@@ -424,6 +453,117 @@ impl MtaSts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(domain.to_string(), cached);
+    }
+}
+
+/// What the background refresh does with one cached policy (RFC 8461 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// Nothing: the id is unchanged and the policy is young enough.
+    Keep,
+    /// Fetch under this id: the TXT record names a new policy, or the cached one has used up
+    /// half its `max_age` (a successful fetch restarts it).
+    Fetch(String),
+    /// Expired and no TXT record any more: forget it.
+    Drop,
+}
+
+impl Refresh {
+    /// `txt_id`: the id in the domain's TXT record now (None: none, or the lookup failed).
+    fn decide(cached: &Cached, txt_id: Option<&str>, now_ms: u64) -> Refresh {
+        let max_age_ms = parse_policy(&cached.body, &cached.id)
+            .map(|p| p.max_age.saturating_mul(1000))
+            .unwrap_or(0);
+        let left = cached.expires_ms.saturating_sub(now_ms);
+        match txt_id {
+            Some(id) if id != cached.id => Refresh::Fetch(id.to_string()),
+            Some(id) if left < max_age_ms / 2 => Refresh::Fetch(id.to_string()),
+            // No record: a cached policy stays in force until it expires (§5.1: the TXT
+            // record may have been removed by an attacker); an expired one goes.
+            None if left == 0 => Refresh::Drop,
+            _ => Refresh::Keep,
+        }
+    }
+}
+
+impl MtaSts {
+    /// Checks every cached policy now (see [`Refresh`]); returns how many were fetched anew.
+    pub async fn refresh(&self) -> usize {
+        let mut domains: Vec<String> = self
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        if let Some(dir) = &self.cache_dir
+            && let Ok(entries) = std::fs::read_dir(dir)
+        {
+            for entry in entries.filter_map(|e| e.ok()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(domain) = name.strip_suffix(".json")
+                    && !domains.iter().any(|d| d == domain)
+                {
+                    domains.push(domain.to_string());
+                }
+            }
+        }
+        let mut fetched = 0;
+        for domain in domains {
+            let Some(cached) = self.cached(&domain) else {
+                continue;
+            };
+            let txt_id = match self.resolver.txt(&format!("_mta-sts.{domain}")).await {
+                Ok(answer) => parse_txt(&answer.records).ok(),
+                Err(_) => None,
+            };
+            match Refresh::decide(&cached, txt_id.as_deref(), now_ms()) {
+                Refresh::Keep => {}
+                Refresh::Drop => {
+                    tracing::info!(%domain, "MTA-STS: expired policy without a TXT record dropped");
+                    self.memory
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&domain);
+                    if let Some(path) = self.cache_path(&domain) {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                Refresh::Fetch(id) => match self.fetch(&domain, &id).await {
+                    Ok((policy, body)) => {
+                        tracing::info!(%domain, %id, previous = %cached.id, max_age = policy.max_age,
+                            "MTA-STS: policy refreshed in the background");
+                        self.store(&domain, &id, body, policy.max_age);
+                        fetched += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%domain, error = %e, "MTA-STS: background refresh failed; the cached policy stays until it expires");
+                    }
+                },
+            }
+        }
+        fetched
+    }
+
+    /// Runs [`MtaSts::refresh`] every `[mta_sts] refresh_interval` while `this` lives.
+    pub fn spawn_refresh(this: &Arc<MtaSts>) {
+        let interval = this.config.refresh_interval;
+        if !this.config.enabled || interval.is_zero() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(this);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(sts) = weak.upgrade() else {
+                    return;
+                };
+                sts.refresh().await;
+            }
+        });
     }
 }
 
@@ -586,6 +726,30 @@ mod tests {
         assert!(parse_txt(&["v=STSv1; id=a".into(), "v=STSv1; id=b".into()]).is_err());
         assert!(parse_txt(&["v=spf1 -all".into()]).is_err());
         assert!(parse_txt(&["v=STSv1; id=bad-id!".into()]).is_err());
+    }
+
+    #[test]
+    fn refresh_decisions_per_rfc_8461_section_5_1() {
+        let body = "version: STSv1\nmode: enforce\nmx: mx.a.test\nmax_age: 100\n".to_string();
+        let cached = Cached {
+            id: "id1".into(),
+            body,
+            expires_ms: 1_000_000 + 100_000,
+        };
+        let young = 1_000_000 + 10_000; // 90 s of 100 left
+        let old = 1_000_000 + 60_000; // 40 s left
+        let gone = 1_000_000 + 200_000;
+        assert_eq!(Refresh::decide(&cached, Some("id1"), young), Refresh::Keep);
+        assert_eq!(
+            Refresh::decide(&cached, Some("id2"), young),
+            Refresh::Fetch("id2".into())
+        );
+        assert_eq!(
+            Refresh::decide(&cached, Some("id1"), old),
+            Refresh::Fetch("id1".into())
+        );
+        assert_eq!(Refresh::decide(&cached, None, old), Refresh::Keep);
+        assert_eq!(Refresh::decide(&cached, None, gone), Refresh::Drop);
     }
 
     #[test]

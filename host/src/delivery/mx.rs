@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use super::dane::{self, DaneMode, Tlsa};
 use super::mta_sts::Mode as StsMode;
 use super::smtp_client::{ClientConfig, Connection, Failure, TlsVerify, send_and_quit};
+use super::tls_rpt::{self, TlsRpt};
 use super::{Attempt, Outbound, RecipientOutcome};
 use crate::dns::{LookupError, Resolver};
 use crate::policy::{Recipient, Reply, TlsPolicy};
@@ -64,6 +65,8 @@ pub struct MxHost {
 pub struct MxResolver {
     resolver: Arc<Resolver>,
     config: MxConfig,
+    /// Where the result of each session goes for TLS reports (RFC 8460), if they are on.
+    tls_rpt: Option<Arc<TlsRpt>>,
 }
 
 impl MxResolver {
@@ -82,7 +85,17 @@ impl MxResolver {
 
     /// Lookups through the server's shared resolver.
     pub fn with_resolver(resolver: Arc<Resolver>, config: MxConfig) -> MxResolver {
-        MxResolver { resolver, config }
+        MxResolver {
+            resolver,
+            config,
+            tls_rpt: None,
+        }
+    }
+
+    /// Records the TLS result of every session in `store` (TLS-RPT).
+    pub fn with_tls_rpt(mut self, store: Option<Arc<TlsRpt>>) -> MxResolver {
+        self.tls_rpt = store;
+        self
     }
 
     /// The shared resolver (DANE asks it for TLSA records).
@@ -226,11 +239,29 @@ impl MxResolver {
             return Attempt::all(out, RecipientOutcome::Failed(reply));
         }
         // The policy is looked up once the domain is known to have mail exchangers.
-        let sts = match mta_sts {
-            Some(m) => m.applied(domain).await,
-            None => None,
+        let (sts, sts_error) = match mta_sts {
+            Some(m) => m.applied_reporting(domain).await,
+            None => (None, None),
         };
         let sts = sts.as_ref();
+        // TLS-RPT: the policy each session is made under (DANE overrides it per host below).
+        let domain_policy = match sts {
+            Some(s) => tls_rpt::Policy::sts(domain, s.policy.lines(), s.policy.mx.clone()),
+            None => tls_rpt::Policy::none(domain),
+        };
+        if let (Some(store), Some(error)) = (&self.tls_rpt, &sts_error) {
+            // The policy could not be had (a cached one may still apply): reported once per
+            // delivery attempt, under the sts policy type.
+            let policy = match sts {
+                Some(_) => domain_policy.clone(),
+                None => tls_rpt::Policy::sts(domain, Vec::new(), Vec::new()),
+            };
+            let host = format!("mta-sts.{domain}");
+            store.failure(
+                &policy,
+                tls_rpt::Failure::new(error.result_type(), &host, None),
+            );
+        }
         let enforce = sts.filter(|s| s.policy.mode == StsMode::Enforce);
         let hosts: Vec<MxHost> = match enforce {
             Some(sts) => {
@@ -272,10 +303,26 @@ impl MxResolver {
                 }
             };
             // DANE: TLS authenticated by TLSA records where the host publishes them securely.
-            let dane_config = match self.dane(host, host.secure && addrs_secure, config).await {
-                Ok(dane) => dane,
-                Err(failure) => {
+            let (dane_config, policy) = match self
+                .dane(
+                    host,
+                    host.secure && addrs_secure,
+                    self.config.smtp_port,
+                    config,
+                )
+                .await
+            {
+                Ok(Some((c, records))) => {
+                    (Some(c), tls_rpt::Policy::tlsa(domain, &host.name, records))
+                }
+                Ok(None) => (None, domain_policy.clone()),
+                Err((failure, result)) => {
                     tracing::info!(host = %host.name, reply = ?failure.reply(), "DANE: host skipped");
+                    if let Some(store) = &self.tls_rpt {
+                        let policy = tls_rpt::Policy::tlsa(domain, &host.name, Vec::new());
+                        let ip = addrs.first().copied();
+                        store.failure(&policy, tls_rpt::Failure::new(result, &host.name, ip));
+                    }
                     last_failure = failure;
                     continue;
                 }
@@ -300,11 +347,20 @@ impl MxResolver {
                 .unwrap_or(config);
             for ip in addrs {
                 let addr = SocketAddr::new(ip, self.config.smtp_port);
-                let conn = match Connection::connect(addr, &host.name, config).await {
-                    Ok(conn) => conn,
-                    Err(failure) => {
-                        tracing::debug!(host = %host.name, %addr, reply = ?failure.reply(), "MX host failed");
-                        last_failure = failure;
+                let conn = match Connection::connect_reporting(addr, &host.name, config).await {
+                    Ok(conn) => {
+                        self.record_session(&policy, &host.name, ip, &conn);
+                        conn
+                    }
+                    Err(e) => {
+                        tracing::debug!(host = %host.name, %addr, reply = ?e.failure.reply(), "MX host failed");
+                        if let (Some(store), Some(result)) = (&self.tls_rpt, e.tls_result) {
+                            store.failure(
+                                &policy,
+                                tls_rpt::Failure::new(result, &host.name, Some(ip)),
+                            );
+                        }
+                        last_failure = e.failure;
                         continue;
                     }
                 };
@@ -340,25 +396,75 @@ impl MxResolver {
 }
 
 impl MxResolver {
+    /// DANE for a relay (RFC 7672 §2.2 with the configured host as the TLSA base domain): its
+    /// addresses through `[dns]`, and when they are DNSSEC-secure its TLSA records at
+    /// `_<port>._tcp.<host>`. `Some((config, addresses))`: TLS required and authenticated by
+    /// them; `None`: DANE does not apply (the relay's other settings decide); an error: defer
+    /// (bogus answers, or `dane = "required"` without usable records).
+    pub async fn relay_dane(
+        &self,
+        host: &str,
+        port: u16,
+        config: &ClientConfig,
+    ) -> Result<Option<(ClientConfig, Vec<IpAddr>)>, Failure> {
+        let relay = MxHost {
+            name: host.trim_end_matches('.').to_string(),
+            preference: 0,
+            implicit: false,
+            secure: true,
+        };
+        let (addrs, secure) = match literal(host).or_else(|| host.parse().ok()) {
+            Some(ip) => (vec![ip], false),
+            None => match self.resolver.ips(&relay.name).await {
+                Ok(answer) => (answer.records, answer.security.is_secure()),
+                Err(e) => return Err(dns_failure(&relay.name, "A/AAAA", &e)),
+            },
+        };
+        match self.dane(&relay, secure, port, config).await {
+            Ok(Some((c, _))) => Ok(Some((c, addrs))),
+            Ok(None) => Ok(None),
+            Err((failure, _)) => Err(failure),
+        }
+    }
+
+    /// TLS-RPT: a session that was set up counts as a success when it runs over TLS; one that
+    /// fell back to plain text (or never had STARTTLS) is a failure with the reason.
+    fn record_session(&self, policy: &tls_rpt::Policy, host: &str, ip: IpAddr, conn: &Connection) {
+        let Some(store) = &self.tls_rpt else {
+            return;
+        };
+        if conn.is_tls() {
+            store.success(policy);
+        } else {
+            let result = conn.tls_failure().unwrap_or("starttls-not-supported");
+            store.failure(policy, tls_rpt::Failure::new(result, host, Some(ip)));
+        }
+    }
+
     /// The client configuration for `host` under DANE (RFC 7672 §2.2): `Some` (TLS required,
     /// authenticated by the host's TLSA records) when the MX and address lookups were secure
     /// and `_PORT._tcp.HOST` has secure, usable TLSA records; `None` (opportunistic TLS) when
     /// DANE does not apply; an error (skip the host) when the TLSA answer is bogus or cannot be
-    /// had, or when `dane = "required"` and DANE does not apply.
+    /// had, or when `dane = "required"` and DANE does not apply. `Some` carries the TLSA records
+    /// in presentation form and an error its RFC 8460 result type, for TLS-RPT.
     async fn dane(
         &self,
         host: &MxHost,
         chain_secure: bool,
+        port: u16,
         config: &ClientConfig,
-    ) -> Result<Option<ClientConfig>, Failure> {
+    ) -> Result<Option<(ClientConfig, Vec<String>)>, (Failure, &'static str)> {
         let required = config.dane == DaneMode::Required;
         let not_applicable = |why: String| {
             if required {
-                Err(Failure::Transient(Reply::new(
-                    451,
-                    "4.7.5",
-                    format!("DANE is required for {}, but {why}", host.name),
-                )))
+                Err((
+                    Failure::Transient(Reply::new(
+                        451,
+                        "4.7.5",
+                        format!("DANE is required for {}, but {why}", host.name),
+                    )),
+                    "dane-required",
+                ))
             } else {
                 Ok(None)
             }
@@ -372,25 +478,31 @@ impl MxResolver {
         if !chain_secure {
             return not_applicable("its MX or address records are not DNSSEC-signed".into());
         }
-        let name = format!("_{}._tcp.{}", self.config.smtp_port, host.name);
+        let name = format!("_{port}._tcp.{}", host.name);
         let answer = match self.resolver.tlsa(&name).await {
             Ok(answer) => answer,
             Err(LookupError::NxDomain(_) | LookupError::NoRecords(_)) => {
                 return not_applicable(format!("{name} has no TLSA records"));
             }
             Err(LookupError::Bogus(e)) => {
-                return Err(Failure::Transient(Reply::new(
-                    451,
-                    "4.7.5",
-                    format!("TLSA records {name} failed DNSSEC validation: {e}"),
-                )));
+                return Err((
+                    Failure::Transient(Reply::new(
+                        451,
+                        "4.7.5",
+                        format!("TLSA records {name} failed DNSSEC validation: {e}"),
+                    )),
+                    "dnssec-invalid",
+                ));
             }
             Err(e) => {
-                return Err(Failure::Transient(Reply::new(
-                    451,
-                    "4.7.5",
-                    format!("TLSA lookup of {name} failed: {e}"),
-                )));
+                return Err((
+                    Failure::Transient(Reply::new(
+                        451,
+                        "4.7.5",
+                        format!("TLSA lookup of {name} failed: {e}"),
+                    )),
+                    "dnssec-invalid",
+                ));
             }
         };
         if !answer.security.is_secure() {
@@ -403,7 +515,8 @@ impl MxResolver {
                 let mut c = config.clone();
                 c.tls = TlsPolicy::Required;
                 c.tls_verify = TlsVerify::Dane(tls);
-                Ok(Some(c))
+                let text = records.iter().map(Tlsa::presentation).collect();
+                Ok(Some((c, text)))
             }
             None => not_applicable(format!("{name} has no usable TLSA record")),
         }

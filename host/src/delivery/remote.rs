@@ -35,6 +35,8 @@ pub struct RemoteSettings {
     /// MTA-STS (`[mta_sts]`) and where its policies are cached (`<state>/mta-sts`).
     pub mta_sts: crate::config::mta_sts::MtaStsConfig,
     pub mta_sts_cache: Option<PathBuf>,
+    /// TLS-RPT (`[tls_rpt]`): where MX sessions' TLS results are recorded, if reports are on.
+    pub tls_rpt: Option<std::sync::Arc<super::tls_rpt::TlsRpt>>,
     /// DANE for MX delivery per domain (`[routes] dane`, `[routes.domains.X] dane`).
     pub routes: RoutesConfig,
     /// `[routes.credentials.NAME]` by name.
@@ -60,6 +62,7 @@ impl RemoteSettings {
             routes: RoutesConfig::default(),
             mta_sts: crate::config::mta_sts::MtaStsConfig::default(),
             mta_sts_cache: None,
+            tls_rpt: None,
             credentials: BTreeMap::new(),
             mx: MxConfig::default(),
             resolver: None,
@@ -81,6 +84,7 @@ impl RemoteSettings {
             let tls = RelayTls {
                 verify: relay.verify,
                 ca_file: relay.ca_file.clone(),
+                dane: relay.dane,
             };
             self.relay_tls.insert((relay.host.clone(), relay.port), tls);
         }
@@ -105,6 +109,8 @@ impl RemoteSettings {
 pub struct RelayTls {
     pub verify: bool,
     pub ca_file: Option<PathBuf>,
+    /// DANE for the relay (`dane` of its `[routes]` entry).
+    pub dane: DaneMode,
 }
 
 impl Default for RelayTls {
@@ -112,8 +118,31 @@ impl Default for RelayTls {
         RelayTls {
             verify: true,
             ca_file: None,
+            dane: DaneMode::Off,
         }
     }
+}
+
+/// Connects to the first of `addrs` that answers (addresses from our own resolver).
+async fn connect_addresses(
+    addrs: &[std::net::IpAddr],
+    host: &str,
+    port: u16,
+    config: &ClientConfig,
+) -> Result<Connection, Failure> {
+    let mut last = Failure::Transient(Reply::new(
+        451,
+        "4.4.3",
+        format!("relay {host} has no address"),
+    ));
+    for ip in addrs {
+        match Connection::connect(std::net::SocketAddr::new(*ip, port), host, config).await {
+            Ok(conn) => return Ok(conn),
+            Err(f @ Failure::Permanent(_)) => return Err(f),
+            Err(f) => last = f,
+        }
+    }
+    Err(last)
 }
 
 /// Whether the message's header has `TLS-Required: No` (RFC 8689 §5).
@@ -127,7 +156,7 @@ pub struct RemoteAgents {
     maildir: Maildir,
     settings: RemoteSettings,
     mx: MxResolver,
-    mta_sts: MtaSts,
+    mta_sts: std::sync::Arc<MtaSts>,
     idle: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
     /// Verifying client configurations by CA file (the system roots are loaded once).
     verifiers: Mutex<HashMap<Option<PathBuf>, TlsVerify>>,
@@ -138,12 +167,15 @@ impl RemoteAgents {
         let mx = match &settings.resolver {
             Some(resolver) => MxResolver::with_resolver(resolver.clone(), settings.mx.clone()),
             None => MxResolver::new(settings.mx.clone())?,
-        };
-        let mta_sts = MtaSts::new(
+        }
+        .with_tls_rpt(settings.tls_rpt.clone());
+        let mta_sts = std::sync::Arc::new(MtaSts::new(
             mx.resolver().clone(),
             settings.mta_sts.clone(),
             settings.mta_sts_cache.clone(),
-        )?;
+        )?);
+        // Cached policies are kept fresh in the background (RFC 8461 §5.1).
+        MtaSts::spawn_refresh(&mta_sts);
         Ok(RemoteAgents {
             maildir,
             settings,
@@ -217,6 +249,26 @@ impl RemoteAgents {
             target.tls,
             target.credentials.as_deref().unwrap_or("")
         );
+        // DANE: TLSA records at _<port>._tcp.<host> authenticate the relay instead of a CA.
+        let dane = self
+            .settings
+            .relay_tls
+            .get(&(target.host.clone(), target.port))
+            .map_or(DaneMode::Off, |t| t.dane);
+        if dane != DaneMode::Off {
+            config.dane = dane;
+            match self.mx.relay_dane(&target.host, target.port, &config).await {
+                Ok(Some((dane_config, addrs))) => {
+                    let host = target.host.clone();
+                    let port = target.port;
+                    let connect =
+                        async move { connect_addresses(&addrs, &host, port, &dane_config).await };
+                    return self.send_reusing(&key, connect, out).await;
+                }
+                Ok(None) => {}
+                Err(failure) => return Attempt::all(out, failure.outcome()),
+            }
+        }
         let connect = smtp_client::connect_to_relay(target, &config);
         self.send_reusing(&key, connect, out).await
     }

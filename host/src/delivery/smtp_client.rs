@@ -37,6 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use capabilities::Capabilities;
 pub use encode::{dot_stuff, has_8bit, needs_smtputf8, notify_param};
 pub use reply::{ReplyError, ServerReply, parse_reply};
+pub use session::ConnectFailure;
 pub use tls::TlsVerify;
 pub use transaction::outcome_of;
 
@@ -235,6 +236,8 @@ pub struct Connection {
     tls: bool,
     /// TLS whose certificate was checked (chain and name, or DANE), not merely encryption.
     tls_authenticated: bool,
+    /// Opportunistic TLS failed (RFC 8460 result type) and the session went on in plain text.
+    tls_failure: Option<&'static str>,
     /// False after 421, a lost connection or a garbled reply.
     usable: bool,
     /// The last transaction ended mid-way: RSET before the next MAIL.
@@ -271,6 +274,11 @@ impl Connection {
     /// TLS with the peer's certificate authenticated (verified chain and name, or DANE).
     pub fn is_tls_authenticated(&self) -> bool {
         self.tls_authenticated
+    }
+
+    /// Why opportunistic TLS failed before this plain-text session (RFC 8460 result type).
+    pub fn tls_failure(&self) -> Option<&'static str> {
+        self.tls_failure
     }
 
     /// Whether another transaction may be sent.

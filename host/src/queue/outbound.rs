@@ -1,6 +1,10 @@
 //! The outbound hook before a delivery attempt: plugins see the message as it will be sent and
-//! the destination, and may edit the header (before any signing), defer or fail the attempt, or
-//! send it elsewhere. Local Maildir delivery is not an outbound attempt.
+//! the destination, and may edit the header, defer or fail the attempt, or send it elsewhere.
+//! Local Maildir delivery is not an outbound attempt.
+//!
+//! The message may already carry DKIM signatures (ours, made at submission, or the sender's):
+//! an edit of a field a signature covers (named in its `h=` tag) would break it, so such edits
+//! are dropped with a warning; adding or removing other fields is safe.
 
 use crate::delivery::{Destination, RecipientOutcome};
 use crate::policy::{
@@ -41,6 +45,27 @@ fn destination(d: OutboundDestination) -> Destination {
     }
 }
 
+/// The fields (lower case) named in the `h=` tag of any DKIM-Signature of `message`.
+fn signed_fields(message: &[u8]) -> std::collections::HashSet<String> {
+    let header = crate::mail::header::section(message);
+    crate::mail::header::list(header)
+        .filter(|(name, _)| name.eq_ignore_ascii_case("DKIM-Signature"))
+        .flat_map(|(_, value)| {
+            value
+                .split(';')
+                .filter_map(|tag| tag.trim().strip_prefix("h=").map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .flat_map(|names| {
+            names
+                .split(':')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Runs the outbound hook chain for an attempt to `dest` carrying `recipients`.
 pub async fn prepare(
     hooks: &dyn QueueHooks,
@@ -61,7 +86,20 @@ pub async fn prepare(
         destination: outbound,
         attempt,
     };
-    let decision = hooks.outbound(&attempt, message).await;
+    let mut decision = hooks.outbound(&attempt, message).await;
+    if !decision.headers.is_empty() {
+        let signed = signed_fields(message);
+        decision.headers.retain(|edit| {
+            let name = match edit {
+                HeaderEdit::Add(name, _) | HeaderEdit::Remove(name) | HeaderEdit::Replace(name, _) => name,
+            };
+            let keep = !signed.contains(&name.to_ascii_lowercase());
+            if !keep {
+                tracing::warn!(queue_id, field = %name, "outbound header edit dropped: the field is covered by a DKIM signature the edit would break");
+            }
+            keep
+        });
+    }
     let edited = (!decision.headers.is_empty()).then(|| {
         let mods: Vec<Modification> = decision
             .headers
@@ -84,5 +122,23 @@ pub async fn prepare(
         OutboundAction::Reroute(to) => Prepared::Deliver(destination(to), edited),
         OutboundAction::Tempfail(reply) => Prepared::Decided(RecipientOutcome::Deferred(reply)),
         OutboundAction::Fail(reply) => Prepared::Decided(RecipientOutcome::Failed(reply)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signed_fields;
+
+    #[test]
+    fn fields_named_by_any_signature_h_tag() {
+        let message = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=a;\r\n\t\
+            h=From:From:To:\r\n Subject; bh=x; b=y\r\nDKIM-Signature: v=1; h=date; b=z\r\n\
+            From: a@example.test\r\nSubject: s\r\n\r\nbody\r\n";
+        let signed = signed_fields(message);
+        for name in ["from", "to", "subject", "date"] {
+            assert!(signed.contains(name), "{name}: {signed:?}");
+        }
+        assert!(!signed.contains("x-internal"));
+        assert!(signed_fields(b"Subject: unsigned\r\n\r\nbody").is_empty());
     }
 }

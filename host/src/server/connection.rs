@@ -246,7 +246,7 @@ async fn run(
     let timeouts = &shared.config.server.timeouts;
     let mut tls = None;
     let stream = if listener.implicit_tls() {
-        let handshake = shared.tls.accept(tcp);
+        let handshake = shared.tls.for_listener(&listener.name).accept(tcp);
         let tls_stream = tokio::time::timeout(Duration::from_secs(timeouts.greeting), handshake)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
@@ -273,6 +273,7 @@ async fn run(
     // CRAM-MD5 challenges: unpredictable and unique (random digits, then the session id).
     session.set_challenge_seed(&format!("{}.{}", rand::random::<u64>(), info.id));
     let mut conn = Connection {
+        acceptor: shared.tls.for_listener(&listener.name),
         session,
         stage: Stage::new(
             shared.clone(),
@@ -289,6 +290,8 @@ async fn run(
 
 struct Connection {
     shared: Arc<Shared>,
+    /// This listener's TLS acceptor (its own certificates, or the server's).
+    acceptor: tokio_rustls::TlsAcceptor,
     session: Session,
     stage: Stage,
     stream: Stream,
@@ -480,7 +483,7 @@ impl Connection {
             return Err(io::Error::other("STARTTLS under TLS"));
         };
         let limit = Duration::from_secs(self.shared.config.server.timeouts.command);
-        let tls_stream = tokio::time::timeout(limit, self.shared.tls.accept(tcp))
+        let tls_stream = tokio::time::timeout(limit, self.acceptor.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
             .and_then(|r| r);

@@ -48,7 +48,8 @@ pub struct Shared {
     /// For ETRN (None: ETRN is not offered).
     pub queue: Option<Queue>,
     pub users: UserDb,
-    pub tls: tokio_rustls::TlsAcceptor,
+    /// The server's TLS acceptor and per-listener ones.
+    pub tls: tls::Acceptors,
     pub limits: Arc<limits::ConnectionLimits>,
     pub auth_failures: Arc<auth_failures::AuthFailures>,
     /// What operators see at `/metrics`.
@@ -75,7 +76,7 @@ impl Shared {
         &self,
         config: Arc<Config>,
         users: UserDb,
-        tls: tokio_rustls::TlsAcceptor,
+        tls: tls::Acceptors,
         mailauth: Arc<crate::mailauth::MailAuth>,
     ) -> Shared {
         Shared {
@@ -217,7 +218,10 @@ impl Server {
         auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
     ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
-        let tls = tls::acceptor(&config.server.tls, &config.server.hostname)?;
+        let tls = tls::Acceptors::from_config(
+            &config,
+            tls::acceptor(&config.server.tls, &config.server.hostname)?,
+        )?;
         let limits = limits::ConnectionLimits::new(
             config.server.limits.max_connections,
             config.server.limits.max_connections_per_ip,

@@ -50,6 +50,10 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.kv != new.kv {
         sections.push("[kv]");
     }
+    if old.tls_rpt != new.tls_rpt {
+        // The session store and the report task are set up once at start.
+        sections.push("[tls_rpt]");
+    }
     if old.admin != new.admin {
         sections.push("[admin]");
     }
@@ -113,8 +117,13 @@ impl ServerHandle {
             changes.push("server.tls: now a generated self-signed certificate".to_string());
             tls::acceptor(&new.server.tls, &new.server.hostname)?
         } else {
-            current.tls.clone()
+            current.tls.default.clone()
         };
+        // Listeners' own certificates are re-read on every reload, like the server's.
+        let tls = tls::Acceptors::from_config(&new, tls)?;
+        if tls.has_listener_certificates() {
+            changes.push("listener certificates re-read".to_string());
+        }
         let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
         if debug(&old.server.limits) != debug(&new.server.limits) {
             changes.push("server.limits changed".into());

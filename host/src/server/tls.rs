@@ -46,6 +46,54 @@ pub fn acceptor(config: &TlsConfig, hostname: &str) -> anyhow::Result<TlsAccepto
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
+/// The acceptors of a server: its own (`[server.tls]`) and those of listeners with a `tls`
+/// table of their own.
+#[derive(Clone)]
+pub struct Acceptors {
+    pub default: TlsAcceptor,
+    by_listener: HashMap<String, TlsAcceptor>,
+}
+
+impl Acceptors {
+    /// The server's acceptor and one per listener that names its own certificates.
+    pub fn from_config(
+        config: &crate::config::Config,
+        default: TlsAcceptor,
+    ) -> anyhow::Result<Acceptors> {
+        let mut by_listener = HashMap::new();
+        for listener in &config.listeners {
+            let Some(tls) = &listener.tls else {
+                continue;
+            };
+            anyhow::ensure!(
+                tls.cert.is_some() && tls.key.is_some(),
+                "listener {:?}: tls needs cert and key",
+                listener.name
+            );
+            let acceptor = acceptor(tls, &config.server.hostname)
+                .with_context(|| format!("listener {:?}: tls", listener.name))?;
+            by_listener.insert(listener.name.clone(), acceptor);
+        }
+        Ok(Acceptors {
+            default,
+            by_listener,
+        })
+    }
+
+    /// The acceptor for connections to `listener`.
+    pub fn for_listener(&self, listener: &str) -> TlsAcceptor {
+        self.by_listener
+            .get(listener)
+            .unwrap_or(&self.default)
+            .clone()
+    }
+
+    /// Whether any listener has certificates of its own.
+    pub fn has_listener_certificates(&self) -> bool {
+        !self.by_listener.is_empty()
+    }
+}
+
 /// The server's certificates: a default one, and others by DNS name (SNI). Swapped whole on
 /// reload.
 #[derive(Debug)]

@@ -7,11 +7,13 @@
 //! - [`ops`]: /metrics over HTTP; redis-server and haproxy for the operations tests.
 //! - [`outbound`]: fixtures for the delivery tests (client config, envelopes, messages).
 //! - [`tls`]: test CAs and certificates (good, expired, wrong-name, self-signed), a DNSSEC-signed
-//!   zone served by BIND, an HTTPS server (MTA-STS policy host).
+//!   zone served by BIND, an HTTPS server (MTA-STS policy host); [`https_collector`]: an HTTPS
+//!   server keeping POSTed bodies (TLS-RPT report endpoint).
 #![allow(dead_code)]
 
 pub mod dns;
 pub mod helper_dir;
+pub mod https_collector;
 pub mod mailwit;
 pub mod ops;
 pub mod outbound;

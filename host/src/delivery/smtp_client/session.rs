@@ -21,17 +21,32 @@ impl Connection {
         server_name: &str,
         config: &ClientConfig,
     ) -> Result<Connection, Failure> {
+        Connection::connect_reporting(addr, server_name, config)
+            .await
+            .map_err(|e| e.failure)
+    }
+
+    /// [`Connection::connect`], telling why TLS failed in RFC 8460 terms (for TLS-RPT).
+    pub async fn connect_reporting(
+        addr: SocketAddr,
+        server_name: &str,
+        config: &ClientConfig,
+    ) -> Result<Connection, ConnectFailure> {
         let remote = format!("{server_name} [{}]:{}", addr.ip(), addr.port());
         let result = Connection::connect_once(addr, server_name, &remote, config, true).await;
         match result {
             // A failed opportunistic handshake leaves the connection unusable; like Postfix,
             // try once more in plain text.
-            Err(Retry::WithoutTls) => {
-                Connection::connect_once(addr, server_name, &remote, config, false)
-                    .await
-                    .map_err(Retry::into_failure)
+            Err(Retry::WithoutTls(why)) => {
+                match Connection::connect_once(addr, server_name, &remote, config, false).await {
+                    Ok(mut conn) => {
+                        conn.tls_failure = Some(why);
+                        Ok(conn)
+                    }
+                    Err(retry) => Err(retry.into_connect_failure()),
+                }
             }
-            other => other.map_err(Retry::into_failure),
+            other => other.map_err(Retry::into_connect_failure),
         }
     }
 
@@ -83,6 +98,7 @@ impl Connection {
             remote: remote.to_string(),
             tls: false,
             tls_authenticated: false,
+            tls_failure: None,
             usable: true,
             needs_reset: false,
             failed_before_transaction: false,
@@ -135,9 +151,10 @@ impl Connection {
                         Err((failure, why)) if policy == TlsPolicy::Required => {
                             return Err(self.tls_failed(failure, &why));
                         }
-                        Err((_, why)) => {
+                        Err((failure, why)) => {
                             tracing::info!(remote = %self.remote, %why, "STARTTLS failed, retrying without TLS");
-                            return Err(Retry::WithoutTls);
+                            let result = failure.map_or("validation-failure", |f| f.result_type());
+                            return Err(Retry::WithoutTls(result));
                         }
                     }
                 }
@@ -152,11 +169,14 @@ impl Connection {
 
     fn tls_required(&mut self, why: &str) -> Retry {
         self.usable = false;
-        Retry::No(Failure::Transient(Reply::new(
-            421,
-            "4.7.10",
-            format!("TLS is required, but {} {why}", self.remote),
-        )))
+        Retry::Tls(
+            Failure::Transient(Reply::new(
+                421,
+                "4.7.10",
+                format!("TLS is required, but {} {why}", self.remote),
+            )),
+            "starttls-not-supported",
+        )
     }
 
     /// A required TLS session could not be set up: a refused certificate is a cryptographic
@@ -180,7 +200,8 @@ impl Connection {
                 ),
             ),
         };
-        Retry::No(Failure::Transient(Reply::new(421, code, text)))
+        let result = failure.map_or("validation-failure", |f| f.result_type());
+        Retry::Tls(Failure::Transient(Reply::new(421, code, text)), result)
     }
 
     /// EHLO with HELO fallback, or LHLO. Sets the capabilities.
@@ -326,21 +347,47 @@ impl Connection {
     }
 }
 
-/// Setup outcome: fail, or (a failed opportunistic TLS handshake) reconnect without TLS.
+/// Setup outcome: fail (because of TLS: with its RFC 8460 result type), or (a failed
+/// opportunistic TLS handshake) reconnect without TLS.
 enum Retry {
     No(Failure),
-    WithoutTls,
+    Tls(Failure, &'static str),
+    WithoutTls(&'static str),
 }
 
 impl Retry {
     fn into_failure(self) -> Failure {
+        self.into_connect_failure().failure
+    }
+
+    fn into_connect_failure(self) -> ConnectFailure {
         match self {
-            Retry::No(f) => f,
-            Retry::WithoutTls => {
-                Failure::Transient(Reply::new(421, "4.7.5", "TLS handshake failed".to_string()))
-            }
+            Retry::No(failure) => ConnectFailure {
+                failure,
+                tls_result: None,
+            },
+            Retry::Tls(failure, result) => ConnectFailure {
+                failure,
+                tls_result: Some(result),
+            },
+            Retry::WithoutTls(result) => ConnectFailure {
+                failure: Failure::Transient(Reply::new(
+                    421,
+                    "4.7.5",
+                    "TLS handshake failed".to_string(),
+                )),
+                tls_result: Some(result),
+            },
         }
     }
+}
+
+/// Why a session could not be set up; `tls_result` is the RFC 8460 result type when TLS was
+/// the reason (e.g. "starttls-not-supported", "certificate-expired", "tlsa-invalid").
+#[derive(Debug, Clone)]
+pub struct ConnectFailure {
+    pub failure: Failure,
+    pub tls_result: Option<&'static str>,
 }
 
 struct ServerNameOrIp(rustls_pki_types::ServerName<'static>);

@@ -297,9 +297,16 @@ impl outbound::Guest for Chaos {
             outbound::DestinationKind::Lmtp => "lmtp",
         };
         let subject = message.header("subject").unwrap_or_default();
+        // `outbound_replace = "Name"`: also replace that field (a signed one should be refused).
+        let replace = text("outbound_replace").map(|name| {
+            outbound::HeaderEdit::Replace(mailwit::plugin::types::HeaderField {
+                name,
+                value: "replaced by chaos".into(),
+            })
+        });
         outbound::OutboundResult {
             action,
-            headers: vec![
+            headers: replace.into_iter().chain([
                 outbound::HeaderEdit::Add(mailwit::plugin::types::HeaderField {
                     name: "X-Outbound".into(),
                     value: format!(
@@ -308,7 +315,8 @@ impl outbound::Guest for Chaos {
                     ),
                 }),
                 outbound::HeaderEdit::Remove("X-Internal".into()),
-            ],
+            ])
+            .collect(),
         }
     }
 }

@@ -6,6 +6,14 @@
 //! compacts in the background, which suits write-heavy stores much larger than a policy kv; its
 //! extra crates would only lengthen the build.
 //!
+//! Durability: `put` and `delete` are durable when they return (a greylist triplet must survive
+//! `kill -9`). Counters (`increment`, what rate limits do on every connection and message) are
+//! committed without an fsync and made durable by a background flush at most [`FLUSH_EVERY`]
+//! later, or by the next durable commit, or as the server stops ([`flush_all`]; a `kill -9`
+//! within that second loses those counts): an fsync per counter
+//! doubled the cost of a message on disk, and a crash losing the last second of rate-limit counts
+//! is harmless (Redis's `appendfsync everysec` makes the same trade).
+//!
 //! Each value is stored with its expiry: 8 bytes of big-endian milliseconds since the Unix epoch
 //! (0: none), then the value. Wall-clock time, because a restart must not renew every TTL.
 //! Expired entries are invisible at once and removed when the table is full (and by
@@ -13,32 +21,92 @@
 
 use super::{KvStore, MAX_ENTRIES, MAX_VALUE, check_key};
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableError,
 };
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Longest time a counter update stays in memory only.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The database and whether it holds commits not yet on disk.
+struct Shared {
+    db: Database,
+    unflushed: AtomicBool,
+    /// Held around every write transaction: redb has one writer at a time and no way to ask
+    /// without waiting, so this lets a counter update run inline when nobody else is writing.
+    writer: Mutex<()>,
+}
+
+impl Shared {
+    /// Makes every earlier non-durable commit durable (an empty durable commit does it).
+    fn flush(&self) -> Result<(), String> {
+        if !self.unflushed.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let _writer = self.lock_writer();
+        let result = self
+            .db
+            .begin_write()
+            .map_err(err)
+            .and_then(|txn| txn.commit().map_err(err));
+        if result.is_err() {
+            self.unflushed.store(true, Ordering::Release);
+        }
+        result
+    }
+}
+
+impl Shared {
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "kv: the last counter updates could not be made durable");
+        }
+    }
+}
 
 /// The database file every plugin's table lives in.
 #[derive(Clone)]
 pub struct EmbeddedDb {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
 }
 
 impl EmbeddedDb {
-    /// Opens (or creates) the database file.
+    /// Opens (or creates) the database file, with a thread that flushes counter updates.
     pub fn open(path: &Path) -> Result<EmbeddedDb, String> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let db = Database::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(EmbeddedDb { db: Arc::new(db) })
+        let shared = Arc::new(Shared {
+            db,
+            unflushed: AtomicBool::new(false),
+            writer: Mutex::new(()),
+        });
+        register(&shared);
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("kv-flush".into())
+            .spawn(move || flush_until_closed(weak))
+            .map_err(|e| format!("kv flush thread: {e}"))?;
+        Ok(EmbeddedDb { shared })
     }
 
     /// The store of one plugin (its own table).
     pub fn store(&self, plugin: &str) -> EmbeddedKv {
         let kv = EmbeddedKv {
-            db: self.db.clone(),
+            shared: self.shared.clone(),
             table: Arc::from(format!("plugin:{plugin}")),
         };
         if let Err(e) = kv.purge_expired() {
@@ -48,9 +116,47 @@ impl EmbeddedDb {
     }
 }
 
+/// Every database opened in this process, so the server can flush their counters as it stops.
+static OPEN: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn register(shared: &Arc<Shared>) {
+    let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    open.retain(|db| db.strong_count() > 0);
+    open.push(Arc::downgrade(shared));
+}
+
+/// Makes the counter updates of every open database durable: the server calls it as it stops
+/// (it exits without dropping the databases, so their `Drop` would not run).
+pub fn flush_all() {
+    let open: Vec<_> = OPEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for shared in open {
+        if let Err(e) = shared.flush() {
+            tracing::warn!(error = %e, "kv: the last counter updates could not be made durable");
+        }
+    }
+}
+
+/// Flushes counter updates every [`FLUSH_EVERY`] until the database is closed.
+fn flush_until_closed(shared: Weak<Shared>) {
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Err(e) = shared.flush() {
+            tracing::warn!(error = %e, "kv: flushing counter updates failed (retried)");
+        }
+    }
+}
+
 /// One plugin's table in the embedded database.
 pub struct EmbeddedKv {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     table: Arc<str>,
 }
 
@@ -94,7 +200,8 @@ impl EmbeddedKv {
     /// Removes expired entries; returns how many.
     pub fn purge_expired(&self) -> Result<u64, String> {
         let now = now_ms();
-        let txn = self.db.begin_write().map_err(err)?;
+        let _writer = self.shared.lock_writer();
+        let txn = self.shared.db.begin_write().map_err(err)?;
         let removed = {
             let mut table = txn.open_table(self.definition()).map_err(err)?;
             let before = table.len().map_err(err)?;
@@ -108,7 +215,7 @@ impl EmbeddedKv {
     }
 
     fn get_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let txn = self.db.begin_read().map_err(err)?;
+        let txn = self.shared.db.begin_read().map_err(err)?;
         let table = match txn.open_table(self.definition()) {
             Ok(table) => table,
             Err(TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -123,14 +230,30 @@ impl EmbeddedKv {
     }
 
     /// Runs `change` on the current live value of `key` in one write transaction; it returns
-    /// the record to store (None: leave the key as it is) and the answer.
+    /// the record to store (None: leave the key as it is) and the answer. `durable`: the commit
+    /// is on disk when this returns; otherwise the next flush puts it there.
     fn update_blocking<T>(
         &self,
         key: &str,
+        durable: bool,
+        change: impl FnOnce(Option<(u64, &[u8])>, u64) -> Result<(Option<Vec<u8>>, T), String>,
+    ) -> Result<T, String> {
+        let _writer = self.shared.lock_writer();
+        self.update_locked(key, durable, change)
+    }
+
+    /// [`EmbeddedKv::update_blocking`] for a caller that holds the writer lock.
+    fn update_locked<T>(
+        &self,
+        key: &str,
+        durable: bool,
         change: impl FnOnce(Option<(u64, &[u8])>, u64) -> Result<(Option<Vec<u8>>, T), String>,
     ) -> Result<T, String> {
         let now = now_ms();
-        let txn = self.db.begin_write().map_err(err)?;
+        let mut txn = self.shared.db.begin_write().map_err(err)?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(err)?;
+        }
         let answer = {
             let mut table = txn.open_table(self.definition()).map_err(err)?;
             let current = table
@@ -157,12 +280,16 @@ impl EmbeddedKv {
             answer
         };
         txn.commit().map_err(err)?;
+        if !durable {
+            self.shared.unflushed.store(true, Ordering::Release);
+        }
         Ok(answer)
     }
 
     fn delete_blocking(&self, key: &str) -> Result<bool, String> {
         let now = now_ms();
-        let txn = self.db.begin_write().map_err(err)?;
+        let _writer = self.shared.lock_writer();
+        let txn = self.shared.db.begin_write().map_err(err)?;
         let existed = {
             let mut table = txn.open_table(self.definition()).map_err(err)?;
             let removed = table.remove(key).map_err(err)?;
@@ -174,7 +301,7 @@ impl EmbeddedKv {
 
     fn clone_handle(&self) -> EmbeddedKv {
         EmbeddedKv {
-            db: self.db.clone(),
+            shared: self.shared.clone(),
             table: self.table.clone(),
         }
     }
@@ -191,11 +318,43 @@ impl EmbeddedKv {
     }
 }
 
+/// A key's live record as a change sees it: (expiry, value).
+type Live<'a> = Option<(u64, &'a [u8])>;
+/// What a change returns: the record to store (None: leave it) and the caller's answer.
+type Stored<T> = (Option<Vec<u8>>, T);
+
+/// The change a counter update makes: the live value plus `delta` (a new counter starts at 0 and
+/// takes `ttl`; an existing one keeps its expiry).
+fn count(
+    key: &str,
+    delta: i64,
+    ttl: Option<Duration>,
+) -> impl FnOnce(Live<'_>, u64) -> Result<Stored<i64>, String> {
+    let name = key.to_string();
+    move |current, now| {
+        let (value, expires) = match current {
+            Some((at, bytes)) => {
+                let n = std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| format!("value of {name:?} is not an integer"))?;
+                (n, at)
+            }
+            // The TTL applies when the counter is created.
+            None => (0, expiry(ttl, now)),
+        };
+        let next = value
+            .checked_add(delta)
+            .ok_or_else(|| "counter overflow".to_string())?;
+        Ok((Some(encode(next.to_string().as_bytes(), expires)), next))
+    }
+}
+
 #[async_trait::async_trait]
 impl KvStore for EmbeddedKv {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let key = key.to_string();
-        self.blocking(move |kv| kv.get_blocking(&key)).await
+        // A read transaction never waits for a writer (redb is MVCC) and does no fsync: inline.
+        self.get_blocking(key)
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), String> {
@@ -205,7 +364,7 @@ impl KvStore for EmbeddedKv {
         }
         let key = key.to_string();
         self.blocking(move |kv| {
-            kv.update_blocking(&key, |_, now| {
+            kv.update_blocking(&key, true, |_, now| {
                 Ok((Some(encode(&value, expiry(ttl, now))), ()))
             })
         })
@@ -214,28 +373,15 @@ impl KvStore for EmbeddedKv {
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
         check_key(key)?;
+        // Uncontended, a non-durable commit is microseconds of memory work: cheaper inline than
+        // a hop to the blocking pool and back (two thread wake-ups per counter). When another
+        // write (a durable one, or the flush) holds the writer, wait on the blocking pool.
+        if let Ok(_writer) = self.shared.writer.try_lock() {
+            return self.update_locked(key, false, count(key, delta, ttl));
+        }
         let key = key.to_string();
-        self.blocking(move |kv| {
-            let name = key.clone();
-            kv.update_blocking(&key, move |current, now| {
-                let (value, expires) = match current {
-                    Some((at, bytes)) => {
-                        let n = std::str::from_utf8(bytes)
-                            .ok()
-                            .and_then(|s| s.parse::<i64>().ok())
-                            .ok_or_else(|| format!("value of {name:?} is not an integer"))?;
-                        (n, at)
-                    }
-                    // The TTL applies when the counter is created.
-                    None => (0, expiry(ttl, now)),
-                };
-                let next = value
-                    .checked_add(delta)
-                    .ok_or_else(|| "counter overflow".to_string())?;
-                Ok((Some(encode(next.to_string().as_bytes(), expires)), next))
-            })
-        })
-        .await
+        self.blocking(move |kv| kv.update_blocking(&key, false, count(&key, delta, ttl)))
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, String> {

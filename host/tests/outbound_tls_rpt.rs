@@ -1,0 +1,410 @@
+//! SMTP TLS reporting (RFC 8460) through the real binary. BIND serves a signed zone with the
+//! destination's MX, TLSA and `_smtp._tls` TXT records; mailwit records each MX session's TLS
+//! result in `<state>/tls-rpt` and, when the (test-short) period ends, sends the aggregate report.
+//!
+//! | row | sessions | rua | expected |
+//! |---|---|---|---|
+//! | mail report | 2 × (mx1: TLSA mismatch, then mx2: DANE ok) | mailto: a local mailbox | multipart/report mail with RFC headers; JSON: tlsa-invalid × 2 for mx1, 2 successes for mx2 |
+//! | https report | 1 DANE ok | https: an in-test HTTPS server | POST application/tlsrpt+gzip; JSON with every RFC field |
+//! | restart | 1 DANE ok, then kill -9 before the period ends (restart with a shorter period) | mailto: | the report after the restart still counts it |
+
+use crate::support;
+
+use std::io::Read;
+
+use mail_parser::MimeHeaders;
+use std::time::{Duration, Instant};
+
+use support::https_collector::HttpsCollector;
+use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
+use support::tls::{Leaf, Pki, SignedZone, Validity, Zones, hex, self_signed, sha256};
+use support::{ALICE, Client, TestServer};
+
+async fn peer(leaf: &Leaf) -> Peer {
+    Peer::start(PeerOptions {
+        extensions: vec!["PIPELINING".into()],
+        tls: Some(TestCa {
+            ca_der: leaf.der.clone(),
+            server: leaf.server_config(),
+        }),
+        ..PeerOptions::default()
+    })
+    .await
+}
+
+macro_rules! need_bind {
+    () => {
+        if !support::tls::have_bind() {
+            eprintln!("skipped: BIND (Debian bind9, bind9-utils) is not installed");
+            return;
+        }
+    };
+}
+
+fn mailwit(zone: &SignedZone, peer: &Peer, tls_rpt: &str) -> TestServer {
+    TestServer::with_config(&support::config(
+        "",
+        &format!(
+            "{dns}\n[queue]\nmx_port = {port}\nretry_first = \"1s\"\nretry_max = \"2s\"\n\
+             client_timeout = \"30s\"\n[tls_rpt]\nenabled = true\norganization = \"Test Org\"\n\
+             contact = \"tls-reports@example.test\"\n{tls_rpt}\n",
+            dns = zone.dns_config(),
+            port = peer.addr.port(),
+        ),
+    ))
+}
+
+fn submit(server: &TestServer, to: &str) {
+    let mut c = Client::connect_tls(server.addr("submissions"));
+    c.expect("EHLO client.test", 250);
+    c.login_alice();
+    let reply = c.send_mail(ALICE, &[to], &support::message("tls-rpt", "Hi.\r\n"));
+    assert_eq!(reply.code, 250, "{reply:?}");
+    c.expect("QUIT", 221);
+}
+
+fn wait_delivered(peer: &Peer, server: &TestServer, count: usize) {
+    let deadline = Instant::now() + support::PATIENCE;
+    while peer.transcript().messages.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} delivered:\n{}",
+            peer.transcript().messages.len(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> serde_json::Value {
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut json)
+        .expect("gzip");
+    serde_json::from_slice(&json).expect("report JSON")
+}
+
+/// The report mails in `address`'s Maildir: (raw message, decompressed JSON).
+fn report_mails(
+    server: &TestServer,
+    address: &str,
+) -> Vec<(mail_parser::Message<'static>, serde_json::Value)> {
+    let mut out = Vec::new();
+    for path in server.maildir(address) {
+        let raw = std::fs::read(&path).unwrap();
+        let message = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .unwrap()
+            .into_owned();
+        let Some(part) = message.attachment(0) else {
+            continue;
+        };
+        let ctype = part.content_type().unwrap();
+        assert_eq!(
+            (ctype.ctype(), ctype.subtype()),
+            ("application", Some("tlsrpt+gzip"))
+        );
+        let json = gunzip(part.contents());
+        out.push((message, json));
+    }
+    out
+}
+
+/// Sums over reports: (successes, failures by result type) of the policies naming `mx`.
+fn counts(reports: &[serde_json::Value], mx: &str) -> (u64, Vec<(String, u64)>) {
+    let (mut ok, mut failed) = (0, Vec::new());
+    for report in reports {
+        for p in report["policies"].as_array().unwrap() {
+            let hosts = p["policy"]["mx-host"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !hosts.iter().any(|h| h == mx) {
+                continue;
+            }
+            ok += p["summary"]["total-successful-session-count"]
+                .as_u64()
+                .unwrap();
+            for d in p["failure-details"].as_array().cloned().unwrap_or_default() {
+                failed.push((
+                    d["result-type"].as_str().unwrap().to_string(),
+                    d["failed-session-count"].as_u64().unwrap(),
+                ));
+            }
+        }
+    }
+    (ok, failed)
+}
+
+/// Every field RFC 8460 §4 requires of a report, with the types it gives.
+fn check_report_fields(report: &serde_json::Value) {
+    assert_eq!(report["organization-name"], "Test Org");
+    assert_eq!(report["contact-info"], "tls-reports@example.test");
+    assert!(!report["report-id"].as_str().unwrap().is_empty());
+    for field in ["start-datetime", "end-datetime"] {
+        let text = report["date-range"][field].as_str().unwrap();
+        chrono::DateTime::parse_from_rfc3339(text).expect("RFC 3339 date-time");
+        assert!(text.ends_with('Z'), "{text}");
+    }
+    for p in report["policies"].as_array().unwrap() {
+        let kind = p["policy"]["policy-type"].as_str().unwrap();
+        assert!(["tlsa", "sts", "no-policy-found"].contains(&kind), "{kind}");
+        assert!(p["policy"]["policy-domain"].is_string());
+        assert!(p["summary"]["total-successful-session-count"].is_u64());
+        assert!(p["summary"]["total-failure-session-count"].is_u64());
+        let failed: u64 = p["failure-details"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .map(|f| f["failed-session-count"].as_u64().unwrap())
+                    .sum()
+            })
+            .unwrap_or(0);
+        assert_eq!(
+            failed,
+            p["summary"]["total-failure-session-count"]
+                .as_u64()
+                .unwrap()
+        );
+        for d in p["failure-details"].as_array().cloned().unwrap_or_default() {
+            assert!(d["result-type"].is_string());
+            assert!(d["receiving-mx-hostname"].is_string());
+            d["sending-mta-ip"]
+                .as_str()
+                .unwrap()
+                .parse::<std::net::IpAddr>()
+                .unwrap();
+            d["receiving-ip"]
+                .as_str()
+                .unwrap()
+                .parse::<std::net::IpAddr>()
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_failures_and_successes_are_reported_by_mail() {
+    need_bind!();
+    let leaf = self_signed(&["mx2.rpt.test"]);
+    let other = self_signed(&["mx1.rpt.test"]);
+    let peer = peer(&leaf).await;
+    let port = peer.addr.port();
+    let good = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
+    let bad = format!("3 1 1 {}", hex(&sha256(&other.spki)));
+    let zone = SignedZone::start(Zones {
+        signed: vec![
+            "rpt IN MX 10 mx1.rpt".into(),
+            "rpt IN MX 20 mx2.rpt".into(),
+            "mx1.rpt IN A 127.0.0.1".into(),
+            "mx2.rpt IN A 127.0.0.1".into(),
+            format!("_{port}._tcp.mx1.rpt IN TLSA {bad}"),
+            format!("_{port}._tcp.mx2.rpt IN TLSA {good}"),
+            "_smtp._tls.rpt IN TXT \"v=TLSRPTv1; rua=mailto:bob@example.test\"".into(),
+        ],
+        unsigned: vec![],
+        corrupt_tlsa: vec![],
+    });
+    let server = mailwit(&zone, &peer, "interval = \"2s\"");
+    submit(&server, "carol@rpt.test");
+    wait_delivered(&peer, &server, 1);
+    submit(&server, "dave@rpt.test");
+    wait_delivered(&peer, &server, 2);
+
+    // Sessions may straddle two periods: sum the reports until every session is counted.
+    let deadline = Instant::now() + support::PATIENCE;
+    let mails = loop {
+        let mails = report_mails(&server, "bob@example.test");
+        let json: Vec<_> = mails.iter().map(|(_, j)| j.clone()).collect();
+        let (ok1, failed1) = counts(&json, "mx1.rpt.test");
+        let (ok2, failed2) = counts(&json, "mx2.rpt.test");
+        let tlsa_invalid: u64 = failed1
+            .iter()
+            .filter(|(t, _)| t == "tlsa-invalid")
+            .map(|(_, n)| n)
+            .sum();
+        if tlsa_invalid >= 2 && ok2 >= 2 {
+            assert_eq!((ok1, tlsa_invalid), (0, 2), "{json:#?}");
+            assert_eq!((ok2, failed2.len()), (2, 0), "{json:#?}");
+            break mails;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reports so far: {json:#?}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for (message, json) in &mails {
+        check_report_fields(json);
+        let report_id = json["report-id"].as_str().unwrap();
+        assert_eq!(
+            message.subject().unwrap(),
+            format!(
+                "Report Domain: rpt.test Submitter: mail.example.test Report-ID: <{report_id}>"
+            )
+        );
+        assert_eq!(
+            message.header_raw("TLS-Report-Domain").unwrap().trim(),
+            "rpt.test"
+        );
+        assert_eq!(
+            message.header_raw("TLS-Report-Submitter").unwrap().trim(),
+            "mail.example.test"
+        );
+        let ctype = message.content_type().unwrap();
+        assert_eq!(
+            (ctype.ctype(), ctype.subtype()),
+            ("multipart", Some("report"))
+        );
+        assert_eq!(ctype.attribute("report-type"), Some("tlsrpt"));
+        let name = message.attachment(0).unwrap().attachment_name().unwrap();
+        assert!(name.starts_with("mail.example.test!rpt.test!"), "{name}");
+        assert!(name.ends_with(".json.gz"), "{name}");
+        for p in json["policies"].as_array().unwrap() {
+            assert_eq!(p["policy"]["policy-type"], "tlsa");
+            assert_eq!(p["policy"]["policy-domain"], "rpt.test");
+            let record = p["policy"]["policy-string"][0]
+                .as_str()
+                .unwrap()
+                .to_ascii_lowercase();
+            assert!(record == good || record == bad, "{record}");
+            for d in p["failure-details"].as_array().cloned().unwrap_or_default() {
+                assert_eq!(d["receiving-mx-hostname"], "mx1.rpt.test");
+                assert_eq!(d["receiving-ip"], "127.0.0.1");
+                assert_eq!(d["sending-mta-ip"], "127.0.0.1");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_are_posted_to_https_rua() {
+    need_bind!();
+    let leaf = self_signed(&["mx.rpt2.test"]);
+    let peer = peer(&leaf).await;
+    let port = peer.addr.port();
+    let pki = Pki::new("TLS-RPT endpoint CA");
+    let collector =
+        HttpsCollector::start(&pki.leaf(&["reports.rpt2.test"], Validity::Current)).await;
+    let good = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
+    let zone = SignedZone::start(Zones {
+        signed: vec![
+            "rpt2 IN MX 10 mx.rpt2".into(),
+            "mx.rpt2 IN A 127.0.0.1".into(),
+            "reports.rpt2 IN A 127.0.0.1".into(),
+            format!("_{port}._tcp.mx.rpt2 IN TLSA {good}"),
+            format!(
+                "_smtp._tls.rpt2 IN TXT \"v=TLSRPTv1; rua=https://reports.rpt2.test:{}/v1/tlsrpt\"",
+                collector.addr.port()
+            ),
+        ],
+        unsigned: vec![],
+        corrupt_tlsa: vec![],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.ca_file(dir.path());
+    let server = mailwit(
+        &zone,
+        &peer,
+        &format!("interval = \"2s\"\nca_file = \"{}\"", ca.display()),
+    );
+    submit(&server, "carol@rpt2.test");
+    wait_delivered(&peer, &server, 1);
+    let deadline = Instant::now() + support::PATIENCE;
+    let reports = loop {
+        let posted = collector.posted();
+        let reports: Vec<_> = posted.iter().map(|p| gunzip(&p.body)).collect();
+        if counts(&reports, "mx.rpt2.test").0 >= 1 {
+            for p in &posted {
+                assert!(
+                    p.head.starts_with("POST /v1/tlsrpt HTTP/1.1\r\n"),
+                    "{}",
+                    p.head
+                );
+                assert!(
+                    p.head
+                        .to_ascii_lowercase()
+                        .contains("\r\ncontent-type: application/tlsrpt+gzip"),
+                    "{}",
+                    p.head
+                );
+            }
+            break reports;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing posted:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(counts(&reports, "mx.rpt2.test"), (1, vec![]));
+    for report in &reports {
+        check_report_fields(report);
+        assert_eq!(
+            report["policies"][0]["policy"]["policy-domain"],
+            "rpt2.test"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recorded_sessions_survive_a_kill() {
+    need_bind!();
+    let leaf = self_signed(&["mx.rpt3.test"]);
+    let peer = peer(&leaf).await;
+    let port = peer.addr.port();
+    let good = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
+    let zone = SignedZone::start(Zones {
+        signed: vec![
+            "rpt3 IN MX 10 mx.rpt3".into(),
+            "mx.rpt3 IN A 127.0.0.1".into(),
+            format!("_{port}._tcp.mx.rpt3 IN TLSA {good}"),
+            "_smtp._tls.rpt3 IN TXT \"v=TLSRPTv1; rua=mailto:bob@example.test\"".into(),
+        ],
+        unsigned: vec![],
+        corrupt_tlsa: vec![],
+    });
+    // A period that cannot end before the kill; the restart shortens it, so the period logged
+    // before the kill has ended by then and is reported from what survived on disk.
+    let mut server = mailwit(&zone, &peer, "interval = \"1d\"");
+    submit(&server, "carol@rpt3.test");
+    wait_delivered(&peer, &server, 1);
+    let log_dir = server.state_dir().join("tls-rpt");
+    let deadline = Instant::now() + support::PATIENCE;
+    while std::fs::read_dir(&log_dir).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no session log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(report_mails(&server, "bob@example.test").is_empty());
+    server.kill();
+    let config = std::fs::read_to_string(&server.config_path).unwrap();
+    std::fs::write(
+        &server.config_path,
+        config.replace("interval = \"1d\"", "interval = \"2s\""),
+    )
+    .unwrap();
+    server.spawn();
+    let deadline = Instant::now() + support::PATIENCE;
+    loop {
+        let json: Vec<_> = report_mails(&server, "bob@example.test")
+            .into_iter()
+            .map(|(_, j)| j)
+            .collect();
+        if counts(&json, "mx.rpt3.test").0 >= 1 {
+            assert_eq!(counts(&json, "mx.rpt3.test"), (1, vec![]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no report after the restart:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
