@@ -169,7 +169,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let agents = build_agents(&config)?;
-    let queue = Queue::start(
+    // DKIM keys and the verifier: the queue signs its DSNs with the same (reloadable) keys.
+    let mailauth =
+        Arc::new(crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?);
+    let dsn_signer: Arc<dyn crate::queue::MessageSigner> = mailauth.signers.clone();
+    // DMARC aggregate reports ([dmarc_reports], off by default) go out through the spool.
+    if let (Some(log), Some(verifier)) = (mailauth.reports.clone(), mailauth.verifier.clone()) {
+        tokio::spawn(crate::mailauth::reports::run(
+            log,
+            config.dmarc_reports.clone(),
+            config.server.hostname.clone(),
+            verifier,
+            spool.clone(),
+        ));
+    }
+    let queue = Queue::start_signed(
         spool.clone(),
         QueueOptions {
             config: config.queue.clone(),
@@ -179,6 +193,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             local,
             agents,
         },
+        Some(dsn_signer),
     )
     .await
     .context("cannot start the queue manager")?;
@@ -228,12 +243,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(KvCounters(kv_for_server("@server")))
             as Arc<dyn server::auth_failures::SharedCounters>
     });
-    let server = Server::start_with_metrics(
+    let server = Server::start_with_mailauth(
         config.clone(),
         hooks,
         spool,
         Some(queue.clone()),
         metrics.clone(),
+        mailauth,
         auth_failure_counters,
     )
     .await?;

@@ -389,3 +389,129 @@ fn dkimpy_signed_mail_verifies_in_mailwit_and_tampering_fails() {
         assert!(!body_of(text).is_empty());
     }
 }
+
+/// Submits `subject` as alice (implicit TLS + AUTH) to `to`.
+fn submit_as_alice(server: &TestServer, to: &str, subject: &str, body: &str) {
+    let mut c = Client::connect_tls(server.addr("submissions"));
+    c.expect("EHLO client.test", 250);
+    c.login_alice();
+    let reply = c.send_mail(support::ALICE, &[to], &support::message(subject, body));
+    assert_eq!(reply.code, 250, "{reply:?}");
+    c.expect("QUIT", 221);
+}
+
+/// dkimpy's verdict ("pass" or "fail") on the first DKIM-Signature of `text`.
+fn dkimpy_verify(records: &[(&str, &str)], text: &str) -> String {
+    let args: Vec<String> = records.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = python(&[&["verify"], args.as_slice()].concat(), text.as_bytes());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn bounces_are_signed_with_the_mailer_daemon_domain_key_and_verify_in_dkimpy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, name, value) = generate(dir.path(), "rsa", "example.test", "b1");
+    // A smarthost that refuses every recipient: alice's mail bounces back to her at once.
+    let sink = crate::support::sink::Sink::start(&["-f", "RCPT"]);
+    let extra = format!(
+        "[routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {}, tls = \"opportunistic\" }}\n\
+         [queue]\nretry_first = \"1s\"\nretry_max = \"2s\"\nclient_timeout = \"30s\"\n\n\
+         [[dkim.sign]]\ndomain = \"example.test\"\nselector = \"b1\"\nkey = \"{}\"\n",
+        sink.port(),
+        key.display()
+    );
+    let server = TestServer::with_config(&support::config("", &extra));
+    submit_as_alice(&server, "bob@remote.test", "will bounce", "Hi bob.\r\n");
+    let files = server.wait_maildir(support::ALICE, 1);
+    let bounce = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(bounce.contains("report-type=delivery-status"), "{bounce}");
+    assert!(
+        bounce.contains("From: MAILER-DAEMON@mail.example.test"),
+        "{bounce}"
+    );
+    // The bounce's own signature (on top; alice's original, signed too, is inside the report).
+    let unfolded = bounce.replace("\r\n\t", " ").replace("\r\n ", " ");
+    let field = unfolded
+        .lines()
+        .find(|l| l.starts_with("DKIM-Signature:"))
+        .unwrap_or_else(|| panic!("the bounce is not signed: {bounce}"));
+    assert!(field.contains("d=example.test;"), "{field}");
+    assert!(field.contains("s=b1;"), "{field}");
+    assert!(
+        bounce.find("DKIM-Signature:") < bounce.find("From: MAILER-DAEMON"),
+        "{bounce}"
+    );
+    assert_eq!(dkimpy_verify(&[(&name, &value)], &bounce), "pass");
+    let tampered = bounce.replace("Hi bob.", "Hi bob!");
+    assert_ne!(tampered, bounce);
+    assert_eq!(dkimpy_verify(&[(&name, &value)], &tampered), "fail");
+}
+
+#[test]
+fn a_rotated_key_file_is_picked_up_by_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let later = tempfile::tempdir().unwrap();
+    let (first_key, name, first) = generate(dir.path(), "rsa", "example.test", "s1");
+    let (second_key, _, second) = generate(later.path(), "ed25519", "example.test", "s1");
+    let live = dir.path().join("live.pem");
+    std::fs::copy(&first_key, &live).unwrap();
+    let extra = format!(
+        "[[dkim.sign]]\ndomain = \"example.test\"\nselector = \"s1\"\nkey = \"{}\"\n",
+        live.display()
+    );
+    let server = TestServer::with_config(&support::config("", &extra));
+    let reload = || {
+        let out = mailwit(&[
+            "reload",
+            "--state-dir",
+            server.state_dir().to_str().unwrap(),
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let nth = |n: usize, subject: &str| -> String {
+        server
+            .wait_maildir("bob@example.test", n)
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .find(|t| t.contains(&format!("Subject: {subject}\r\n")))
+            .unwrap_or_else(|| panic!("no message {subject}"))
+    };
+
+    submit_as_alice(&server, "bob@example.test", "before", "first key\r\n");
+    let before = nth(1, "before");
+    assert_eq!(dkimpy_verify(&[(&name, &first)], &before), "pass");
+
+    // Rotation in place: the same file now holds a new (Ed25519) key; reload reads it.
+    std::fs::copy(&second_key, &live).unwrap();
+    let (ok, text) = reload();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("dkim: signing keys now example.test/s1"),
+        "{text}"
+    );
+    submit_as_alice(&server, "bob@example.test", "after", "second key\r\n");
+    let after = nth(2, "after");
+    assert!(after.contains("a=ed25519-sha256;"), "{after}");
+    assert_eq!(dkimpy_verify(&[(&name, &second)], &after), "pass");
+    assert_eq!(dkimpy_verify(&[(&name, &first)], &after), "fail");
+
+    // A key file that cannot be read refuses the whole reload; the running key stays.
+    std::fs::write(&live, "not a key\n").unwrap();
+    let (ok, text) = reload();
+    assert!(!ok, "{text}");
+    assert!(text.contains("not applied"), "{text}");
+    submit_as_alice(
+        &server,
+        "bob@example.test",
+        "kept",
+        "still the second key\r\n",
+    );
+    let kept = nth(3, "kept");
+    assert_eq!(dkimpy_verify(&[(&name, &second)], &kept), "pass");
+}

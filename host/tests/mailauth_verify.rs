@@ -449,3 +449,200 @@ fn mx_mail_gets_one_authentication_results_header() {
     let r = auth_results(find("forwarded", "changed"));
     assert!(r.contains("arc=fail"), "{r}");
 }
+
+/// The message inside an smtp-sink dump: its envelope lines (X-Client-Addr, X-Mail-Args, ...)
+/// dropped, CRLF line ends.
+fn dumped_message(dump: &str) -> String {
+    let text = dump.replace("\r\n", "\n");
+    let mut lines = text.lines().peekable();
+    while lines.peek().is_some_and(|l| {
+        ["X-Client-", "X-Helo-Args", "X-Mail-Args", "X-Rcpt-Args"]
+            .iter()
+            .any(|p| l.starts_with(p))
+    }) {
+        lines.next();
+    }
+    lines.map(|l| format!("{l}\r\n")).collect()
+}
+
+#[test]
+fn forwarded_mail_is_arc_sealed_and_the_seal_validates_in_mail_auth_and_dkimpy() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    // The original author's DKIM key (dkimpy signs), and our sealing key (`mailwit dkim
+    // generate`, the same tool an operator uses).
+    python(&["keygen", "rsa", &prefix("author")], b"");
+    let author_record = std::fs::read_to_string(prefix("author") + ".dns").unwrap();
+    let seal_key = dir.path().join("arc.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_mailwit"))
+        .args([
+            "dkim",
+            "generate",
+            "--algorithm",
+            "rsa",
+            "--domain",
+            "example.test",
+        ])
+        .args(["--selector", "arc", "--out", seal_key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let seal_record: String = printed
+        .split_once(" IN TXT ")
+        .unwrap()
+        .1
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .collect();
+
+    let mut zone = Zone::new();
+    zone.txt("example.org", "v=spf1 ip4:127.0.0.1 -all")
+        .txt("_dmarc.example.org", "v=DMARC1; p=reject")
+        .txt("s1._domainkey.example.org", author_record.trim())
+        .txt("arc._domainkey.example.test", &seal_record);
+    let dns = DnsServer::start(zone);
+    let sink = crate::support::sink::Sink::start(&[]);
+    let extra = format!(
+        "{dns}\n[arc]\nseal = {{ domain = \"example.test\", selector = \"arc\", key = \"{key}\" }}\n\n\
+         [routes]\nsmarthost = {{ host = \"127.0.0.1\", port = {port}, tls = \"none\" }}\n\n\
+         [plugins.recipients]\nbuiltin = \"recipients\"\ngrants = [\"config\", \"log\", \"relay\"]\n\n\
+         [plugins.recipients.config]\ndomains = [\"example.test\"]\n\
+         mailboxes = [\"alice@example.test\", \"bob@example.test\"]\n\
+         aliases = {{ \"fwd@example.test\" = \"carol@remote.test\" }}\n\n\
+         [pipelines.mx]\nrcpt = [\"recipients\"]\n",
+        dns = dns.config_toml(),
+        key = seal_key.display(),
+        port = sink.port(),
+    );
+    let server = TestServer::with_config(&support::config("", &extra));
+
+    let original = "From: dave@example.org\r\nTo: fwd@example.test\r\nSubject: forwarded\r\n\
+                    Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <f1@example.org>\r\n\r\n\
+                    A message for the forwarder.\r\n";
+    let signed = python(
+        &["sign", &(prefix("author") + ".key"), "example.org", "s1"],
+        original.as_bytes(),
+    );
+    let signed = String::from_utf8(signed).unwrap();
+    let mut c = Client::connect(server.addr("mx"));
+    c.expect("EHLO client.example.org", 250);
+    let reply = c.send_mail("dave@example.org", &["fwd@example.test"], &signed);
+    assert_eq!(reply.code, 250, "{reply:?}");
+    // Local delivery is not forwarding: no seal.
+    let local = signed.replace("To: fwd@example.test", "To: bob@example.test");
+    let reply = c.send_mail("dave@example.org", &["bob@example.test"], &local);
+    assert_eq!(reply.code, 250, "{reply:?}");
+
+    // An 8-bit body is made 7-bit before it is sealed (like DKIM signing), so no downgrade on
+    // the way breaks the seal.
+    let eight_bit = "From: dave@example.org\r\nTo: fwd@example.test\r\nSubject: 8-bit\r\n\
+                     MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                     Content-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e vom Weiterleiter.\r\n";
+    c.expect("MAIL FROM:<dave@example.org> BODY=8BITMIME", 250);
+    c.expect("RCPT TO:<fwd@example.test>", 250);
+    c.expect("DATA", 354);
+    c.send(eight_bit);
+    c.send(".\r\n");
+    assert_eq!(c.reply().code, 250);
+
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let dumps = loop {
+        let dumps = sink.messages();
+        if dumps.len() >= 2 || std::time::Instant::now() > deadline {
+            break dumps;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(dumps.len(), 2, "{}", server.log());
+    let (forwarded, eight): (Vec<&String>, Vec<&String>) =
+        dumps.iter().partition(|d| d.contains("Subject: forwarded"));
+    let (dump, eight) = (forwarded[0], dumped_message(eight[0]));
+    assert!(dump.contains("X-Rcpt-Args: <carol@remote.test>"), "{dump}");
+    assert!(eight.is_ascii(), "{eight}");
+    assert!(
+        eight.contains("Content-Transfer-Encoding: quoted-printable"),
+        "{eight}"
+    );
+    assert!(eight.contains("ARC-Seal: i=1;"), "{eight}");
+    let relayed = dumped_message(dump);
+    let unfolded = relayed.replace("\r\n\t", " ").replace("\r\n ", " ");
+    let field = |name: &str| {
+        unfolded
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{relayed}"))
+            .to_string()
+    };
+    let seal = field("ARC-Seal:");
+    assert!(seal.contains("i=1;"), "{seal}");
+    assert!(seal.contains("cv=none"), "{seal}");
+    assert!(
+        seal.contains("d=example.test") && seal.contains("s=arc"),
+        "{seal}"
+    );
+    assert!(field("ARC-Message-Signature:").contains("i=1;"));
+    let aar = field("ARC-Authentication-Results:");
+    assert!(aar.contains("i=1; mail.example.test"), "{aar}");
+    assert!(aar.contains("dkim=pass"), "{aar}");
+    assert!(aar.contains("spf=pass"), "{aar}");
+    assert!(aar.contains("dmarc=pass"), "{aar}");
+    let bob = server.wait_maildir("bob@example.test", 1);
+    let bob = std::fs::read_to_string(&bob[0]).unwrap();
+    assert!(!bob.contains("ARC-Seal:"), "{bob}");
+
+    // mail-auth (as the next hop would run it): the chain validates; tampered, it does not.
+    let config = Config::parse(&dns.config_toml(), "t.toml", None).unwrap();
+    let verifier = Verifier::from_config(&config).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let origin = Origin {
+        client_ip: "192.0.2.77".parse().unwrap(),
+        helo: "next.hop.test",
+        mail_from: "dave@example.org",
+    };
+    let tampered = relayed.replace("A message for the forwarder.", "A changed message.");
+    let arc_of = |text: &str| {
+        runtime
+            .block_on(verifier.verify(&origin, text.as_bytes()))
+            .arc
+            .result
+    };
+    assert_eq!(arc_of(&relayed), AuthStatus::Pass);
+    assert_eq!(arc_of(&eight), AuthStatus::Pass);
+    assert_eq!(arc_of(&tampered), AuthStatus::Fail);
+
+    // dkimpy's arc_verify agrees.
+    let records = [
+        format!("arc._domainkey.example.test={seal_record}"),
+        format!("s1._domainkey.example.org={}", author_record.trim()),
+    ];
+    let args = |text: &str| -> String {
+        let mut child = Command::new("python3")
+            .arg(TOOL)
+            .arg("arcverify")
+            .args(&records)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let verdict = args(&relayed);
+    assert!(verdict.starts_with("pass"), "{verdict}\n{relayed}");
+    let verdict = args(&tampered);
+    assert!(verdict.starts_with("fail"), "{verdict}");
+}

@@ -23,6 +23,7 @@ const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
         &["config", "http", "kv", "log"],
     ),
     ("delivery-log", &["delivery"], &["kv", "log"]),
+    ("dmarc", &["data"], &["config", "dns", "log"]),
     ("rate-limit", &["connect", "mail"], &["config", "kv", "log"]),
     ("recipients", &["rcpt"], &["config", "log"]),
     ("router", &["route"], &["config", "log"]),

@@ -16,6 +16,9 @@
 //! authserv_id = "mx.example.test"  # default: [server] hostname
 //! verify = true                    # on mx listeners (default true)
 //! max_signatures = 5               # DKIM signatures verified per message, the rest ignored
+//!
+//! [arc]
+//! seal = { domain = "example.test", selector = "arc", key = "arc.pem" }  # ARC sealer (RFC 8617)
 //! ```
 
 use serde::Deserialize;
@@ -75,6 +78,58 @@ pub struct DkimSignConfig {
     /// Signature lifetime (x= tag); absent: signatures do not expire.
     #[serde(default, deserialize_with = "optional_duration")]
     pub expiry: Option<Duration>,
+}
+
+/// `[arc]`: ARC sealing (RFC 8617) of verified inbound mail that mailwit forwards off-site.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArcConfig {
+    /// The sealer's identity and key; absent: nothing is sealed.
+    #[serde(default)]
+    pub seal: Option<ArcSealConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArcSealConfig {
+    /// The d= of ARC-Seal and ARC-Message-Signature.
+    pub domain: String,
+    /// The s= selector: the public key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// PEM private key (RSA or Ed25519, as `mailwit dkim generate` writes), relative to the
+    /// configuration file.
+    pub key: PathBuf,
+    /// Header fields the ARC-Message-Signature covers when present (default: DKIM's list).
+    #[serde(default)]
+    pub headers: Option<Vec<String>>,
+}
+
+/// `[dmarc_reports]`: DMARC aggregate reports (RFC 7489 section 7.2) about the mail verified here,
+/// sent to the `rua=` addresses of the domains' records. Off by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DmarcReportsConfig {
+    pub enabled: bool,
+    /// The report's sender (MAIL FROM and From) and `<email>` in its metadata; required when
+    /// enabled.
+    pub email: String,
+    /// `<org_name>`; default: `[server] hostname`.
+    pub org_name: Option<String>,
+    /// The reporting period: evaluations are collected this long, then one report per domain
+    /// goes out (RFC 7489: at most daily by default).
+    #[serde(deserialize_with = "super::queue::duration")]
+    pub interval: Duration,
+}
+
+impl Default for DmarcReportsConfig {
+    fn default() -> Self {
+        DmarcReportsConfig {
+            enabled: false,
+            email: String::new(),
+            org_name: None,
+            interval: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// `[authentication]`: verification of inbound mail.

@@ -76,6 +76,12 @@ pub struct Config {
     /// `[authentication]`: SPF, DKIM, DMARC and ARC verification of inbound mail.
     #[serde(default)]
     pub authentication: mailauth::AuthenticationConfig,
+    /// `[arc]`: ARC sealing of verified mail forwarded off-site.
+    #[serde(default)]
+    pub arc: mailauth::ArcConfig,
+    /// `[dmarc_reports]`: DMARC aggregate reports (off by default).
+    #[serde(default)]
+    pub dmarc_reports: mailauth::DmarcReportsConfig,
     /// The file this configuration came from (None for the embedded quickstart).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -220,6 +226,9 @@ impl Config {
                 resolve(p);
             }
         }
+        if let Some(seal) = self.arc.seal.as_mut() {
+            resolve(&mut seal.key);
+        }
         if let Some(p) = self.kv.path.as_mut() {
             resolve(p);
         }
@@ -340,6 +349,19 @@ impl Config {
                     "this domain already has a key with this selector".into(),
                 ));
             }
+        }
+        let reports = &self.dmarc_reports;
+        if reports.enabled && !reports.email.contains('@') {
+            return Err((
+                "dmarc_reports.email".into(),
+                "an address is needed to send reports from".into(),
+            ));
+        }
+        if reports.enabled && reports.interval.is_zero() {
+            return Err((
+                "dmarc_reports.interval".into(),
+                "must be longer than zero".into(),
+            ));
         }
         if self.authentication.max_signatures == 0 {
             return Err((

@@ -30,6 +30,7 @@ pub fn check(output: &DmarcOutput) -> Option<DmarcCheck> {
         record,
         spf_aligned: *output.spf_result() == DmarcResult::Pass,
         dkim_aligned: *output.dkim_result() == DmarcResult::Pass,
+        published: output.dmarc_record_cloned(),
     })
 }
 

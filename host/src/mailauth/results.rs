@@ -91,6 +91,9 @@ pub struct DmarcCheck {
     pub spf_aligned: bool,
     /// A DKIM signature passed with a d= aligned with From.
     pub dkim_aligned: bool,
+    /// The record as published (for aggregate reports: its tags and `rua=`).
+    #[serde(skip)]
+    pub published: Option<std::sync::Arc<mail_auth::dmarc::Dmarc>>,
 }
 
 /// ARC chain validation (RFC 8617).

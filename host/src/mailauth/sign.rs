@@ -11,6 +11,7 @@ use mail_auth::common::crypto::DkimKey;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Signed when present (RFC 6376 section 5.4.1's list and the fields a reader sees).
 pub const DEFAULT_HEADERS: &[&str] = &[
@@ -57,6 +58,14 @@ pub const DEFAULT_OVERSIGN: &[&str] = &[
     "Message-ID",
 ];
 
+/// The queue's DSNs are signed with the key of their From domain (MAILER-DAEMON@hostname: a key of
+/// the hostname's domain or a parent covers it).
+impl crate::queue::MessageSigner for LiveSigners {
+    fn signatures(&self, message: &[u8]) -> Vec<u8> {
+        self.sign(message)
+    }
+}
+
 /// One configured (domain, selector) with its key.
 pub struct SigningKey {
     pub domain: String,
@@ -71,6 +80,31 @@ pub struct SigningKey {
 #[derive(Default)]
 pub struct Signers {
     keys: Vec<SigningKey>,
+}
+
+/// The signers in use, replaced whole by a reload (`mailwit reload`, SIGHUP): rotated key files
+/// are read again, and everything that signs (sessions, the queue's DSNs) sees the new keys.
+#[derive(Default)]
+pub struct LiveSigners(arc_swap::ArcSwap<Signers>);
+
+impl LiveSigners {
+    pub fn new(signers: Signers) -> LiveSigners {
+        LiveSigners(arc_swap::ArcSwap::from_pointee(signers))
+    }
+
+    /// The signers now.
+    pub fn current(&self) -> Arc<Signers> {
+        self.0.load_full()
+    }
+
+    /// Signs with the signers now (see [`Signers::sign`]).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.0.load().sign(message)
+    }
+
+    pub fn replace(&self, signers: Signers) {
+        self.0.store(Arc::new(signers));
+    }
 }
 
 impl Signers {
@@ -95,6 +129,25 @@ impl Signers {
 
     pub fn keys(&self) -> &[SigningKey] {
         &self.keys
+    }
+
+    /// One line per key, for logs and reload reports: `example.test/s1 (key file, record)`.
+    pub fn describe(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| format!("{}/{} ({})", k.domain, k.selector, k.key_path.display()))
+            .collect()
+    }
+
+    /// Whether `other` has the same selectors with the same public keys.
+    pub fn same_keys(&self, other: &Signers) -> bool {
+        let id = |s: &Signers| -> Vec<(String, String, String)> {
+            s.keys
+                .iter()
+                .map(|k| (k.domain.clone(), k.selector.clone(), k.record.clone()))
+                .collect()
+        };
+        id(self) == id(other)
     }
 
     /// The DKIM-Signature fields for `message` (complete, CRLF line ends), one per selector of

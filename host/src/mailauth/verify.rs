@@ -100,6 +100,70 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// ARC-seals `outgoing` (the message as it leaves, after every change made here) with the
+    /// results of verifying `received` (the message as it arrived, forged Authentication-Results
+    /// removed): SPF, DKIM, DMARC and the chain are evaluated again for the
+    /// ARC-Authentication-Results, which mail-auth builds from its own outputs (the DNS answers
+    /// come from the resolver's cache). Only forwarded mail pays for this second pass.
+    pub async fn arc_seal(
+        &self,
+        sealer: &arc::Sealer,
+        origin: &Origin<'_>,
+        received: &[u8],
+        outgoing: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        use mail_auth::AuthenticationResults;
+        use mail_auth::spf::verify::SpfParameters;
+        let auth = &self.authenticator;
+        let mut parsed = AuthenticatedMessage::parse(received)
+            .ok_or_else(|| anyhow::anyhow!("the message cannot be parsed"))?;
+        parsed.dkim_headers.truncate(self.max_signatures);
+        let dkim = auth.verify_dkim(&parsed).await;
+        let chain = auth.verify_arc(&parsed).await;
+        let (spf_mail_from, spf_output) = spf::check_mail_from(
+            auth,
+            origin.client_ip,
+            origin.helo,
+            origin.mail_from,
+            &self.hostname,
+        )
+        .await;
+        let dmarc = auth
+            .verify_dmarc(DmarcParameters::new(
+                &parsed,
+                &dkim,
+                &spf_mail_from.domain,
+                &spf_output,
+            ))
+            .await;
+        let from_domain = parsed
+            .from
+            .first()
+            .and_then(|f| f.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        let mut results =
+            AuthenticationResults::new(&self.authserv_id).with_dkim_results(&dkim, &from_domain);
+        let helo = origin.helo;
+        if !helo.is_empty() && !helo.starts_with('[') && helo.parse::<IpAddr>().is_err() {
+            let output = auth
+                .verify_spf(SpfParameters::verify_ehlo(
+                    origin.client_ip,
+                    helo,
+                    &self.hostname,
+                ))
+                .await;
+            results = results.with_spf_ehlo_result(&output, origin.client_ip, helo);
+        }
+        let results = results
+            .with_spf_mailfrom_result(&spf_output, origin.client_ip, &spf_mail_from.identity, helo)
+            .with_dmarc_result(&dmarc)
+            .with_arc_result(&chain, origin.client_ip);
+        sealer.seal(outgoing, &results, &chain)
+    }
+}
+
 /// `[authentication] authserv_id`, or the server's host name.
 pub fn authserv_id(config: &Config) -> String {
     config

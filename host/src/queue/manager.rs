@@ -37,6 +37,8 @@ struct Inner {
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// ODMR domains an ATRN session is collecting right now (one session per domain).
     collecting: Mutex<HashSet<String>>,
+    /// Signs the DSNs (None: they go unsigned).
+    dsn_signer: Option<Arc<dyn super::MessageSigner>>,
 }
 
 /// The part of the queue's options a reload replaces.
@@ -61,6 +63,16 @@ impl Queue {
     /// Loads every spooled message's state and starts the scheduler. Messages whose recipients
     /// are all final (a crash hit between the last record and the removal) are removed now.
     pub async fn start(spool: Arc<Spool>, opts: QueueOptions) -> std::io::Result<Queue> {
+        Self::start_signed(spool, opts, None).await
+    }
+
+    /// [`Queue::start`] with the DSNs it writes signed by `dsn_signer` (the DKIM key of the
+    /// MAILER-DAEMON's domain, when `[[dkim.sign]]` has one).
+    pub async fn start_signed(
+        spool: Arc<Spool>,
+        opts: QueueOptions,
+        dsn_signer: Option<Arc<dyn super::MessageSigner>>,
+    ) -> std::io::Result<Queue> {
         let arrivals = spool
             .arrivals()
             .ok_or_else(|| std::io::Error::other("the spool already has a queue manager"))?;
@@ -82,6 +94,7 @@ impl Queue {
             stopped: AtomicBool::new(false),
             per_destination: Mutex::new(HashMap::new()),
             collecting: Mutex::new(HashSet::new()),
+            dsn_signer,
         });
         tracing::info!(
             queued = inner.messages.lock().unwrap().len(),
@@ -939,7 +952,25 @@ async fn record(inner: &Arc<Inner>, msg: &SpooledMessage, answers: Vec<HopReport
 
     // The DSN is spooled before the outcomes are recorded: a crash in between repeats it rather
     // than losing it. Mail from <> gets none (`report` returns None), so bounces never loop.
-    if let Some(dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, reports) {
+    if let Some(mut dsn) = bounce::report(&inner.opts.hostname, meta, &msg.message, reports) {
+        // Signed like the mail of our users, so receivers can authenticate our bounces.
+        if let Some(signer) = &inner.dsn_signer {
+            let mut signed = signer.signatures(&dsn.message);
+            // As for our users' mail: an 8-bit report is made 7-bit before it is signed, so a
+            // peer without 8BITMIME does not force a downgrade that breaks the signature (a
+            // returned message/rfc822 part cannot be re-encoded: then it stays 8-bit).
+            if !signed.is_empty()
+                && !dsn.message.is_ascii()
+                && let Some(seven_bit) = crate::mail::downgrade::downgrade_8bit(&dsn.message)
+            {
+                dsn.message = seven_bit;
+                signed = signer.signatures(&dsn.message);
+            }
+            if !signed.is_empty() {
+                signed.extend_from_slice(&dsn.message);
+                dsn.message = signed;
+            }
+        }
         match inner.spool.store(dsn).await {
             Ok(dsn_id) => {
                 tracing::info!(queue_id = %id, dsn = %dsn_id, "delivery status notification queued")

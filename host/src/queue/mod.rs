@@ -33,6 +33,13 @@ pub use manager::{Collection, Queue};
 pub use route::{LocalDomains, NoLocalDomains};
 pub use state::{RcptStatus, ReplyRecord};
 
+/// Signs the messages the queue writes itself (DSNs) with the sender domain's DKIM key: returns
+/// the DKIM-Signature fields to put on top (empty: no key for that domain). Keys stay in the
+/// host; the composition root hands the server's live signers in.
+pub trait MessageSigner: Send + Sync {
+    fn signatures(&self, message: &[u8]) -> Vec<u8>;
+}
+
 /// What the queue manager needs to run.
 pub struct QueueOptions {
     pub config: QueueConfig,

@@ -72,7 +72,13 @@ impl Shared {
 
     /// The same server with another configuration, users and TLS acceptor (reload); counters,
     /// limits and the session numbering carry over.
-    fn with(&self, config: Arc<Config>, users: UserDb, tls: tls::Acceptors) -> Shared {
+    fn with(
+        &self,
+        config: Arc<Config>,
+        users: UserDb,
+        tls: tls::Acceptors,
+        mailauth: Arc<crate::mailauth::MailAuth>,
+    ) -> Shared {
         Shared {
             config,
             hooks: self.hooks.clone(),
@@ -83,8 +89,7 @@ impl Shared {
             limits: self.limits.clone(),
             auth_failures: self.auth_failures.clone(),
             metrics: self.metrics.clone(),
-            // DKIM keys and verification settings need a restart (not reloaded yet).
-            mailauth: self.mailauth.clone(),
+            mailauth,
             shutdown: self.shutdown.clone(),
             next_session: self.next_session.clone(),
             boot: self.boot.clone(),
@@ -186,14 +191,37 @@ impl Server {
         metrics: Arc<crate::metrics::Metrics>,
         auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
     ) -> anyhow::Result<Server> {
+        let mailauth = Arc::new(
+            crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?,
+        );
+        Self::start_with_mailauth(
+            config,
+            hooks,
+            spool,
+            queue,
+            metrics,
+            mailauth,
+            auth_failure_counters,
+        )
+        .await
+    }
+
+    /// [`Server::start_with_metrics`] with DKIM signers and verifier built by the caller (the
+    /// queue shares the signers for its DSNs).
+    pub async fn start_with_mailauth(
+        config: Arc<Config>,
+        hooks: Arc<dyn HookFactory>,
+        spool: Arc<Spool>,
+        queue: Option<Queue>,
+        metrics: Arc<crate::metrics::Metrics>,
+        mailauth: Arc<crate::mailauth::MailAuth>,
+        auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
+    ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
         let tls = tls::Acceptors::from_config(
             &config,
             tls::acceptor(&config.server.tls, &config.server.hostname)?,
         )?;
-        let mailauth = Arc::new(
-            crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?,
-        );
         let limits = limits::ConnectionLimits::new(
             config.server.limits.max_connections,
             config.server.limits.max_connections_per_ip,

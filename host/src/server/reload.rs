@@ -1,5 +1,6 @@
 //! Applying a new configuration to the running server: listeners added, removed and rebound,
-//! limits, timeouts, TLS certificates, local domains and aliases, users, listener settings.
+//! limits, timeouts, TLS certificates, local domains and aliases, users, listener settings, DKIM
+//! signing keys (read again) and `[authentication]`.
 //!
 //! In two steps, so a change that cannot apply is refused whole: [`ServerHandle::prepare`] does
 //! everything that can fail (reads certificates and users, binds new addresses, refuses edits
@@ -43,6 +44,9 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     if differs(&old.dns, &new.dns) {
         sections.push("[dns]");
     }
+    if differs(&old.dmarc_reports, &new.dmarc_reports) {
+        sections.push("[dmarc_reports]");
+    }
     if old.kv != new.kv {
         sections.push("[kv]");
     }
@@ -71,6 +75,8 @@ pub struct Prepared {
     shared: Arc<Shared>,
     /// New sockets: (listener name, configured address, socket).
     bind: Vec<(String, SocketAddr, tokio::net::TcpListener)>,
+    /// The DKIM keys read for the new configuration, swapped in by commit.
+    signers: crate::mailauth::sign::Signers,
     stop: Vec<String>,
     changes: Vec<String>,
 }
@@ -132,6 +138,12 @@ impl ServerHandle {
             changes.push("[auth] changed".into());
         }
 
+        // DKIM keys are read again on every reload (a rotated key file), like certificates.
+        let (mailauth, signers) = current
+            .mailauth
+            .prepare_reload(old, &new, &mut changes)
+            .context("not applied: mail authentication")?;
+
         let mut bind = Vec::new();
         let mut stop = Vec::new();
         {
@@ -186,7 +198,8 @@ impl ServerHandle {
         }
         Ok(Prepared {
             live: self.live.clone(),
-            shared: Arc::new(current.with(new.clone(), users, tls)),
+            shared: Arc::new(current.with(new.clone(), users, tls, Arc::new(mailauth))),
+            signers,
             bind,
             stop,
             changes,
@@ -207,6 +220,7 @@ impl Prepared {
         self.shared
             .limits
             .set(limits.max_connections, limits.max_connections_per_ip);
+        self.shared.mailauth.signers.replace(self.signers);
         self.live.current.store(self.shared.clone());
         for name in &self.stop {
             self.live.stop_listener(name);

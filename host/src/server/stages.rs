@@ -314,6 +314,11 @@ impl SessionPolicy {
             .hooks
             .data(&self.info, &envelope, Message { bytes: &data })
             .await;
+        if let Some(results) = &auth_results {
+            self.shared
+                .mailauth
+                .record_dmarc(results, self.info.client.ip(), &result.verdict);
+        }
         let mut quarantine = None;
         match result.verdict {
             Verdict::Continue | Verdict::Accept => {}
@@ -331,10 +336,14 @@ impl SessionPolicy {
             }
         }
         // Header and envelope edits from the data hook (validated and capped by the policy module).
-        let data = if result.modifications.is_empty() {
-            data
+        // The message as received is kept when the hook changed it: an ARC seal records the
+        // verification of what arrived.
+        let (received, data) = if result.modifications.is_empty() {
+            (None, data)
         } else {
-            crate::policy::apply_modifications(&data, &mut envelope, &result.modifications)
+            let modified =
+                crate::policy::apply_modifications(&data, &mut envelope, &result.modifications);
+            (Some(data), modified)
         };
         if envelope.recipients.is_empty() {
             // The data hook removed every recipient: nothing to deliver.
@@ -367,8 +376,9 @@ impl SessionPolicy {
         message.extend_from_slice(&data);
         // DKIM signing comes last, after every change to the message (plugin modifications,
         // Received): mail of authenticated senders whose From domain has a key.
-        if self.info.authenticated.is_some() && !self.shared.mailauth.signers.is_empty() {
-            let mut signatures = self.shared.mailauth.signers.sign(&message);
+        let signers = self.shared.mailauth.signers.current();
+        if self.info.authenticated.is_some() && !signers.is_empty() {
+            let mut signatures = signers.sign(&message);
             // What we sign must reach every peer unchanged: an 8-bit body is made 7-bit
             // (quoted-printable, RFC 6152 §3) before signing, so no peer without 8BITMIME
             // forces a downgrade that would break the signature. BINARYMIME is left alone.
@@ -378,12 +388,47 @@ impl SessionPolicy {
                 && let Some(seven_bit) = crate::mail::downgrade::downgrade_8bit(&message)
             {
                 message = seven_bit;
-                signatures = self.shared.mailauth.signers.sign(&message);
+                signatures = signers.sign(&message);
             }
             if !signatures.is_empty() {
                 let mut signed = signatures;
                 signed.extend_from_slice(&message);
                 message = signed;
+            }
+        }
+        // ARC sealing (`[arc] seal`): verified inbound mail that leaves for another domain (a
+        // plugin's forward) gets the next ARC set on top, over the message as it leaves.
+        if auth_results.is_some() && self.shared.mailauth.sealer.is_some() {
+            let config = &self.shared.config;
+            let forwarded = envelope.recipients.iter().any(|r| {
+                crate::mail::address::split(&r.address).is_some_and(|(_, domain)| {
+                    !config.local.is_local_domain(domain) && !config.routes.is_odmr(domain)
+                })
+            });
+            let origin = Origin {
+                client_ip: self.info.client.ip(),
+                helo: self.info.helo.as_deref().unwrap_or(""),
+                mail_from: &from,
+            };
+            // Like DKIM signing: what we seal must reach the next hop unchanged, so an 8-bit
+            // body goes out 7-bit (quoted-printable) rather than be downgraded after the seal.
+            if forwarded
+                && !message.is_ascii()
+                && envelope.reverse_path.body != Some(crate::mail::BodyType::BinaryMime)
+                && let Some(seven_bit) = crate::mail::downgrade::downgrade_8bit(&message)
+            {
+                message = seven_bit;
+            }
+            if forwarded
+                && let Some(set) = self
+                    .shared
+                    .mailauth
+                    .seal_forwarded(&origin, received.as_deref().unwrap_or(&data), &message)
+                    .await
+            {
+                let mut sealed = set;
+                sealed.extend_from_slice(&message);
+                message = sealed;
             }
         }
         let size = message.len();

@@ -12,6 +12,9 @@
   dkimpy_tool.py verify NAME=RECORD... < message
       dkim.verify of the first signature with a dnsfunc that answers TXT lookups from the
       NAME=RECORD arguments (no DNS server involved); prints pass or fail, exits 0 or 1.
+  dkimpy_tool.py arcverify NAME=RECORD... < message
+      dkim.arc_verify of the whole ARC chain with the same dnsfunc; prints the chain validation
+      (pass, fail or none) and the reason, exits 0 for pass.
 """
 import sys
 
@@ -52,6 +55,27 @@ def arcsign(keyfile, domain, selector):
     sys.stdout.buffer.write(b"".join(headers) + message)
 
 
+def dnsfunc_of(records):
+    table = {}
+    for item in records:
+        name, _, value = item.partition("=")
+        table[name.lower().rstrip(".")] = value.encode()
+
+    def dnsfunc(name, timeout=5):
+        if isinstance(name, bytes):
+            name = name.decode()
+        return table.get(name.lower().rstrip("."))
+
+    return dnsfunc
+
+
+def arcverify(records):
+    message = sys.stdin.buffer.read()
+    cv, _results, comment = dkim.arc_verify(message, dnsfunc=dnsfunc_of(records))
+    print(cv.decode(), comment)
+    sys.exit(0 if cv == b"pass" else 1)
+
+
 def verify(records):
     table = {}
     for item in records:
@@ -77,6 +101,8 @@ if __name__ == "__main__":
         sign(sys.argv[2], sys.argv[3], sys.argv[4])
     elif command == "arcsign":
         arcsign(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif command == "arcverify":
+        arcverify(sys.argv[2:])
     elif command == "verify":
         verify(sys.argv[2:])
     else:
