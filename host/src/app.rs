@@ -208,6 +208,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 &config.server.hostname,
             )
             .map_err(|e| anyhow::anyhow!("[tls_rpt]: {e}"))?
+            .signed_by(mailauth.signers.clone())
             .spawn(),
         )),
         None => None,

@@ -205,7 +205,13 @@ async fn tls_failures_and_successes_are_reported_by_mail() {
         unsigned: vec![],
         corrupt_tlsa: vec![],
     });
-    let server = mailwit(&zone, &peer, "interval = \"2s\"");
+    // The report mail is DKIM-signed with the key of its From domain (RFC 8460 §5.3).
+    let server = mailwit(
+        &zone,
+        &peer,
+        "interval = \"2s\"\n[[dkim.sign]]\ndomain = \"example.test\"\nselector = \"rpt\"\n\
+         algorithm = \"ed25519\"",
+    );
     submit(&server, "carol@rpt.test");
     wait_delivered(&peer, &server, 1);
     submit(&server, "dave@rpt.test");
@@ -247,6 +253,11 @@ async fn tls_failures_and_successes_are_reported_by_mail() {
         assert_eq!(
             message.header_raw("TLS-Report-Domain").unwrap().trim(),
             "rpt.test"
+        );
+        let signature = message.header_raw("DKIM-Signature").unwrap_or_default();
+        assert!(
+            signature.contains("d=example.test") && signature.contains("s=rpt"),
+            "report mail not signed: {signature:?}"
         );
         assert_eq!(
             message.header_raw("TLS-Report-Submitter").unwrap().trim(),

@@ -27,9 +27,17 @@ pub struct Reporter {
     submitter: Submitter,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
+    /// DKIM-signs the report mail with the From domain's key (RFC 8460 §5.3), when there is one.
+    signer: Option<Arc<dyn crate::queue::MessageSigner>>,
 }
 
 impl Reporter {
+    /// Signs report mail with `signer` (the server's live `[[dkim.sign]]` keys).
+    pub fn signed_by(mut self, signer: Arc<dyn crate::queue::MessageSigner>) -> Reporter {
+        self.signer = Some(signer);
+        self
+    }
+
     pub fn new(
         store: Arc<TlsRpt>,
         resolver: Arc<Resolver>,
@@ -69,6 +77,7 @@ impl Reporter {
             submitter,
             timeout: config.timeout,
             tls: Arc::new(tls),
+            signer: None,
         })
     }
 
@@ -156,6 +165,14 @@ impl Reporter {
             start,
             self.store.period(),
         );
+        let message = match &self.signer {
+            Some(signer) => {
+                let mut signed = signer.signatures(&message);
+                signed.extend_from_slice(&message);
+                signed
+            }
+            None => message,
+        };
         let incoming = Incoming {
             envelope: Envelope {
                 reverse_path: ReversePath::default(),
