@@ -8,6 +8,7 @@
 //! | https report | 1 DANE ok | https: an in-test HTTPS server | POST application/tlsrpt+gzip; JSON with every RFC field |
 //! | restart | 1 DANE ok, then kill -9 before the period ends (restart with a shorter period) | mailto: | the report after the restart still counts it |
 //! | STS testing | 1 session, MTA-STS `testing`, certificate for another name | mailto: | delivered; reported as 1 failure, certificate-host-mismatch, 0 successes |
+//! | STS testing, MX not listed | 1 session, `testing` policy listing another host, good certificate | mailto: | delivered; 1 failure, validation-failure |
 //! | upload retry | 1 session | https: endpoint down, then up | report kept in the outbox, posted once when up |
 //! | kill with the report queued | 1 session | mailto: via a relay that is down, kill -9, restart, relay up | exactly one report arrives |
 
@@ -429,9 +430,24 @@ async fn recorded_sessions_survive_a_kill() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sts_testing_mode_failures_are_reported_as_failures() {
     need_bind!();
-    let pki = Pki::new("STS testing CA");
     // Trusted CA, wrong name: an enforced policy would refuse it (certificate-host-mismatch).
-    let leaf = pki.leaf(&["other.test"], Validity::Current);
+    sts_testing_report("mx.stsr.test", "other.test", "certificate-host-mismatch").await;
+}
+
+/// The same for an MX host the `testing` policy does not list (its certificate is fine):
+/// enforce would skip the host; testing delivers and reports `validation-failure`.
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_testing_mode_reports_an_mx_host_the_policy_does_not_list() {
+    need_bind!();
+    sts_testing_report("*.elsewhere.test", "mx.stsr.test", "validation-failure").await;
+}
+
+/// Delivers one message to stsr.test (MX mx.stsr.test) under the policy `mode: testing`, `mx:
+/// policy_mx`, the peer presenting a certificate for `cert_name` from a trusted CA, and checks
+/// the report: 0 successes, 1 failure of `result_type`.
+async fn sts_testing_report(policy_mx: &str, cert_name: &str, result_type: &str) {
+    let pki = Pki::new("STS testing CA");
+    let leaf = pki.leaf(&[cert_name], Validity::Current);
     let peer = Peer::start(PeerOptions {
         extensions: vec!["PIPELINING".into()],
         tls: Some(TestCa {
@@ -444,7 +460,7 @@ async fn sts_testing_mode_failures_are_reported_as_failures() {
     let policy_host = support::tls::HttpsServer::start(
         &pki.leaf(&["mta-sts.stsr.test"], Validity::Current),
         "200 OK",
-        "version: STSv1\r\nmode: testing\r\nmx: mx.stsr.test\r\nmax_age: 86400\r\n",
+        &format!("version: STSv1\r\nmode: testing\r\nmx: {policy_mx}\r\nmax_age: 86400\r\n"),
     )
     .await;
     let zone = SignedZone::start(Zones {
@@ -479,7 +495,7 @@ async fn sts_testing_mode_failures_are_reported_as_failures() {
             .into_iter()
             .map(|(_, j)| j)
             .collect();
-        if !counts(&json, "mx.stsr.test").1.is_empty() {
+        if !counts(&json, policy_mx).1.is_empty() {
             break json;
         }
         assert!(
@@ -490,8 +506,8 @@ async fn sts_testing_mode_failures_are_reported_as_failures() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(
-        counts(&reports, "mx.stsr.test"),
-        (0, vec![("certificate-host-mismatch".to_string(), 1)]),
+        counts(&reports, policy_mx),
+        (0, vec![(result_type.to_string(), 1)]),
         "{reports:#?}"
     );
     for report in &reports {
@@ -509,7 +525,7 @@ async fn sts_testing_mode_failures_are_reported_as_failures() {
         assert_eq!(p["summary"]["total-successful-session-count"], 0);
         assert_eq!(p["summary"]["total-failure-session-count"], 1);
         let d = &p["failure-details"][0];
-        assert_eq!(d["result-type"], "certificate-host-mismatch");
+        assert_eq!(d["result-type"], result_type);
         assert_eq!(d["receiving-mx-hostname"], "mx.stsr.test");
         assert_eq!(d["failed-session-count"], 1);
     }
