@@ -11,6 +11,7 @@
 //! | testing | testing | wrong name | delivered, refusal logged |
 //! | cached while the HTTPS server is down | enforce, cached on disk | valid | delivered, no fetch |
 //! | background refresh | enforce, max_age 4 s, refresh_interval 1 s | valid | refetched with no mail sent; cache expiry moves on |
+//! | new policy id | enforce listing the MX, then a new id in the TXT record with a policy listing another host | valid | the refresh fetches it with no mail sent; the next mail is deferred 4.7.5 without a fetch or a session |
 
 use crate::support;
 
@@ -284,4 +285,65 @@ async fn sts_policy_is_refreshed_in_the_background_before_max_age_runs_out() {
     }
     assert!(expiry(&cache) > first);
     assert_eq!(peer.transcript().messages.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_new_policy_id_is_fetched_in_the_background_and_governs_the_next_delivery() {
+    need_bind!();
+    // The TXT record changes mid-test: a 1 s TTL so no resolver cache keeps the old id.
+    let records = |id: &str| -> Vec<String> {
+        vec![
+            "sts IN MX 10 mx.sts".into(),
+            "mx.sts IN A 127.0.0.1".into(),
+            "mta-sts.sts IN A 127.0.0.1".into(),
+            format!("_mta-sts.sts 1 IN TXT \"v=STSv1; id={id};\""),
+        ]
+    };
+    let s = Setup {
+        pki: Pki::new("STS test CA"),
+        dir: tempfile::tempdir().unwrap(),
+        zone: SignedZone::start(Zones {
+            signed: records("policy1"),
+            unsigned: vec![],
+            corrupt_tlsa: vec![],
+        }),
+    };
+    let https = s
+        .policy_host("200 OK", &policy("enforce", "mx.sts.test"))
+        .await;
+    let peer = peer(&s.pki.leaf(&["mx.sts.test"], Validity::Current)).await;
+    let server = s.mailwit_with(&https, &peer, "refresh_interval = \"1s\"");
+    submit(&server);
+    assert!(wait_delivered(&peer, &server, 1).tls);
+
+    // The domain publishes a new policy, which no longer lists mx.sts.test.
+    https.set_response("200 OK", &policy("enforce", "*.elsewhere.test"));
+    s.zone.update(&records("policy2"));
+    let log = wait_log(&server, "previous=policy1");
+    assert!(
+        log.contains("MTA-STS: policy refreshed in the background") && log.contains("id=policy2"),
+        "{log}"
+    );
+    let fetches = https.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let cached = std::fs::read_to_string(server.state_dir().join("mta-sts/sts.test.json")).unwrap();
+    assert!(
+        cached.contains("policy2") && cached.contains("elsewhere"),
+        "{cached}"
+    );
+
+    // The next mail is governed by the new policy, taken from the cache.
+    submit(&server);
+    let log = wait_log(&server, "matches its MTA-STS policy");
+    assert!(log.contains("enhanced=4.7.5"), "{log}");
+    assert_eq!(
+        peer.transcript().sessions,
+        1,
+        "mx.sts.test not contacted again"
+    );
+    assert_eq!(peer.transcript().messages.len(), 1);
+    assert_eq!(
+        https.requests.load(std::sync::atomic::Ordering::SeqCst),
+        fetches,
+        "no fetch at delivery: the refresh had it"
+    );
 }

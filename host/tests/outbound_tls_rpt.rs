@@ -7,6 +7,10 @@
 //! | mail report | 2 × (mx1: TLSA mismatch, then mx2: DANE ok) | mailto: a local mailbox | multipart/report mail with RFC headers; JSON: tlsa-invalid × 2 for mx1, 2 successes for mx2 |
 //! | https report | 1 DANE ok | https: an in-test HTTPS server | POST application/tlsrpt+gzip; JSON with every RFC field |
 //! | restart | 1 DANE ok, then kill -9 before the period ends (restart with a shorter period) | mailto: | the report after the restart still counts it |
+//! | STS testing | 1 session, MTA-STS `testing`, certificate for another name | mailto: | delivered; reported as 1 failure, certificate-host-mismatch, 0 successes |
+//! | STS testing, MX not listed | 1 session, `testing` policy listing another host, good certificate | mailto: | delivered; 1 failure, validation-failure |
+//! | upload retry | 1 session | https: endpoint down, then up | report kept in the outbox, posted once when up |
+//! | kill with the report queued | 1 session | mailto: via a relay that is down, kill -9, restart, relay up | exactly one report arrives |
 
 use crate::support;
 
@@ -418,4 +422,255 @@ async fn recorded_sessions_survive_a_kill() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// RFC 8460 §4.3 with RFC 8461 §5: under an MTA-STS `testing` policy the mail goes through, and
+/// the session the policy would have refused is still reported as a failure with its result
+/// type (that is what testing mode is for), not as a success.
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_testing_mode_failures_are_reported_as_failures() {
+    need_bind!();
+    // Trusted CA, wrong name: an enforced policy would refuse it (certificate-host-mismatch).
+    sts_testing_report("mx.stsr.test", "other.test", "certificate-host-mismatch").await;
+}
+
+/// The same for an MX host the `testing` policy does not list (its certificate is fine):
+/// enforce would skip the host; testing delivers and reports `validation-failure`.
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_testing_mode_reports_an_mx_host_the_policy_does_not_list() {
+    need_bind!();
+    sts_testing_report("*.elsewhere.test", "mx.stsr.test", "validation-failure").await;
+}
+
+/// Delivers one message to stsr.test (MX mx.stsr.test) under the policy `mode: testing`, `mx:
+/// policy_mx`, the peer presenting a certificate for `cert_name` from a trusted CA, and checks
+/// the report: 0 successes, 1 failure of `result_type`.
+async fn sts_testing_report(policy_mx: &str, cert_name: &str, result_type: &str) {
+    let pki = Pki::new("STS testing CA");
+    let leaf = pki.leaf(&[cert_name], Validity::Current);
+    let peer = Peer::start(PeerOptions {
+        extensions: vec!["PIPELINING".into()],
+        tls: Some(TestCa {
+            ca_der: pki.ca_der.clone(),
+            server: leaf.server_config(),
+        }),
+        ..PeerOptions::default()
+    })
+    .await;
+    let policy_host = support::tls::HttpsServer::start(
+        &pki.leaf(&["mta-sts.stsr.test"], Validity::Current),
+        "200 OK",
+        &format!("version: STSv1\r\nmode: testing\r\nmx: {policy_mx}\r\nmax_age: 86400\r\n"),
+    )
+    .await;
+    let zone = SignedZone::start(Zones {
+        signed: vec![
+            "stsr IN MX 10 mx.stsr".into(),
+            "mx.stsr IN A 127.0.0.1".into(),
+            "mta-sts.stsr IN A 127.0.0.1".into(),
+            "_mta-sts.stsr IN TXT \"v=STSv1; id=20261201T000000;\"".into(),
+            "_smtp._tls.stsr IN TXT \"v=TLSRPTv1; rua=mailto:bob@example.test\"".into(),
+        ],
+        unsigned: vec![],
+        corrupt_tlsa: vec![],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.ca_file(dir.path());
+    let server = mailwit(
+        &zone,
+        &peer,
+        &format!(
+            "interval = \"2s\"\n[mta_sts]\nca_file = \"{}\"\nhttps_port = {}\n",
+            ca.display(),
+            policy_host.addr.port()
+        ),
+    );
+    submit(&server, "carol@stsr.test");
+    wait_delivered(&peer, &server, 1);
+    assert!(peer.transcript().messages[0].tls, "delivered over TLS");
+
+    let deadline = Instant::now() + support::PATIENCE;
+    let reports = loop {
+        let json: Vec<_> = report_mails(&server, "bob@example.test")
+            .into_iter()
+            .map(|(_, j)| j)
+            .collect();
+        if !counts(&json, policy_mx).1.is_empty() {
+            break json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reports so far: {json:#?}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        counts(&reports, policy_mx),
+        (0, vec![(result_type.to_string(), 1)]),
+        "{reports:#?}"
+    );
+    for report in &reports {
+        check_report_fields(report);
+        let p = &report["policies"][0];
+        assert_eq!(p["policy"]["policy-type"], "sts");
+        assert_eq!(p["policy"]["policy-domain"], "stsr.test");
+        let lines: Vec<&str> = p["policy"]["policy-string"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        assert!(lines.contains(&"mode: testing"), "{lines:?}");
+        assert_eq!(p["summary"]["total-successful-session-count"], 0);
+        assert_eq!(p["summary"]["total-failure-session-count"], 1);
+        let d = &p["failure-details"][0];
+        assert_eq!(d["result-type"], result_type);
+        assert_eq!(d["receiving-mx-hostname"], "mx.stsr.test");
+        assert_eq!(d["failed-session-count"], 1);
+    }
+}
+
+/// A report whose upload fails (nothing listens at the `https:` URI) stays in the outbox and is
+/// posted once the endpoint is up, exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_https_upload_is_retried_until_it_succeeds() {
+    need_bind!();
+    let leaf = self_signed(&["mx.rpt6.test"]);
+    let peer = peer(&leaf).await;
+    let pki = Pki::new("TLS-RPT endpoint CA");
+    let endpoint = support::free_port("127.0.0.1");
+    let zone = SignedZone::start(Zones {
+        signed: vec![
+            "rpt6 IN MX 10 mx.rpt6".into(),
+            "mx.rpt6 IN A 127.0.0.1".into(),
+            "reports.rpt6 IN A 127.0.0.1".into(),
+            format!(
+                "_smtp._tls.rpt6 IN TXT \"v=TLSRPTv1; rua=https://reports.rpt6.test:{endpoint}/up\""
+            ),
+        ],
+        unsigned: vec![],
+        corrupt_tlsa: vec![],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.ca_file(dir.path());
+    let server = mailwit(
+        &zone,
+        &peer,
+        &format!("interval = \"2s\"\nca_file = \"{}\"", ca.display()),
+    );
+    submit(&server, "carol@rpt6.test");
+    wait_delivered(&peer, &server, 1);
+    let outbox = server.state_dir().join("tls-rpt/outbox");
+    let outbox_files = || -> usize {
+        std::fs::read_dir(&outbox)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // The endpoint is down: the upload fails and the report waits in the outbox.
+    let deadline = Instant::now() + support::PATIENCE;
+    while !server.log().contains("report not sent; will retry") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(outbox_files(), 1, "{}", server.log());
+    // The endpoint comes up: the next try posts the report.
+    let collector = HttpsCollector::start_on(
+        &pki.leaf(&["reports.rpt6.test"], Validity::Current),
+        endpoint,
+    )
+    .await;
+    let deadline = Instant::now() + support::PATIENCE;
+    while collector.posted().is_empty() || outbox_files() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing posted:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let posted = collector.posted();
+    assert_eq!(posted.len(), 1, "one report, posted once");
+    let report = gunzip(&posted[0].body);
+    check_report_fields(&report);
+    assert_eq!(
+        report["policies"][0]["policy"]["policy-domain"],
+        "rpt6.test"
+    );
+    assert_eq!(
+        report["policies"][0]["summary"]["total-successful-session-count"],
+        1
+    );
+}
+
+/// A kill -9 once the report mail is in the queue (its relay is down): after the restart the
+/// report is neither made again nor lost; the relay gets exactly one.
+#[tokio::test(flavor = "multi_thread")]
+async fn report_mail_is_neither_lost_nor_repeated_across_a_kill() {
+    need_bind!();
+    let leaf = self_signed(&["mx.rpt7.test"]);
+    let peer = peer(&leaf).await;
+    let zone = SignedZone::start(Zones {
+        signed: vec![
+            "rpt7 IN MX 10 mx.rpt7".into(),
+            "mx.rpt7 IN A 127.0.0.1".into(),
+            "_smtp._tls.rpt7 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@collect.test\"".into(),
+        ],
+        unsigned: vec![],
+        corrupt_tlsa: vec![],
+    });
+    // Report mail goes to a relay that is not up yet, so it stays queued.
+    let relay = support::free_port("127.0.0.1");
+    let mut server = mailwit(
+        &zone,
+        &peer,
+        &format!(
+            "interval = \"2s\"\n[routes.domains.\"collect.test\"]\n\
+             relay = {{ host = \"127.0.0.1\", port = {relay}, tls = \"none\" }}\n"
+        ),
+    );
+    submit(&server, "carol@rpt7.test");
+    wait_delivered(&peer, &server, 1);
+    let rpt = server.state_dir().join("tls-rpt");
+    let count = |dir: &std::path::Path, suffix: &str| -> usize {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let is_report =
+        |m: &Vec<u8>| String::from_utf8_lossy(m).contains("TLS-Report-Domain: rpt7.test");
+    // Queued, its outbox file gone and its period log too: the report is the queue's now.
+    let deadline = Instant::now() + support::PATIENCE;
+    while !(server.spooled().iter().any(is_report)
+        && count(&rpt.join("outbox"), ".json") == 0
+        && count(&rpt, ".jsonl") == 0)
+    {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+    server.spawn();
+    let dumps = support::helper_dir::helper_dir();
+    let sink = support::sink::Sink::start_dumping_to(relay, &dumps.path().join("d"), &[]);
+    let deadline = Instant::now() + support::PATIENCE;
+    while sink.messages().is_empty() || server.spooled().iter().any(is_report) {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count(&rpt.join("outbox"), ".json"), 0);
+    assert_eq!(count(&rpt, ".jsonl"), 0);
+    let reports: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .filter(|m| m.contains("TLS-Report-Domain: rpt7.test"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:#?}\n{}", server.log());
 }

@@ -9,6 +9,8 @@
 //! from = "tls-reports@example.org"      # From of report mail; default contact
 //! submitter = "mail.example.org" # TLS-Report-Submitter; default [server] hostname
 //! timeout = "30s"                # HTTPS report upload (connect, TLS, request, response)
+//! retry_for = "1d"               # a failed upload (or queueing) is retried, with backoff from
+//!                                # min(interval/2, 60s) doubling to 1h, for this long
 //! ca_file = "ca.pem"             # CA certificates trusted for https: report URIs besides the
 //!                                # system roots (private PKI, tests)
 //! ```
@@ -29,6 +31,8 @@ pub struct TlsRptConfig {
     pub submitter: Option<String>,
     #[serde(deserialize_with = "super::queue::duration")]
     pub timeout: Duration,
+    #[serde(deserialize_with = "super::queue::duration")]
+    pub retry_for: Duration,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -42,6 +46,7 @@ impl Default for TlsRptConfig {
             from: None,
             submitter: None,
             timeout: Duration::from_secs(30),
+            retry_for: Duration::from_secs(86_400),
             ca_file: None,
         }
     }

@@ -8,8 +8,9 @@
 //! unchanged id means no fetch; a failed fetch keeps using a cached policy until it expires.
 //!
 //! Application (§5.1, in `mx`): `enforce` skips MX hosts matching no `mx` pattern and requires a
-//! verified certificate naming the host; `testing` delivers as without a policy and logs what
-//! enforcement would have refused; `none` does nothing. Where DANE applies it wins (RFC 8461 §2).
+//! verified certificate naming the host; `testing` delivers as without a policy, logs what
+//! enforcement would have refused and has TLS-RPT count it as a failure; `none` does nothing.
+//! Where DANE applies it wins (RFC 8461 §2).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -252,10 +253,14 @@ impl MtaSts {
         domain: &str,
     ) -> (Option<super::mx::StsApplied>, Option<FetchError>) {
         let (policy, error) = self.policy_reporting(domain).await;
-        let applied = policy.map(|policy| super::mx::StsApplied {
-            enforce_tls: self.verifying_config(),
-            testing_tls: self.testing_config(domain),
-            policy,
+        let applied = policy.map(|policy| {
+            let testing_refusals = Arc::new(TestingRefusals::default());
+            super::mx::StsApplied {
+                enforce_tls: self.verifying_config(),
+                testing_tls: self.testing_config(domain, testing_refusals.clone()),
+                testing_refusals,
+                policy,
+            }
         });
         (applied, error)
     }
@@ -266,8 +271,13 @@ impl MtaSts {
     }
 
     /// A client configuration for `testing` policies: verifies as `enforce` would, logs a
-    /// refusal, and goes on (handshake signatures are still checked).
-    pub fn testing_config(&self, domain: &str) -> Arc<rustls::ClientConfig> {
+    /// refusal, notes it in `refusals` (TLS-RPT reports it as a failure) and goes on
+    /// (handshake signatures are still checked).
+    pub fn testing_config(
+        &self,
+        domain: &str,
+        refusals: Arc<TestingRefusals>,
+    ) -> Arc<rustls::ClientConfig> {
         let inner = WebPkiServerVerifier::builder_with_provider(
             self.roots.clone(),
             super::smtp_client::tls::provider(),
@@ -279,6 +289,7 @@ impl MtaSts {
         let verifier = TestingVerifier {
             inner,
             domain: domain.to_string(),
+            refusals,
         };
         let config =
             rustls::ClientConfig::builder_with_provider(super::smtp_client::tls::provider())
@@ -641,11 +652,40 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// `testing` mode: the WebPKI check runs and its refusal is logged, not enforced.
+/// What a `testing` policy's verifier refused, per MX host name: RFC 8460 §4.3 wants those
+/// sessions reported as failures with their result type although the mail went through (that
+/// is what testing mode is for). One per delivery attempt, so a TLS session resumed from an
+/// earlier handshake in it (no certificate check) keeps that handshake's verdict.
+#[derive(Debug, Default)]
+pub struct TestingRefusals(Mutex<HashMap<String, &'static str>>);
+
+impl TestingRefusals {
+    /// The RFC 8460 result type an `enforce` policy would have refused `host`'s certificate with.
+    pub fn refusal(&self, host: &str) -> Option<&'static str> {
+        let key = host.trim_end_matches('.').to_ascii_lowercase();
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&key).copied()
+    }
+
+    fn note(&self, server_name: &ServerName<'_>, refused: Option<&'static str>) {
+        let key = server_name
+            .to_str()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match refused {
+            Some(result) => map.insert(key, result),
+            None => map.remove(&key),
+        };
+    }
+}
+
+/// `testing` mode: the WebPKI check runs and its refusal is logged and noted, not enforced.
 #[derive(Debug)]
 struct TestingVerifier {
     inner: Arc<WebPkiServerVerifier>,
     domain: String,
+    refusals: Arc<TestingRefusals>,
 }
 
 impl ServerCertVerifier for TestingVerifier {
@@ -657,16 +697,23 @@ impl ServerCertVerifier for TestingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Err(e) = self.inner.verify_server_cert(
+        let verdict = self.inner.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
-        ) {
-            tracing::warn!(domain = %self.domain, host = ?server_name, error = %e,
-                "MTA-STS testing: an enforced policy would refuse this certificate");
-        }
+        );
+        let refused = match &verdict {
+            Ok(_) => None,
+            Err(e) => {
+                let result = super::smtp_client::tls::HandshakeFailure::of_tls(e).result_type();
+                tracing::warn!(domain = %self.domain, host = ?server_name, error = %e, result,
+                    "MTA-STS testing: an enforced policy would refuse this certificate");
+                Some(result)
+            }
+        };
+        self.refusals.note(server_name, refused);
         Ok(ServerCertVerified::assertion())
     }
 

@@ -341,6 +341,11 @@ impl MxResolver {
                 }
                 _ => None,
             };
+            // A `testing` policy's refusals are failures for TLS-RPT, though the mail goes on.
+            let testing = match (&dane_config, sts) {
+                (None, Some(s)) if s.policy.mode == StsMode::Testing => Some(s),
+                _ => None,
+            };
             let config = dane_config
                 .as_ref()
                 .or(sts_config.as_ref())
@@ -349,7 +354,8 @@ impl MxResolver {
                 let addr = SocketAddr::new(ip, self.config.smtp_port);
                 let conn = match Connection::connect_reporting(addr, &host.name, config).await {
                     Ok(conn) => {
-                        self.record_session(&policy, &host.name, ip, &conn);
+                        let refused = testing.and_then(|s| s.testing_refusal(&host.name));
+                        self.record_session(&policy, &host.name, ip, &conn, refused);
                         conn
                     }
                     Err(e) => {
@@ -427,17 +433,27 @@ impl MxResolver {
         }
     }
 
-    /// TLS-RPT: a session that was set up counts as a success when it runs over TLS; one that
-    /// fell back to plain text (or never had STARTTLS) is a failure with the reason.
-    fn record_session(&self, policy: &tls_rpt::Policy, host: &str, ip: IpAddr, conn: &Connection) {
+    /// TLS-RPT: a session that was set up counts as a success when it runs over TLS that met
+    /// the policy; one that fell back to plain text (or never had STARTTLS) is a failure with
+    /// the reason, and so is one a `testing` policy would have refused (`refused`).
+    fn record_session(
+        &self,
+        policy: &tls_rpt::Policy,
+        host: &str,
+        ip: IpAddr,
+        conn: &Connection,
+        refused: Option<&'static str>,
+    ) {
         let Some(store) = &self.tls_rpt else {
             return;
         };
-        if conn.is_tls() {
-            store.success(policy);
-        } else {
-            let result = conn.tls_failure().unwrap_or("starttls-not-supported");
-            store.failure(policy, tls_rpt::Failure::new(result, host, Some(ip)));
+        let failure = match conn.is_tls() {
+            true => refused,
+            false => Some(conn.tls_failure().unwrap_or("starttls-not-supported")),
+        };
+        match failure {
+            None => store.success(policy),
+            Some(result) => store.failure(policy, tls_rpt::Failure::new(result, host, Some(ip))),
         }
     }
 
@@ -530,6 +546,18 @@ pub struct StsApplied {
     pub enforce_tls: std::sync::Arc<rustls::ClientConfig>,
     /// Verifies and logs, never refuses (for `testing`).
     pub testing_tls: std::sync::Arc<rustls::ClientConfig>,
+    /// What `testing_tls` refused, per host (for TLS-RPT).
+    pub testing_refusals: std::sync::Arc<super::mta_sts::TestingRefusals>,
+}
+
+impl StsApplied {
+    /// Why a `testing` policy would have refused `host`: its certificate (the verifier's
+    /// verdict), else the host not being one of the policy's MX patterns (RFC 8461 §4.1).
+    fn testing_refusal(&self, host: &str) -> Option<&'static str> {
+        self.testing_refusals
+            .refusal(host)
+            .or_else(|| (!self.policy.allows_mx(host)).then_some("validation-failure"))
+    }
 }
 
 fn is_final(outcome: Option<&RecipientOutcome>) -> bool {

@@ -22,8 +22,16 @@ pub struct HttpsCollector {
 
 impl HttpsCollector {
     pub async fn start(leaf: &Leaf) -> HttpsCollector {
+        HttpsCollector::start_on(leaf, 0).await
+    }
+
+    /// On 127.0.0.1:`port` (0: a free one), e.g. a port a report URI named while nothing
+    /// listened on it.
+    pub async fn start_on(leaf: &Leaf, port: u16) -> HttpsCollector {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
         let posted = Arc::new(Mutex::new(Vec::new()));

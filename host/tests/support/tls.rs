@@ -149,6 +149,56 @@ pub struct SignedZone {
     /// `test. IN DNSKEY 257 3 13 …`: the trust anchor for mailwit.
     pub anchor: PathBuf,
     child: Child,
+    key_file: PathBuf,
+    children: Vec<String>,
+    serial: std::sync::atomic::AtomicU32,
+}
+
+const SOA_TEMPLATE: &str =
+    "@ IN SOA ns.test. admin.test. SERIAL 3600 600 86400 300\n@ IN NS ns.test.\n";
+const SOA: &str = "@ IN SOA ns.test. admin.test. 1 3600 600 86400 300\n@ IN NS ns.test.\n";
+
+/// Writes `test.zone` (serial `serial`, the records, delegations to the unsigned `children`) in
+/// `d` and signs it into `test.zone.signed` with `key_file`.
+fn sign_zone(
+    d: &Path,
+    key_file: &Path,
+    serial: u32,
+    signed: &[String],
+    children: &[String],
+    corrupt_tlsa: &[String],
+) {
+    let soa = SOA_TEMPLATE.replace("SERIAL", &serial.to_string());
+    let mut zone = format!("$TTL 300\n{soa}ns IN A 127.0.0.1\n");
+    for line in signed {
+        zone.push_str(line);
+        zone.push('\n');
+    }
+    for child in children {
+        zone.push_str(&format!("{child} IN NS ns.test.\n"));
+    }
+    zone.push_str(&format!("$INCLUDE {}\n", key_file.display()));
+    std::fs::write(d.join("test.zone"), zone).unwrap();
+    let out = Command::new("dnssec-signzone")
+        .args(["-q", "-z", "-O", "full", "-o", "test.", "-K"])
+        .arg(d)
+        // The dsset file goes to the temp dir, not the working directory.
+        .arg("-d")
+        .arg(d)
+        .arg("-f")
+        .arg(d.join("test.zone.signed"))
+        .arg(d.join("test.zone"))
+        .arg(key_file)
+        .output()
+        .expect("dnssec-signzone");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !corrupt_tlsa.is_empty() {
+        corrupt_signatures(&d.join("test.zone.signed"), corrupt_tlsa);
+    }
 }
 
 /// What goes into the zones.
@@ -198,37 +248,16 @@ impl SignedZone {
             .to_string();
         std::fs::write(&anchor, format!("{anchor_line}\n")).unwrap();
 
-        let soa = "@ IN SOA ns.test. admin.test. 1 3600 600 86400 300\n@ IN NS ns.test.\n";
-        let mut zone = format!("$TTL 300\n{soa}ns IN A 127.0.0.1\n");
-        for line in &zones.signed {
-            zone.push_str(line);
-            zone.push('\n');
-        }
-        for (child, _) in &zones.unsigned {
-            zone.push_str(&format!("{child} IN NS ns.test.\n"));
-        }
-        zone.push_str(&format!("$INCLUDE {}\n", key_file.display()));
-        std::fs::write(d.join("test.zone"), zone).unwrap();
-        let out = Command::new("dnssec-signzone")
-            .args(["-q", "-z", "-O", "full", "-o", "test.", "-K"])
-            .arg(d)
-            // The dsset file goes to the temp dir, not the working directory.
-            .arg("-d")
-            .arg(d)
-            .arg("-f")
-            .arg(d.join("test.zone.signed"))
-            .arg(d.join("test.zone"))
-            .arg(&key_file)
-            .output()
-            .expect("dnssec-signzone");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let children: Vec<String> = zones.unsigned.iter().map(|(c, _)| c.clone()).collect();
+        sign_zone(
+            d,
+            &key_file,
+            1,
+            &zones.signed,
+            &children,
+            &zones.corrupt_tlsa,
         );
-        if !zones.corrupt_tlsa.is_empty() {
-            corrupt_signatures(&d.join("test.zone.signed"), &zones.corrupt_tlsa);
-        }
+        let soa = SOA;
 
         let mut conf = format!(
             "options {{ directory \"{dir}\"; listen-on port {port} {{ 127.0.0.1; }}; \
@@ -263,9 +292,49 @@ impl SignedZone {
             anchor,
             dir,
             child,
+            key_file,
+            children,
+            serial: std::sync::atomic::AtomicU32::new(1),
         };
         zone.wait_running();
         zone
+    }
+
+    /// Replaces the signed zone's records with `signed` (same key, next serial) and has named
+    /// load it (SIGHUP); returns once named logged the new serial. Give changing records a
+    /// short TTL (e.g. `name 1 IN TXT …`) so resolvers do not keep the old ones.
+    pub fn update(&self, signed: &[String]) {
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        sign_zone(
+            self.dir.path(),
+            &self.key_file,
+            serial,
+            signed,
+            &self.children,
+            &[],
+        );
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let loaded = format!("loaded serial {serial}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default();
+            if log.contains(&loaded) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "named did not load serial {serial}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn wait_running(&self) {
@@ -347,7 +416,16 @@ pub fn free_udp_and_tcp_port() -> u16 {
 pub struct HttpsServer {
     pub addr: SocketAddr,
     pub requests: Arc<std::sync::atomic::AtomicUsize>,
+    response: Arc<std::sync::Mutex<String>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+fn http_response(status: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 impl HttpsServer {
@@ -356,11 +434,8 @@ impl HttpsServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        );
+        let response = Arc::new(std::sync::Mutex::new(http_response(status, body)));
+        let current = response.clone();
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = requests.clone();
         let task = tokio::spawn(async move {
@@ -368,8 +443,8 @@ impl HttpsServer {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (acceptor, response, counter) =
-                    (acceptor.clone(), response.clone(), counter.clone());
+                let (acceptor, counter) = (acceptor.clone(), counter.clone());
+                let response = current.lock().unwrap().clone();
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
@@ -391,8 +466,14 @@ impl HttpsServer {
         HttpsServer {
             addr,
             requests,
+            response,
             task,
         }
+    }
+
+    /// Answers later requests with `status` and `body` (a domain publishing a new policy).
+    pub fn set_response(&self, status: &str, body: &str) {
+        *self.response.lock().unwrap() = http_response(status, body);
     }
 
     pub fn stop(&self) {

@@ -171,13 +171,18 @@ pub enum HandshakeFailure {
 impl HandshakeFailure {
     /// From the I/O error tokio-rustls returns for a failed handshake.
     pub fn of(error: &std::io::Error) -> HandshakeFailure {
-        use rustls::CertificateError as C;
-        let Some(tls) = error
+        match error
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
-        else {
-            return HandshakeFailure::ValidationFailure;
-        };
+        {
+            Some(tls) => HandshakeFailure::of_tls(tls),
+            None => HandshakeFailure::ValidationFailure,
+        }
+    }
+
+    /// From the error a certificate verifier returned.
+    pub fn of_tls(tls: &rustls::Error) -> HandshakeFailure {
+        use rustls::CertificateError as C;
         match tls {
             rustls::Error::InvalidCertificate(cert) => match cert {
                 C::Expired

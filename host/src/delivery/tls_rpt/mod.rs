@@ -5,9 +5,11 @@
 //! appends one JSON line per session to `<state>/tls-rpt/<period start>.jsonl`: counters that
 //! survive a restart without a database, and a write per session (to the page cache; the report
 //! task fsyncs the open file on each tick). When a period is over, [`send`] aggregates its file,
-//! looks up each domain's reporting addresses, sends the report by mail through the queue
-//! (`mailto:`) or HTTPS POST (`https:`), and removes the file.
+//! looks up each domain's reporting addresses, writes one [`outbox`] file per report and address,
+//! removes the log, and sends each report by mail through the queue (`mailto:`) or HTTPS POST
+//! (`https:`), retrying failed uploads.
 
+pub mod outbox;
 pub mod report;
 pub mod send;
 
@@ -145,6 +147,11 @@ impl TlsRpt {
 
     pub fn period(&self) -> u64 {
         self.period
+    }
+
+    /// `<state>/tls-rpt`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn success(&self, policy: &Policy) {

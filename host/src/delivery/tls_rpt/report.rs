@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Counts, Failure, Policy};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     #[serde(rename = "organization-name")]
     pub organization_name: String,
@@ -21,7 +21,7 @@ pub struct Report {
     pub policies: Vec<PolicyResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DateRange {
     #[serde(rename = "start-datetime")]
     pub start: String,
@@ -29,15 +29,19 @@ pub struct DateRange {
     pub end: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PolicyResult {
     pub policy: Policy,
     pub summary: Summary,
-    #[serde(rename = "failure-details", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "failure-details",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub failure_details: Vec<FailureDetail>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     #[serde(rename = "total-successful-session-count")]
     pub successful: u64,
@@ -45,7 +49,7 @@ pub struct Summary {
     pub failed: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailureDetail {
     #[serde(flatten)]
     pub failure: Failure,
@@ -186,7 +190,7 @@ impl Report {
 
 /// Where a domain wants its reports (RFC 8460 §3): the `rua` URIs of its one `v=TLSRPTv1` TXT
 /// record, `mailto:` and `https:` only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rua {
     Mailto(String),
     Https(String),
