@@ -2,7 +2,9 @@
 //! customer collects it on the odmr listener with AUTH CRAM-MD5 + ATRN. The customer is Debian's
 //! fetchmail (`protocol odmr`, relaying to smtp-sink), and a scripted customer in this file for
 //! what fetchmail cannot show (refusals inside the turned session, the DSN, one session per
-//! domain).
+//! domain). CRAM-MD5 is answered by the users file and by an auth plugin (auth-static's
+//! `{CRAM-MD5}` secrets through the `auth-challenge` hook), with Python's smtplib and fetchmail
+//! as the clients.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,9 +24,15 @@ fn b64(bytes: &[u8]) -> String {
 /// The test configuration plus an odmr listener, two held domains and who may collect them.
 /// Retries are quick so held mail goes through a few "still held" deferrals meanwhile.
 fn odmr_server() -> TestServer {
-    TestServer::with_config(&crate::support::config(
+    TestServer::with_config(&odmr_config(""))
+}
+
+/// [`odmr_server`]'s configuration with `extra` appended. carol@customer.test may collect
+/// odmr.test too; she is not in the users file (a plugin may know her).
+fn odmr_config(extra: &str) -> String {
+    crate::support::config(
         "",
-        r#"
+        &(r#"
 [[listeners]]
 name = "odmr"
 address = "127.0.0.1:0"
@@ -36,14 +44,16 @@ odmr = true
 odmr = true
 
 [odmr]
-users = { "alice@example.test" = ["odmr.test"], "bob@example.test" = ["other.test"] }
+users = { "alice@example.test" = ["odmr.test"], "bob@example.test" = ["other.test"], "carol@customer.test" = ["odmr.test"] }
 
 [queue]
 retry_first = "1s"
 retry_max = "2s"
 client_timeout = "30s"
-"#,
-    ))
+"#
+        .to_string()
+            + extra),
+    )
 }
 
 /// Sends a message to `to` through the mx listener, unauthenticated (we are the held domain's
@@ -470,4 +480,85 @@ lifetime = "2s"
         || server.log(),
         || server.spooled().is_empty(),
     );
+}
+
+// ---------------------------------------------------------------- CRAM-MD5 through a plugin
+
+const CAROL: &str = "carol@customer.test";
+const CAROL_PASSWORD: &str = "carol-long-random-secret";
+
+/// The odmr server with auth-static answering for carol (CRAM-MD5 secret only); users it does
+/// not list are left to the users file.
+fn odmr_server_with_auth_static() -> TestServer {
+    let secret = CramSecret::from_password(CAROL_PASSWORD).encode();
+    TestServer::with_config(&odmr_config(&format!(
+        r#"
+[plugins.accounts]
+builtin = "auth-static"
+grants = ["config", "log"]
+config = {{ users = {{ "{CAROL}" = "{secret}" }}, on_unknown_user = "unknown" }}
+
+[pipelines.odmr]
+auth = ["accounts"]
+"#
+    )))
+}
+
+/// Python's smtplib: AUTH CRAM-MD5 as `user`, then `ATRN domain`; the reply lines it printed.
+fn smtplib_cram(server: &TestServer, user: &str, password: &str, domain: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/smtplib_cram.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(server.addr("odmr").port().to_string())
+        .args([user, password, domain])
+        .output()
+        .expect("python3 is installed (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "smtplib failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn cram_md5_is_answered_by_an_auth_plugin() {
+    let server = odmr_server_with_auth_static();
+    // carol is known only to the plugin: right digest 235, then ATRN with nothing held 453.
+    let out = smtplib_cram(&server, CAROL, CAROL_PASSWORD, "odmr.test");
+    assert!(out.contains("AUTH 235 2.7.0"), "{out}\n{}", server.log());
+    assert!(out.contains("ATRN 453 4.3.0"), "{out}");
+    // A wrong password gives a wrong digest: 535 5.7.8.
+    let out = smtplib_cram(&server, CAROL, "not-her-password", "odmr.test");
+    assert!(out.contains("AUTH 535 5.7.8"), "{out}");
+    // alice is not in the plugin's table: it answers unknown, the users file authenticates her.
+    let out = smtplib_cram(&server, ALICE, ALICE_PASSWORD, "odmr.test");
+    assert!(out.contains("AUTH 235 2.7.0"), "{out}\n{}", server.log());
+    // The plugin was asked (its hook ran) for carol; the log names who authenticated.
+    assert!(
+        log_has(&server, "mechanism=CRAM-MD5 identity=carol@customer.test"),
+        "{}",
+        server.log()
+    );
+
+    // fetchmail collects carol's held mail with the plugin's secret.
+    let sink = Sink::start(&[]);
+    send_to_held_domain(&server, &["erin@odmr.test"], "for carol");
+    crate::support::until_blocking(
+        "a held deferral",
+        || server.log(),
+        || log_has(&server, "until collected with ATRN"),
+    );
+    let (code, out) = fetchmail(&server, CAROL, CAROL_PASSWORD, "odmr.test", sink.addr);
+    assert_eq!(code, 0, "fetchmail failed:\n{out}\n{}", server.log());
+    let dumps = sink.wait_messages(1);
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    assert!(
+        dumps[0].contains("X-Rcpt-Args: <erin@odmr.test>"),
+        "{}",
+        dumps[0]
+    );
+    let (code, out) = fetchmail(&server, CAROL, "not-her-password", "odmr.test", sink.addr);
+    assert_ne!(code, 0, "{out}");
 }
