@@ -562,3 +562,55 @@ fn cram_md5_is_answered_by_an_auth_plugin() {
     let (code, out) = fetchmail(&server, CAROL, "not-her-password", "odmr.test", sink.addr);
     assert_ne!(code, 0, "{out}");
 }
+
+// ---------------------------------------------------------------- the quickstart
+
+/// The quickstart as shipped, every listener on a free port (never its 2366), its users file
+/// found from the test's directory, and `[dns]` pointed at an empty in-test zone (the quickstart's
+/// DMARC plugin and checks then find no records at once).
+fn quickstart(dns: &crate::mailauth_dns::DnsServer) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.toml");
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for port in ["2525", "2587", "2465", "2366", "2580"] {
+        text = text.replace(&format!("\"127.0.0.1:{port}\""), "\"127.0.0.1:0\"");
+    }
+    let users = crate::support::users_file();
+    text = text.replace(
+        "users_file = \"users\"",
+        &format!("users_file = \"{}\"", users.display()),
+    );
+    format!("{text}\n{}", dns.config_toml())
+}
+
+#[test]
+fn fetchmail_collects_the_quickstarts_held_mail() {
+    let dns = crate::mailauth_dns::DnsServer::start(crate::mailauth_dns::Zone::new());
+    let server = TestServer::with_config(&quickstart(&dns));
+    let sink = Sink::start(&[]);
+    send_to_held_domain(&server, &["someone@odmr.test"], "quickstart hold");
+    crate::support::until_blocking(
+        "a held deferral",
+        || server.log(),
+        || log_has(&server, "until collected with ATRN"),
+    );
+    assert!(queue_summary(&server).contains("held for ATRN"));
+    let (code, out) = fetchmail(&server, ALICE, ALICE_PASSWORD, "odmr.test", sink.addr);
+    assert_eq!(code, 0, "fetchmail failed:\n{out}\n{}", server.log());
+    let dumps = sink.wait_messages(1);
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    assert!(
+        dumps[0].contains("X-Rcpt-Args: <someone@odmr.test>"),
+        "{}",
+        dumps[0]
+    );
+    assert!(
+        dumps[0].contains("Subject: quickstart hold"),
+        "{}",
+        dumps[0]
+    );
+    crate::support::until_blocking(
+        "the queue is empty",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
+}
