@@ -482,6 +482,35 @@ lifetime = "2s"
     );
 }
 
+#[test]
+fn held_mail_gets_a_delay_warning_and_stays_held() {
+    let server = TestServer::with_config(&crate::support::config(
+        "",
+        r#"
+[routes.domains."odmr.test"]
+odmr = true
+
+[queue]
+retry_first = "500ms"
+retry_max = "1s"
+delay_warning = "1s"
+"#,
+    ));
+    send_to_held_domain(&server, &["patient@odmr.test"], "still waiting");
+    let files = server.wait_maildir(ALICE, 1);
+    let dsn = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(dsn.contains("Action: delayed"), "{dsn}");
+    assert!(dsn.contains("patient@odmr.test"), "{dsn}");
+    assert!(dsn.contains("until collected with ATRN"), "{dsn}");
+    // Still held: the warning is not a bounce.
+    crate::support::until_blocking(
+        "only the held message in the spool",
+        || server.log(),
+        || server.spooled().len() == 1,
+    );
+    assert!(queue_summary(&server).contains("held for ATRN"));
+}
+
 // ---------------------------------------------------------------- CRAM-MD5 through a plugin
 
 const CAROL: &str = "carol@customer.test";
