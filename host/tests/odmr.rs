@@ -511,6 +511,33 @@ delay_warning = "1s"
     assert!(queue_summary(&server).contains("held for ATRN"));
 }
 
+#[test]
+fn cram_md5_is_off_elsewhere_unless_the_listener_enables_it() {
+    let server = TestServer::with_config(&crate::support::config(
+        "",
+        r#"
+[[listeners]]
+name = "cram"
+address = "127.0.0.1:0"
+role = "submission"
+cram_md5 = true
+"#,
+    ));
+    // A submission listener without the setting: no CRAM-MD5, before or after STARTTLS.
+    let mut c = Client::connect(server.addr("submission"));
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(!ehlo.text().contains("CRAM-MD5"), "{ehlo:?}");
+    c.expect("STARTTLS", 220);
+    c.upgrade();
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(ehlo.text().contains("AUTH"), "{ehlo:?}");
+    assert!(!ehlo.text().contains("CRAM-MD5"), "{ehlo:?}");
+    // `cram_md5 = true`: offered in plain text, answered by the users file; ATRN stays odmr's.
+    let text = smtplib_cram(&server, "cram", ALICE, ALICE_PASSWORD, "odmr.test");
+    assert!(text.contains("AUTH 235 2.7.0"), "{text}");
+    assert!(text.contains("ATRN 502"), "{text}");
+}
+
 // ---------------------------------------------------------------- CRAM-MD5 through a plugin
 
 const CAROL: &str = "carol@customer.test";
@@ -533,12 +560,19 @@ auth = ["accounts"]
     )))
 }
 
-/// Python's smtplib: AUTH CRAM-MD5 as `user`, then `ATRN domain`; the reply lines it printed.
-fn smtplib_cram(server: &TestServer, user: &str, password: &str, domain: &str) -> String {
+/// Python's smtplib on `listener`: AUTH CRAM-MD5 as `user`, then `ATRN domain`; the reply lines
+/// it printed.
+fn smtplib_cram(
+    server: &TestServer,
+    listener: &str,
+    user: &str,
+    password: &str,
+    domain: &str,
+) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/smtplib_cram.py");
     let out = Command::new("python3")
         .arg(script)
-        .arg(server.addr("odmr").port().to_string())
+        .arg(server.addr(listener).port().to_string())
         .args([user, password, domain])
         .output()
         .expect("python3 is installed (.ci/run installs it)");
@@ -555,14 +589,14 @@ fn smtplib_cram(server: &TestServer, user: &str, password: &str, domain: &str) -
 fn cram_md5_is_answered_by_an_auth_plugin() {
     let server = odmr_server_with_auth_static();
     // carol is known only to the plugin: right digest 235, then ATRN with nothing held 453.
-    let out = smtplib_cram(&server, CAROL, CAROL_PASSWORD, "odmr.test");
+    let out = smtplib_cram(&server, "odmr", CAROL, CAROL_PASSWORD, "odmr.test");
     assert!(out.contains("AUTH 235 2.7.0"), "{out}\n{}", server.log());
     assert!(out.contains("ATRN 453 4.3.0"), "{out}");
     // A wrong password gives a wrong digest: 535 5.7.8.
-    let out = smtplib_cram(&server, CAROL, "not-her-password", "odmr.test");
+    let out = smtplib_cram(&server, "odmr", CAROL, "not-her-password", "odmr.test");
     assert!(out.contains("AUTH 535 5.7.8"), "{out}");
     // alice is not in the plugin's table: it answers unknown, the users file authenticates her.
-    let out = smtplib_cram(&server, ALICE, ALICE_PASSWORD, "odmr.test");
+    let out = smtplib_cram(&server, "odmr", ALICE, ALICE_PASSWORD, "odmr.test");
     assert!(out.contains("AUTH 235 2.7.0"), "{out}\n{}", server.log());
     // The plugin was asked (its hook ran) for carol; the log names who authenticated.
     assert!(
