@@ -126,7 +126,10 @@ fn fetchmail(
         .arg("--fetchmailrc")
         .arg(&rc)
         .args(["--nosyslog", "--verbose"])
-        // Its pid and id files go here, not to /root or /var/run (tests run in parallel).
+        // Its pid and id files go here, not to /root or /var/run (tests run in parallel; as
+        // root it locks /var/run/fetchmail.pid whatever FETCHMAILHOME says, hence --pidfile).
+        .arg("--pidfile")
+        .arg(home.path().join("fetchmail.pid"))
         .env("FETCHMAILHOME", home.path())
         .env("HOME", home.path())
         .output()
