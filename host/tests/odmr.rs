@@ -2,7 +2,9 @@
 //! customer collects it on the odmr listener with AUTH CRAM-MD5 + ATRN. The customer is Debian's
 //! fetchmail (`protocol odmr`, relaying to smtp-sink), and a scripted customer in this file for
 //! what fetchmail cannot show (refusals inside the turned session, the DSN, one session per
-//! domain).
+//! domain). CRAM-MD5 is answered by the users file and by an auth plugin (auth-static's
+//! `{CRAM-MD5}` secrets through the `auth-challenge` hook), with Python's smtplib and fetchmail
+//! as the clients.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,9 +24,15 @@ fn b64(bytes: &[u8]) -> String {
 /// The test configuration plus an odmr listener, two held domains and who may collect them.
 /// Retries are quick so held mail goes through a few "still held" deferrals meanwhile.
 fn odmr_server() -> TestServer {
-    TestServer::with_config(&crate::support::config(
+    TestServer::with_config(&odmr_config(""))
+}
+
+/// [`odmr_server`]'s configuration with `extra` appended. carol@customer.test may collect
+/// odmr.test too; she is not in the users file (a plugin may know her).
+fn odmr_config(extra: &str) -> String {
+    crate::support::config(
         "",
-        r#"
+        &(r#"
 [[listeners]]
 name = "odmr"
 address = "127.0.0.1:0"
@@ -36,14 +44,16 @@ odmr = true
 odmr = true
 
 [odmr]
-users = { "alice@example.test" = ["odmr.test"], "bob@example.test" = ["other.test"] }
+users = { "alice@example.test" = ["odmr.test"], "bob@example.test" = ["other.test"], "carol@customer.test" = ["odmr.test"] }
 
 [queue]
 retry_first = "1s"
 retry_max = "2s"
 client_timeout = "30s"
-"#,
-    ))
+"#
+        .to_string()
+            + extra),
+    )
 }
 
 /// Sends a message to `to` through the mx listener, unauthenticated (we are the held domain's
@@ -116,7 +126,10 @@ fn fetchmail(
         .arg("--fetchmailrc")
         .arg(&rc)
         .args(["--nosyslog", "--verbose"])
-        // Its pid and id files go here, not to /root or /var/run (tests run in parallel).
+        // Its pid and id files go here, not to /root or /var/run (tests run in parallel; as
+        // root it locks /var/run/fetchmail.pid whatever FETCHMAILHOME says, hence --pidfile).
+        .arg("--pidfile")
+        .arg(home.path().join("fetchmail.pid"))
         .env("FETCHMAILHOME", home.path())
         .env("HOME", home.path())
         .output()
@@ -465,6 +478,202 @@ lifetime = "2s"
     assert!(dsn.contains("Action: failed"), "{dsn}");
     assert!(dsn.contains("nobody-came@odmr.test"), "{dsn}");
     assert!(dsn.contains("gave up: message too old"), "{dsn}");
+    crate::support::until_blocking(
+        "the queue is empty",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
+}
+
+#[test]
+fn held_mail_gets_a_delay_warning_and_stays_held() {
+    let server = TestServer::with_config(&crate::support::config(
+        "",
+        r#"
+[routes.domains."odmr.test"]
+odmr = true
+
+[queue]
+retry_first = "500ms"
+retry_max = "1s"
+delay_warning = "1s"
+"#,
+    ));
+    send_to_held_domain(&server, &["patient@odmr.test"], "still waiting");
+    let files = server.wait_maildir(ALICE, 1);
+    let dsn = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(dsn.contains("Action: delayed"), "{dsn}");
+    assert!(dsn.contains("patient@odmr.test"), "{dsn}");
+    assert!(dsn.contains("until collected with ATRN"), "{dsn}");
+    // Still held: the warning is not a bounce.
+    crate::support::until_blocking(
+        "only the held message in the spool",
+        || server.log(),
+        || server.spooled().len() == 1,
+    );
+    assert!(queue_summary(&server).contains("held for ATRN"));
+}
+
+#[test]
+fn cram_md5_is_off_elsewhere_unless_the_listener_enables_it() {
+    let server = TestServer::with_config(&crate::support::config(
+        "",
+        r#"
+[[listeners]]
+name = "cram"
+address = "127.0.0.1:0"
+role = "submission"
+cram_md5 = true
+"#,
+    ));
+    // A submission listener without the setting: no CRAM-MD5, before or after STARTTLS.
+    let mut c = Client::connect(server.addr("submission"));
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(!ehlo.text().contains("CRAM-MD5"), "{ehlo:?}");
+    c.expect("STARTTLS", 220);
+    c.upgrade();
+    let ehlo = c.expect("EHLO client.test", 250);
+    assert!(ehlo.text().contains("AUTH"), "{ehlo:?}");
+    assert!(!ehlo.text().contains("CRAM-MD5"), "{ehlo:?}");
+    // `cram_md5 = true`: offered in plain text, answered by the users file; ATRN stays odmr's.
+    let text = smtplib_cram(&server, "cram", ALICE, ALICE_PASSWORD, "odmr.test");
+    assert!(text.contains("AUTH 235 2.7.0"), "{text}");
+    assert!(text.contains("ATRN 502"), "{text}");
+}
+
+// ---------------------------------------------------------------- CRAM-MD5 through a plugin
+
+const CAROL: &str = "carol@customer.test";
+const CAROL_PASSWORD: &str = "carol-long-random-secret";
+
+/// The odmr server with auth-static answering for carol (CRAM-MD5 secret only); users it does
+/// not list are left to the users file.
+fn odmr_server_with_auth_static() -> TestServer {
+    let secret = CramSecret::from_password(CAROL_PASSWORD).encode();
+    TestServer::with_config(&odmr_config(&format!(
+        r#"
+[plugins.accounts]
+builtin = "auth-static"
+grants = ["config", "log"]
+config = {{ users = {{ "{CAROL}" = "{secret}" }}, on_unknown_user = "unknown" }}
+
+[pipelines.odmr]
+auth = ["accounts"]
+"#
+    )))
+}
+
+/// Python's smtplib on `listener`: AUTH CRAM-MD5 as `user`, then `ATRN domain`; the reply lines
+/// it printed.
+fn smtplib_cram(
+    server: &TestServer,
+    listener: &str,
+    user: &str,
+    password: &str,
+    domain: &str,
+) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/smtplib_cram.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(server.addr(listener).port().to_string())
+        .args([user, password, domain])
+        .output()
+        .expect("python3 is installed (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "smtplib failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn cram_md5_is_answered_by_an_auth_plugin() {
+    let server = odmr_server_with_auth_static();
+    // carol is known only to the plugin: right digest 235, then ATRN with nothing held 453.
+    let out = smtplib_cram(&server, "odmr", CAROL, CAROL_PASSWORD, "odmr.test");
+    assert!(out.contains("AUTH 235 2.7.0"), "{out}\n{}", server.log());
+    assert!(out.contains("ATRN 453 4.3.0"), "{out}");
+    // A wrong password gives a wrong digest: 535 5.7.8.
+    let out = smtplib_cram(&server, "odmr", CAROL, "not-her-password", "odmr.test");
+    assert!(out.contains("AUTH 535 5.7.8"), "{out}");
+    // alice is not in the plugin's table: it answers unknown, the users file authenticates her.
+    let out = smtplib_cram(&server, "odmr", ALICE, ALICE_PASSWORD, "odmr.test");
+    assert!(out.contains("AUTH 235 2.7.0"), "{out}\n{}", server.log());
+    // The plugin was asked (its hook ran) for carol; the log names who authenticated.
+    assert!(
+        log_has(&server, "mechanism=CRAM-MD5 identity=carol@customer.test"),
+        "{}",
+        server.log()
+    );
+
+    // fetchmail collects carol's held mail with the plugin's secret.
+    let sink = Sink::start(&[]);
+    send_to_held_domain(&server, &["erin@odmr.test"], "for carol");
+    crate::support::until_blocking(
+        "a held deferral",
+        || server.log(),
+        || log_has(&server, "until collected with ATRN"),
+    );
+    let (code, out) = fetchmail(&server, CAROL, CAROL_PASSWORD, "odmr.test", sink.addr);
+    assert_eq!(code, 0, "fetchmail failed:\n{out}\n{}", server.log());
+    let dumps = sink.wait_messages(1);
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    assert!(
+        dumps[0].contains("X-Rcpt-Args: <erin@odmr.test>"),
+        "{}",
+        dumps[0]
+    );
+    let (code, out) = fetchmail(&server, CAROL, "not-her-password", "odmr.test", sink.addr);
+    assert_ne!(code, 0, "{out}");
+}
+
+// ---------------------------------------------------------------- the quickstart
+
+/// The quickstart as shipped, every listener on a free port (never its 2366), its users file
+/// found from the test's directory, and `[dns]` pointed at an empty in-test zone (the quickstart's
+/// DMARC plugin and checks then find no records at once).
+fn quickstart(dns: &crate::mailauth_dns::DnsServer) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.toml");
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for port in ["2525", "2587", "2465", "2366", "2580"] {
+        text = text.replace(&format!("\"127.0.0.1:{port}\""), "\"127.0.0.1:0\"");
+    }
+    let users = crate::support::users_file();
+    text = text.replace(
+        "users_file = \"users\"",
+        &format!("users_file = \"{}\"", users.display()),
+    );
+    format!("{text}\n{}", dns.config_toml())
+}
+
+#[test]
+fn fetchmail_collects_the_quickstarts_held_mail() {
+    let dns = crate::mailauth_dns::DnsServer::start(crate::mailauth_dns::Zone::new());
+    let server = TestServer::with_config(&quickstart(&dns));
+    let sink = Sink::start(&[]);
+    send_to_held_domain(&server, &["someone@odmr.test"], "quickstart hold");
+    crate::support::until_blocking(
+        "a held deferral",
+        || server.log(),
+        || log_has(&server, "until collected with ATRN"),
+    );
+    assert!(queue_summary(&server).contains("held for ATRN"));
+    let (code, out) = fetchmail(&server, ALICE, ALICE_PASSWORD, "odmr.test", sink.addr);
+    assert_eq!(code, 0, "fetchmail failed:\n{out}\n{}", server.log());
+    let dumps = sink.wait_messages(1);
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    assert!(
+        dumps[0].contains("X-Rcpt-Args: <someone@odmr.test>"),
+        "{}",
+        dumps[0]
+    );
+    assert!(
+        dumps[0].contains("Subject: quickstart hold"),
+        "{}",
+        dumps[0]
+    );
     crate::support::until_blocking(
         "the queue is empty",
         || server.log(),

@@ -13,7 +13,11 @@ const VERSION: &str = "@0.2.0";
 
 /// (short name, hooks exported, grants needed)
 const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
-    ("auth-static", &["auth"], &["config", "log"]),
+    (
+        "auth-static",
+        &["auth", "auth-challenge"],
+        &["config", "log"],
+    ),
     ("content-filter", &["data"], &["config", "log"]),
     ("dnsbl", &["connect", "rcpt"], &["config", "dns", "log"]),
     ("greylist", &["rcpt"], &["clock", "config", "kv", "log"]),

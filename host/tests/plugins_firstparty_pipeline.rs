@@ -257,6 +257,61 @@ async fn auth_static_takes_hashes_made_by_the_host_argon2() {
 }
 
 #[tokio::test]
+async fn cram_md5_reaches_only_plugins_that_export_auth_challenge() {
+    // chaos exports only `auth` and would call any secret but "secret" invalid; it must be
+    // passed over for CRAM-MD5. auth-static answers from its `{CRAM-MD5}` secret.
+    let tim = mailwit::auth::CramSecret::from_password("tanstaaftanstaaf").encode();
+    let plugins = runtime(&format!(
+        r#"
+        [plugins.strict]
+        path = "mailwit_test_chaos.wasm"
+        grants = ["config", "log", "kv", "clock"]
+        config = {{ auth = "ok" }}
+        [plugins.accounts]
+        builtin = "auth-static"
+        grants = ["config", "log"]
+        config = {{ users = {{ "tim" = "{tim}" }}, on_unknown_user = "unknown" }}
+        [pipelines.odmr]
+        auth = ["strict", "accounts"]
+        "#
+    ));
+    let mut h = hooks(&plugins, "odmr");
+    let s = session_on("odmr", "192.0.2.10:40000", None);
+    let cram = |user: &str, digest: &str| Credentials {
+        mechanism: "CRAM-MD5".into(),
+        authzid: String::new(),
+        authcid: user.into(),
+        secret: digest.into(),
+        challenge: Some("<1896.697170952@postoffice.reston.mci.net>".into()),
+    };
+    assert_eq!(
+        h.auth(&s, &cram("tim", "b913a602c7eda7a495b4e6e7334d3890"))
+            .await,
+        AuthResult::Ok("tim".into())
+    );
+    assert_eq!(
+        h.auth(&s, &cram("tim", "b913a602c7eda7a495b4e6e7334d3891"))
+            .await,
+        AuthResult::Invalid
+    );
+    // Not in auth-static's table: unknown (the users file would be asked next).
+    assert_eq!(
+        h.auth(&s, &cram("carol", "b913a602c7eda7a495b4e6e7334d3890"))
+            .await,
+        AuthResult::Unknown
+    );
+    // PLAIN still goes to both, in order: chaos decides first.
+    let plain = Credentials {
+        mechanism: "PLAIN".into(),
+        authzid: String::new(),
+        authcid: "tim".into(),
+        secret: "secret".into(),
+        challenge: None,
+    };
+    assert_eq!(h.auth(&s, &plain).await, AuthResult::Ok("tim".into()));
+}
+
+#[tokio::test]
 async fn quickstart_router_routes_local_to_maildir_and_the_rest_to_the_smarthost() {
     let plugins = runtime(QUICKSTART);
     let q = plugins.queue_hooks();

@@ -1,10 +1,12 @@
 //! The queue's open ends against real peers: ETRN advertised per client, HELP as offered, 452
-//! recipients sent again at once (a real mailwit with max_recipients = 1 as the peer), and a
-//! bounded shutdown grace for deliveries in flight (smtp-sink slow to answer DATA). The 8BITMIME
-//! downgrade is in delivery_agents.rs (smtp-sink -8), held-mail expiry in odmr.rs.
+//! recipients sent again at once (a real mailwit with max_recipients = 1 as the peer), a
+//! bounded shutdown grace for deliveries in flight (smtp-sink slow to answer DATA), and MX
+//! sessions reused like relay sessions (the in-test DNS server's MX pointing at smtp-sink). The
+//! 8BITMIME downgrade is in delivery_agents.rs (smtp-sink -8), held-mail expiry in odmr.rs.
 
 use std::time::Duration;
 
+use crate::support::dns::{DnsServer, Rr};
 use crate::support::outbound::{client, rcpt, sender};
 use crate::support::sink::Sink;
 use crate::support::{ALICE, Client, TestServer};
@@ -136,4 +138,120 @@ fn delivery_active(server: &TestServer) -> bool {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace(' ', "");
     text.contains("\"active\":true")
+}
+
+// ---------------------------------------------------------------- MX session reuse
+
+/// The test configuration delivering by MX: the in-test DNS server answers, MX hosts listen on
+/// `mx_port`. Idle sessions wait up to a minute (never reached here), `extra` goes in `[queue]`.
+fn mx_server(dns: &DnsServer, mx_port: u16, extra: &str) -> TestServer {
+    TestServer::with_config(&crate::support::config(
+        "",
+        &format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\nattempts = 1\n\n\
+             [queue]\nmx_port = {mx_port}\nconnection_reuse = \"60s\"\nretry_first = \"1s\"\n\
+             retry_max = \"2s\"\nclient_timeout = \"30s\"\n{extra}\n",
+            dns.addr
+        ),
+    ))
+}
+
+/// dest.test's MX is mx.dest.test on 127.0.0.1.
+async fn dest_test_dns() -> DnsServer {
+    DnsServer::start(vec![
+        ("dest.test", Rr::Mx(10, "mx.dest.test")),
+        ("mx.dest.test", Rr::A("127.0.0.1")),
+    ])
+    .await
+}
+
+/// Submits one message for `to` and waits until it has left the queue, so its session is back
+/// in the pool before the next one is sent.
+fn submit_and_wait(server: &TestServer, to: &str, subject: &str) {
+    let mut c = Client::connect_tls(server.addr("submissions"));
+    c.expect("EHLO client.test", 250);
+    c.login_alice();
+    let reply = c.send_mail(ALICE, &[to], &crate::support::message(subject, "By MX."));
+    assert_eq!(reply.code, 250, "{reply:?}");
+    c.expect("QUIT", 221);
+    crate::support::until_blocking(
+        "the message to leave the queue",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
+}
+
+fn log_count(server: &TestServer, needle: &str) -> usize {
+    server.log().lines().filter(|l| l.contains(needle)).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mx_sessions_are_reused_up_to_the_message_limit() {
+    let sink = Sink::start(&[]);
+    let dns = dest_test_dns().await;
+    let server = mx_server(&dns, sink.port(), "connection_reuse_messages = 3");
+    for i in 0..5 {
+        submit_and_wait(
+            &server,
+            &format!("user{i}@dest.test"),
+            &format!("reuse {i}"),
+        );
+    }
+    let dumps = sink.wait_messages(5);
+    assert_eq!(dumps.len(), 5, "{dumps:?}");
+    for i in 0..5 {
+        assert!(
+            dumps
+                .iter()
+                .any(|d| d.contains(&format!("X-Rcpt-Args: <user{i}@dest.test>"))),
+            "{dumps:?}"
+        );
+    }
+    // Five messages over two sessions: three on the first (then it is closed at the limit),
+    // two on the second; each reuse begins with RSET.
+    let log = server.log();
+    assert_eq!(
+        log_count(&server, "delivery session opened"),
+        2,
+        "sessions opened:\n{log}"
+    );
+    assert_eq!(log_count(&server, "delivery session reused"), 3, "{log}");
+    assert_eq!(
+        log_count(&server, "delivery session closed at its message limit"),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("mx.dest.test [127.0.0.1]"), "{log}");
+    assert_eq!(log_count(&server, "status=Deferred"), 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mx_session_the_peer_closed_is_not_reused() {
+    let port = crate::support::free_port("127.0.0.1");
+    let dns = dest_test_dns().await;
+    let server = mx_server(&dns, port, "");
+    let first = Sink::start_on("127.0.0.1", port, &[]);
+    submit_and_wait(&server, "carol@dest.test", "before the restart");
+    assert_eq!(first.wait_messages(1).len(), 1);
+    // The MX host restarts: the idle session's peer is gone.
+    drop(first);
+    let second = Sink::start_on("127.0.0.1", port, &[]);
+    submit_and_wait(&server, "dave@dest.test", "after the restart");
+    let dumps = second.wait_messages(1);
+    assert_eq!(dumps.len(), 1);
+    assert!(
+        dumps[0].contains("X-Rcpt-Args: <dave@dest.test>"),
+        "{dumps:?}"
+    );
+    // The dead session was found out by its RSET before anything was sent and the message
+    // went over a new session at once: delivered at the first attempt.
+    let log = server.log();
+    assert_eq!(
+        log_count(&server, "idle delivery session was closed by the peer"),
+        1,
+        "{log}"
+    );
+    assert_eq!(log_count(&server, "delivery session opened"), 2, "{log}");
+    assert_eq!(log_count(&server, "delivery session reused"), 0, "{log}");
+    assert_eq!(log_count(&server, "status=Deferred"), 0, "{log}");
 }

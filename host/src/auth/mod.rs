@@ -2,8 +2,8 @@
 //! `user:{CRAM-MD5}hex` lines for CRAM-MD5 (see [`cram`]; a user may have one of each).
 //!
 //! It answers only when no auth plugin knew the user (`AuthResult::Unknown`), so the quickstart
-//! works without plugins; CRAM-MD5 always comes here (the plugin contract cannot carry a
-//! challenge yet). Hashes are argon2 PHC strings (`$argon2id$v=19$m=...`), made with
+//! works without plugins; for CRAM-MD5 the plugins asked first are those that export
+//! `auth-challenge`. Hashes are argon2 PHC strings (`$argon2id$v=19$m=...`), made with
 //! `mailwit hash-password`. Verification is deliberately slow (argon2), so it runs on tokio's
 //! blocking pool, and unknown users are verified against a dummy hash so that the time taken
 //! does not reveal which users exist.

@@ -10,7 +10,8 @@
 //! concurrency_per_destination = 10
 //! etrn_clients = ["127.0.0.0/8"]   # who may start a queue run with ETRN (none if empty)
 //! nameservers = ["127.0.0.1:53"]   # for MX lookups; default: /etc/resolv.conf
-//! connection_reuse = "2s"     # keep relay connections open for the next message
+//! connection_reuse = "2s"     # keep relay, LMTP and MX sessions open for the next message
+//! connection_reuse_messages = 100   # then close the session (0: no limit)
 //! client_timeout = "5m"       # per SMTP command; default: RFC 5321 §4.5.3.2 values
 //!
 //! [routes]                    # used when no route hook decides; local domains always go to Maildir
@@ -57,10 +58,12 @@ pub struct QueueConfig {
     pub nameservers: Vec<std::net::SocketAddr>,
     /// The SMTP port of MX hosts (25; other values are for tests).
     pub mx_port: u16,
-    /// Keep a relay connection open this long for the next message to the same relay
-    /// ("0s": one connection per delivery).
+    /// Keep a relay, LMTP or MX session open this long for the next message to the same
+    /// place ("0s": one connection per delivery).
     #[serde(deserialize_with = "duration")]
     pub connection_reuse: Duration,
+    /// Messages one reused session carries before it is closed (0: no limit).
+    pub connection_reuse_messages: usize,
     /// Per-command timeout of the SMTP/LMTP client (RFC 5321 §4.5.3.2 minimums by default).
     #[serde(deserialize_with = "optional_duration")]
     pub client_timeout: Option<Duration>,
@@ -79,6 +82,7 @@ impl Default for QueueConfig {
             nameservers: Vec::new(),
             mx_port: 25,
             connection_reuse: Duration::from_secs(2),
+            connection_reuse_messages: 100,
             client_timeout: None,
         }
     }

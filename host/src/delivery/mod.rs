@@ -12,6 +12,7 @@ pub mod maildir;
 pub mod measured;
 pub mod mta_sts;
 pub mod mx;
+pub mod pool;
 pub mod remote;
 pub mod smtp_client;
 pub mod tls_rpt;
@@ -136,8 +137,8 @@ impl Agents for LocalOnly {
     }
 }
 
-/// The production agents ([`remote::DeliveryAgents`]: Maildir, LMTP, relays with session reuse,
-/// MX), set up from the `[queue]` and `[routes]` configuration, with a resolver of their own
+/// The production agents ([`remote::DeliveryAgents`]: Maildir, LMTP, relays and MX, with
+/// session reuse), set up from the `[queue]` and `[routes]` configuration, with a resolver of their own
 /// asking the deprecated `[queue] nameservers` (or the system's). The server uses
 /// [`with_resolver`] and its shared `[dns]` resolver.
 pub fn from_config(
@@ -174,7 +175,8 @@ pub fn with_resolver(
     settings.mta_sts_cache = Some(state_dir.join("mta-sts"));
     settings.tls_rpt = tls_rpt;
     settings.mx.smtp_port = queue.mx_port;
-    settings.idle_time = queue.connection_reuse;
+    settings.sessions.idle_time = queue.connection_reuse;
+    settings.sessions.max_messages = queue.connection_reuse_messages;
     remote::DeliveryAgents::new(
         maildir::Maildir::new(state_dir.join("mail"), hostname),
         settings,

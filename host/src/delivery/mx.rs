@@ -4,6 +4,13 @@
 //! MX record is its own mail exchanger (implicit MX, via its A/AAAA records); a null MX
 //! (RFC 7505, a single MX with exchange ".") fails at once with 5.1.10. When a host cannot be
 //! reached, or answers with 4xx, the recipients still deferred go to the next host.
+//!
+//! With a [`SessionPool`] (the server's agents have one), a session to an MX host outlives the
+//! delivery: the next delivery to the same host and address under the same TLS policy (DANE with
+//! the same TLSA records, MTA-STS enforce or testing, or opportunistic) goes over it, whichever
+//! domain it is for, so many domains hosted by one provider share its sessions. The TLS policy
+//! is part of the pool's key so a session set up under a weaker policy never carries mail that
+//! needs a stronger one.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -14,6 +21,7 @@ use rand::seq::SliceRandom;
 
 use super::dane::{self, DaneMode, Tlsa};
 use super::mta_sts::Mode as StsMode;
+use super::pool::SessionPool;
 use super::smtp_client::{ClientConfig, Connection, Failure, TlsVerify, send_and_quit};
 use super::tls_rpt::{self, TlsRpt};
 use super::{Attempt, Outbound, RecipientOutcome};
@@ -67,6 +75,8 @@ pub struct MxResolver {
     config: MxConfig,
     /// Where the result of each session goes for TLS reports (RFC 8460), if they are on.
     tls_rpt: Option<Arc<TlsRpt>>,
+    /// Idle sessions reused by the next delivery to the same host (none: one session each).
+    sessions: Option<Arc<SessionPool>>,
 }
 
 impl MxResolver {
@@ -89,7 +99,14 @@ impl MxResolver {
             resolver,
             config,
             tls_rpt: None,
+            sessions: None,
         }
+    }
+
+    /// Keeps sessions in `pool` for the next delivery to the same host (see the module doc).
+    pub fn with_sessions(mut self, pool: Option<Arc<SessionPool>>) -> MxResolver {
+        self.sessions = pool;
+        self
     }
 
     /// Records the TLS result of every session in `store` (TLS-RPT).
@@ -303,7 +320,7 @@ impl MxResolver {
                 }
             };
             // DANE: TLS authenticated by TLSA records where the host publishes them securely.
-            let (dane_config, policy) = match self
+            let (dane_config, policy, dane_label) = match self
                 .dane(
                     host,
                     host.secure && addrs_secure,
@@ -313,9 +330,11 @@ impl MxResolver {
                 .await
             {
                 Ok(Some((c, records))) => {
-                    (Some(c), tls_rpt::Policy::tlsa(domain, &host.name, records))
+                    let label = format!("dane {}", records.join(","));
+                    let policy = tls_rpt::Policy::tlsa(domain, &host.name, records);
+                    (Some(c), policy, Some(label))
                 }
-                Ok(None) => (None, domain_policy.clone()),
+                Ok(None) => (None, domain_policy.clone(), None),
                 Err((failure, result)) => {
                     tracing::info!(host = %host.name, reply = ?failure.reply(), "DANE: host skipped");
                     if let Some(store) = &self.tls_rpt {
@@ -346,30 +365,19 @@ impl MxResolver {
                 (None, Some(s)) if s.policy.mode == StsMode::Testing => Some(s),
                 _ => None,
             };
+            // What a reused session must have been set up under (see the module doc).
+            let tls_label = match (&dane_label, sts) {
+                (Some(label), _) => label.clone(),
+                (None, Some(sts)) if sts.policy.mode == StsMode::Enforce => "sts-enforce".into(),
+                (None, Some(sts)) if sts.policy.mode == StsMode::Testing => "sts-testing".into(),
+                _ => format!("{:?}", config.tls).to_ascii_lowercase(),
+            };
             let config = dane_config
                 .as_ref()
                 .or(sts_config.as_ref())
                 .unwrap_or(config);
             for ip in addrs {
                 let addr = SocketAddr::new(ip, self.config.smtp_port);
-                let conn = match Connection::connect_reporting(addr, &host.name, config).await {
-                    Ok(conn) => {
-                        let refused = testing.and_then(|s| s.testing_refusal(&host.name));
-                        self.record_session(&policy, &host.name, ip, &conn, refused);
-                        conn
-                    }
-                    Err(e) => {
-                        tracing::debug!(host = %host.name, %addr, reply = ?e.failure.reply(), "MX host failed");
-                        if let (Some(store), Some(result)) = (&self.tls_rpt, e.tls_result) {
-                            store.failure(
-                                &policy,
-                                tls_rpt::Failure::new(result, &host.name, Some(ip)),
-                            );
-                        }
-                        last_failure = e.failure;
-                        continue;
-                    }
-                };
                 // Only recipients not yet decided: delivered and failed ones stay as they are.
                 let pending: Vec<usize> = (0..out.recipients.len())
                     .filter(|&i| !is_final(outcomes[i].as_ref()))
@@ -380,7 +388,54 @@ impl MxResolver {
                     recipients: &recipients,
                     ..out.clone()
                 };
-                let sent = send_and_quit(conn, &attempt).await;
+                let key = format!("mx:{}:{addr}:{tls_label}", host.name.to_ascii_lowercase());
+                // TLS-RPT counts each delivery's session, reused or new, under this domain's
+                // policy (a reused session may have been opened for another domain). Sessions
+                // under a `testing` policy are not pooled: what the policy would have refused is
+                // known only from the handshake of this attempt (its TestingRefusals).
+                let pool = if testing.is_some() {
+                    None
+                } else {
+                    self.sessions.as_ref()
+                };
+                let reused = match pool {
+                    Some(pool) => {
+                        let record = |conn: &Connection| {
+                            self.record_session(&policy, &host.name, ip, conn, None)
+                        };
+                        pool.send_idle(&key, &attempt, record).await
+                    }
+                    None => None,
+                };
+                let sent = match reused {
+                    Some(sent) => sent,
+                    None => {
+                        let conn = match Connection::connect_reporting(addr, &host.name, config)
+                            .await
+                        {
+                            Ok(conn) => {
+                                let refused = testing.and_then(|s| s.testing_refusal(&host.name));
+                                self.record_session(&policy, &host.name, ip, &conn, refused);
+                                conn
+                            }
+                            Err(e) => {
+                                tracing::debug!(host = %host.name, %addr, reply = ?e.failure.reply(), "MX host failed");
+                                if let (Some(store), Some(result)) = (&self.tls_rpt, e.tls_result) {
+                                    store.failure(
+                                        &policy,
+                                        tls_rpt::Failure::new(result, &host.name, Some(ip)),
+                                    );
+                                }
+                                last_failure = e.failure;
+                                continue;
+                            }
+                        };
+                        match pool {
+                            Some(pool) => pool.send_new(&key, conn, &attempt).await,
+                            None => send_and_quit(conn, &attempt).await,
+                        }
+                    }
+                };
                 report.remote_mta = sent.remote_mta.clone();
                 report.dsn_passed_on |= sent.dsn_passed_on;
                 for (&i, outcome) in pending.iter().zip(sent.outcomes) {

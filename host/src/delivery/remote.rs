@@ -1,21 +1,22 @@
 //! [`DeliveryAgents`]: the queue's [`Agents`] with every destination wired: Maildir (local), LMTP,
 //! relays/smarthosts and MX.
 //!
-//! Sessions to relays and LMTP servers are kept open for a short while after a delivery and
-//! reused by the next delivery to the same place (starting with a pipelined RSET), so a busy smarthost
-//! costs one connection per concurrent delivery rather than one per message. MX sessions are not
-//! cached (each domain's hosts differ; the queue groups a domain's recipients into one attempt).
+//! Sessions to relays, LMTP servers and MX hosts are kept open for a short while after a
+//! delivery and reused by the next delivery to the same place (starting with a pipelined RSET),
+//! so a busy smarthost or a big mailbox provider costs one connection per concurrent delivery
+//! rather than one per message. One [`SessionPool`] holds them all; an MX session is shared by
+//! every domain whose mail goes to that host and address under the same TLS policy (see `mx`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use super::dane::DaneMode;
 use super::lmtp::{self, LmtpTarget};
 use super::maildir::Maildir;
 use super::mta_sts::MtaSts;
 use super::mx::{MxConfig, MxResolver};
+use super::pool::{PoolSettings, SessionPool};
 use super::smtp_client::{
     self, ClientConfig, Connection, Failure, RelayCredentials, Timeouts, TlsVerify,
 };
@@ -46,10 +47,9 @@ pub struct RemoteSettings {
     pub resolver: Option<std::sync::Arc<crate::dns::Resolver>>,
     /// Use BDAT when offered.
     pub chunking: bool,
-    /// How long an idle session stays cached (0: no reuse).
-    pub idle_time: Duration,
-    /// Idle sessions kept per destination.
-    pub idle_per_destination: usize,
+    /// Session reuse for relays, LMTP and MX: idle time, idle sessions per place, messages per
+    /// session.
+    pub sessions: PoolSettings,
     pub max_recipients: usize,
 }
 
@@ -67,8 +67,7 @@ impl RemoteSettings {
             mx: MxConfig::default(),
             resolver: None,
             chunking: true,
-            idle_time: Duration::from_secs(5),
-            idle_per_destination: 8,
+            sessions: PoolSettings::default(),
             max_recipients: 100,
         }
     }
@@ -157,18 +156,20 @@ pub struct DeliveryAgents {
     settings: RemoteSettings,
     mx: MxResolver,
     mta_sts: std::sync::Arc<MtaSts>,
-    idle: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
+    sessions: Arc<SessionPool>,
     /// Verifying client configurations by CA file (the system roots are loaded once).
     verifiers: Mutex<HashMap<Option<PathBuf>, TlsVerify>>,
 }
 
 impl DeliveryAgents {
     pub fn new(maildir: Maildir, settings: RemoteSettings) -> Result<DeliveryAgents, String> {
+        let sessions = SessionPool::start(settings.sessions.clone());
         let mx = match &settings.resolver {
             Some(resolver) => MxResolver::with_resolver(resolver.clone(), settings.mx.clone()),
             None => MxResolver::new(settings.mx.clone())?,
         }
-        .with_tls_rpt(settings.tls_rpt.clone());
+        .with_tls_rpt(settings.tls_rpt.clone())
+        .with_sessions(Some(sessions.clone()));
         let mta_sts = std::sync::Arc::new(MtaSts::new(
             mx.resolver().clone(),
             settings.mta_sts.clone(),
@@ -181,7 +182,7 @@ impl DeliveryAgents {
             settings,
             mx,
             mta_sts,
-            idle: Mutex::new(HashMap::new()),
+            sessions,
             verifiers: Mutex::new(HashMap::new()),
         })
     }
@@ -263,14 +264,14 @@ impl DeliveryAgents {
                     let port = target.port;
                     let connect =
                         async move { connect_addresses(&addrs, &host, port, &dane_config).await };
-                    return self.send_reusing(&key, connect, out).await;
+                    return self.sessions.send(&key, connect, out).await;
                 }
                 Ok(None) => {}
                 Err(failure) => return Attempt::all(out, failure.outcome()),
             }
         }
         let connect = smtp_client::connect_to_relay(target, &config);
-        self.send_reusing(&key, connect, out).await
+        self.sessions.send(&key, connect, out).await
     }
 
     async fn lmtp(&self, target: &str, out: &Outbound<'_>) -> Attempt {
@@ -279,91 +280,17 @@ impl DeliveryAgents {
         let key = format!("lmtp:{target}");
         let target = LmtpTarget::parse(target);
         let connect = lmtp::connect(&target, &config);
-        self.send_reusing(&key, connect, out).await
-    }
-
-    /// Sends over a cached session for `key` if there is one, else over a new one; caches the
-    /// session afterwards while it is usable. A cached session starts its transaction with a
-    /// (pipelined) RSET; if the peer had dropped it meanwhile, nothing was sent and the message
-    /// goes over a fresh session at once.
-    async fn send_reusing(
-        &self,
-        key: &str,
-        connect: impl Future<Output = Result<Connection, Failure>>,
-        out: &Outbound<'_>,
-    ) -> Attempt {
-        while let Some(mut conn) = self.take_idle(key) {
-            conn.prepare_reuse();
-            let attempt = conn.send(out).await;
-            if !conn.failed_before_transaction() {
-                self.put_idle(key, conn);
-                return attempt;
-            }
-            conn.quit().await;
-        }
-        let mut conn = match connect.await {
-            Ok(conn) => conn,
-            Err(failure) => return Attempt::all(out, failure.outcome()),
-        };
-        let attempt = conn.send(out).await;
-        self.put_idle(key, conn);
-        attempt
-    }
-
-    /// The most recently used idle session for `key` still within the idle time.
-    fn take_idle(&self, key: &str) -> Option<Connection> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
-        while let Some((since, conn)) = list.pop() {
-            if since.elapsed() < self.settings.idle_time {
-                return Some(conn);
-            }
-            drop(conn); // expired: closed without ceremony
-        }
-        None
-    }
-
-    fn put_idle(&self, key: &str, conn: Connection) {
-        let mut stale = Vec::new();
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            // Expired sessions of every destination leave with this call.
-            for list in idle.values_mut() {
-                let (keep, old): (Vec<_>, Vec<_>) = std::mem::take(list)
-                    .into_iter()
-                    .partition(|(since, _)| since.elapsed() < self.settings.idle_time);
-                *list = keep;
-                stale.extend(old.into_iter().map(|(_, c)| c));
-            }
-            idle.retain(|_, list| !list.is_empty());
-            let list = idle.entry(key.to_string()).or_default();
-            if conn.is_usable()
-                && !self.settings.idle_time.is_zero()
-                && list.len() < self.settings.idle_per_destination
-            {
-                list.push((Instant::now(), conn));
-            } else {
-                stale.push(conn);
-            }
-        }
-        if !stale.is_empty() {
-            tokio::spawn(async move {
-                for conn in stale {
-                    conn.quit().await;
-                }
-            });
-        }
+        self.sessions.send(&key, connect, out).await
     }
 
     /// Closes every cached session (QUIT), e.g. at shutdown.
     pub async fn close_idle(&self) {
-        let all: Vec<Connection> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.drain().flat_map(|(_, l)| l).map(|(_, c)| c).collect()
-        };
-        for conn in all {
-            conn.quit().await;
-        }
+        self.sessions.close_all().await;
+    }
+
+    /// The shared session pool (tests, diagnostics).
+    pub fn sessions(&self) -> &SessionPool {
+        &self.sessions
     }
 }
 

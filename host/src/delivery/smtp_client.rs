@@ -244,6 +244,8 @@ pub struct Connection {
     needs_reset: bool,
     /// The last `send` failed at the RSET that precedes its MAIL: nothing of it was sent.
     failed_before_transaction: bool,
+    /// Messages sent over this session ([`Connection::send`] calls that reached the peer).
+    messages: usize,
 }
 
 impl std::fmt::Debug for Connection {
@@ -291,6 +293,11 @@ impl Connection {
     /// reaching the peer, so the caller can send again on a fresh session right away.
     pub fn failed_before_transaction(&self) -> bool {
         self.failed_before_transaction
+    }
+
+    /// How many messages this session has carried (a session pool closes it at its cap).
+    pub fn messages_sent(&self) -> usize {
+        self.messages
     }
 
     /// Marks a session taken from an idle cache: the next transaction starts with RSET

@@ -1,6 +1,8 @@
 //! Conversions between the engine's policy types (`crate::policy`) and the generated WIT types.
 
-use super::bindings::exports::mailwit::plugin::{auth, data, delivery, outbound, rcpt, route};
+use super::bindings::exports::mailwit::plugin::{
+    auth, auth_challenge, data, delivery, outbound, rcpt, route,
+};
 use super::bindings::mailwit::plugin::types as wit;
 use crate::policy;
 
@@ -81,6 +83,16 @@ pub fn credentials(c: &policy::Credentials) -> auth::Credentials {
         authcid: c.authcid.clone(),
         secret: c.secret.clone(),
     }
+}
+
+/// A challenge-response exchange (CRAM-MD5): `None` for other mechanisms.
+pub fn challenge_response(c: &policy::Credentials) -> Option<auth_challenge::ChallengeResponse> {
+    Some(auth_challenge::ChallengeResponse {
+        mechanism: c.mechanism.clone(),
+        authcid: c.authcid.clone(),
+        challenge: c.challenge.clone()?,
+        response: c.secret.clone(),
+    })
 }
 
 fn reply(r: wit::Reply) -> policy::Reply {

@@ -11,7 +11,9 @@ use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::exports::mailwit::plugin as hooks;
-use super::bindings::exports::mailwit::plugin::{auth, data, delivery, outbound, rcpt, route};
+use super::bindings::exports::mailwit::plugin::{
+    auth, auth_challenge, data, delivery, outbound, rcpt, route,
+};
 use super::bindings::mailwit::plugin::types as wit;
 use super::loader::LoadedPlugin;
 use super::resources::MessageHandle;
@@ -41,6 +43,7 @@ struct Guests {
     connect: Option<hooks::connect::Guest>,
     ehlo: Option<hooks::ehlo::Guest>,
     auth: Option<hooks::auth::Guest>,
+    auth_challenge: Option<hooks::auth_challenge::Guest>,
     mail: Option<hooks::mail::Guest>,
     rcpt: Option<hooks::rcpt::Guest>,
     data: Option<hooks::data::Guest>,
@@ -238,6 +241,30 @@ impl LiveInstance {
         )
         .await;
         result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    /// A challenge-response (CRAM-MD5) check, answered in `auth`'s terms. Only current-contract
+    /// plugins that export `auth-challenge` are asked (the pipeline checks).
+    pub async fn auth_challenge(
+        &mut self,
+        plugin: &LoadedPlugin,
+        s: &wit::SessionInfo,
+        credentials: &auth_challenge::ChallengeResponse,
+    ) -> Result<auth::AuthResult> {
+        self.arm(plugin.engine.fuel)?;
+        let guest = guest!(self, plugin, auth_challenge);
+        let result = bounded(
+            &self.limits,
+            guest.call_check_response(&mut self.store, s, credentials),
+        )
+        .await;
+        let answer = result.map_err(|e| describe(e, &self.store, &self.limits))?;
+        Ok(match answer {
+            auth_challenge::ChallengeResult::Ok(identity) => auth::AuthResult::Ok(identity),
+            auth_challenge::ChallengeResult::Invalid => auth::AuthResult::Invalid,
+            auth_challenge::ChallengeResult::Unknown => auth::AuthResult::Unknown,
+            auth_challenge::ChallengeResult::Tempfail(why) => auth::AuthResult::Tempfail(why),
+        })
     }
 
     pub async fn mail(

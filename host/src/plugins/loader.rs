@@ -48,6 +48,8 @@ pub struct HookIndices {
     pub connect: Option<hooks::connect::GuestIndices>,
     pub ehlo: Option<hooks::ehlo::GuestIndices>,
     pub auth: Option<hooks::auth::GuestIndices>,
+    /// Challenge-response mechanisms (CRAM-MD5); only with `auth` (see `wit/hooks.wit`).
+    pub auth_challenge: Option<hooks::auth_challenge::GuestIndices>,
     pub mail: Option<hooks::mail::GuestIndices>,
     pub rcpt: Option<hooks::rcpt::GuestIndices>,
     pub data: Option<hooks::data::GuestIndices>,
@@ -81,7 +83,9 @@ fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result
         .map_err(anyhow::Error::from)
         .context("linking the component against the host imports")?;
     let (indices, legacy) = if contract == WIT_VERSION {
-        (hook_indices(&pre, &hooks)?, BTreeMap::new())
+        let mut indices = hook_indices(&pre, &hooks)?;
+        indices.auth_challenge = auth_challenge_index(&component, &pre, &hooks)?;
+        (indices, BTreeMap::new())
     } else {
         (
             HookIndices::default(),
@@ -279,6 +283,9 @@ pub fn inspect(
         };
         let found = check_version(name, version)?;
         agree(name, found)?;
+        if interface == AUTH_CHALLENGE && found != WIT_VERSION {
+            bail!("exports `{name}`, which {WIT_PACKAGE}@{found} does not define");
+        }
         if let Some(hook) = Hook::from_name(interface) {
             if hook == Hook::Outbound && found != WIT_VERSION {
                 bail!("exports `{name}`, which {WIT_PACKAGE}@{found} does not define");
@@ -292,6 +299,31 @@ pub fn inspect(
         );
     }
     Ok((hooks, imports, contract.unwrap_or(WIT_VERSION)))
+}
+
+/// The challenge-response companion of the `auth` hook (contract 0.2).
+const AUTH_CHALLENGE: &str = "auth-challenge";
+
+/// The `auth-challenge` export of a current-contract plugin, if it has one. It extends the
+/// `auth` hook, so it comes with it: the auth pipeline is where it is asked.
+fn auth_challenge_index(
+    component: &Component,
+    pre: &InstancePre<HostState>,
+    hooks: &BTreeSet<Hook>,
+) -> Result<Option<hooks::auth_challenge::GuestIndices>> {
+    let name = format!("{WIT_PACKAGE}/{AUTH_CHALLENGE}@{WIT_VERSION}");
+    if component.get_export_index(None, &name).is_none() {
+        return Ok(None);
+    }
+    if !hooks.contains(&Hook::Auth) {
+        bail!(
+            "exports `{AUTH_CHALLENGE}` without `auth`: a challenge-response backend is asked              in the auth pipeline, so export `auth` too (it may answer `unknown`)"
+        );
+    }
+    hooks::auth_challenge::GuestIndices::new(pre)
+        .map(Some)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("export `{name}` does not match the contract"))
 }
 
 /// The WASI packages linked for every plugin, through a context that grants nothing real

@@ -173,13 +173,9 @@ impl SessionPolicy {
                 "Too many authentication failures from your address, try again later",
             ));
         }
-        // A challenge-response (CRAM-MD5) cannot be checked by plugins yet: the WIT credentials
-        // carry no challenge. It goes to the users file alone.
-        let mut result = if credentials.challenge.is_some() {
-            AuthResult::Unknown
-        } else {
-            self.hooks.auth(&self.info, &credentials).await
-        };
+        // Plugins first (a challenge-response only reaches those that export `auth-challenge`),
+        // then the users file for a user no plugin knew.
+        let mut result = self.hooks.auth(&self.info, &credentials).await;
         if result == AuthResult::Unknown {
             result = self.shared.users.check(&credentials).await;
         }

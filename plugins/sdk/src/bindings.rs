@@ -59,6 +59,12 @@ hook_world!(
     "mailwit_plugin::bindings::auth"
 );
 hook_world!(
+    auth_challenge,
+    "package mailwit-sdk:hooks; world auth-challenge-hook { import mailwit:plugin/message@0.2.0; export mailwit:plugin/auth-challenge@0.2.0; }",
+    "export_auth_challenge",
+    "mailwit_plugin::bindings::auth_challenge"
+);
+hook_world!(
     mail,
     "package mailwit-sdk:hooks; world mail-hook { import mailwit:plugin/message@0.2.0; export mailwit:plugin/mail@0.2.0; }",
     "export_mail",

@@ -1,7 +1,8 @@
 //! The Rust SDK for mailwit plugins.
 //!
 //! A mailwit plugin is a WebAssembly component that exports one or more *hooks* (`connect`, `ehlo`,
-//! `auth`, `mail`, `rcpt`, `data`, `route`, `delivery`) of the `mailwit:plugin@0.2.0` contract and
+//! `auth` and its challenge-response companion `auth_challenge`, `mail`, `rcpt`, `data`, `route`,
+//! `delivery`, `outbound`) of the `mailwit:plugin@0.2.0` contract and
 //! imports only the host capabilities it uses (`log`, `config`, `kv`, `dns`, `clock`; `message` is
 //! always available). This crate holds the generated bindings, so a plugin crate needs neither the WIT
 //! files nor `wit-bindgen`: it implements the hook traits and calls [`export!`].
@@ -28,7 +29,8 @@
 //! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
 //! `target/wasm32-wasip2/release/` is the component to name in the server's `[plugins.NAME]` table.
 //!
-//! The helpers are plain functions over the generated types ([`address`], [`reply`], [`headers`]),
+//! The helpers are plain functions over the generated types ([`address`], [`reply`], [`headers`],
+//! [`cram_md5`] for CRAM-MD5 secrets),
 //! thin wrappers over host imports ([`config`], [`kv`], [`log`], [`dns`], [`clock`]), and all of them
 //! compile on the native target too, so a plugin's pure logic can be unit-tested with `cargo test`
 //! (calling a host import outside a Wasm host panics).
@@ -39,6 +41,7 @@ extern crate self as mailwit_plugin;
 pub mod address;
 pub mod bindings;
 pub mod config;
+pub mod cram_md5;
 pub mod headers;
 pub mod http;
 pub mod kv;
@@ -75,6 +78,9 @@ pub mod clock {
 /// The types of the contract, under the names a plugin author uses.
 pub mod types {
     pub use crate::bindings::auth::exports::mailwit::plugin::auth::{AuthResult, Credentials};
+    pub use crate::bindings::auth_challenge::exports::mailwit::plugin::auth_challenge::{
+        ChallengeResponse, ChallengeResult,
+    };
     pub use crate::bindings::data::exports::mailwit::plugin::data::{
         ArcResult, Authentication, DataResult, DkimResult, DmarcResult, Modification, SpfResult,
     };
@@ -99,6 +105,7 @@ pub mod types {
 /// The hook traits. A plugin implements the ones it exports and names them in [`export!`].
 pub mod hooks {
     pub use crate::bindings::auth::exports::mailwit::plugin::auth::Guest as AuthHook;
+    pub use crate::bindings::auth_challenge::exports::mailwit::plugin::auth_challenge::Guest as AuthChallengeHook;
     pub use crate::bindings::connect::exports::mailwit::plugin::connect::Guest as ConnectHook;
     pub use crate::bindings::data::exports::mailwit::plugin::data::Guest as DataHook;
     pub use crate::bindings::delivery::exports::mailwit::plugin::delivery::Guest as DeliveryHook;
@@ -120,8 +127,9 @@ pub mod prelude {
 /// Exports a type as the implementation of the named hooks, and only those:
 /// `mailwit_plugin::export!(MyPlugin: mail, rcpt);`
 ///
-/// Each hook name is one of `connect`, `ehlo`, `auth`, `mail`, `rcpt`, `data`, `route`,
-/// `delivery`; the type must implement the matching trait from [`hooks`] (e.g. `MailHook`).
+/// Each hook name is one of `connect`, `ehlo`, `auth`, `auth_challenge` (with `auth`), `mail`,
+/// `rcpt`, `data`, `route`, `delivery`, `outbound`; the type must implement the matching trait
+/// from [`hooks`] (e.g. `MailHook`, `AuthChallengeHook`).
 #[macro_export]
 macro_rules! export {
     ($ty:ident : $($hook:ident),+ $(,)?) => {
@@ -140,6 +148,9 @@ macro_rules! __export_hook {
     };
     (auth, $ty:ident) => {
         $crate::bindings::auth::export_auth!($ty with_types_in $crate::bindings::auth);
+    };
+    (auth_challenge, $ty:ident) => {
+        $crate::bindings::auth_challenge::export_auth_challenge!($ty with_types_in $crate::bindings::auth_challenge);
     };
     (mail, $ty:ident) => {
         $crate::bindings::mail::export_mail!($ty with_types_in $crate::bindings::mail);
@@ -163,7 +174,7 @@ macro_rules! __export_hook {
         compile_error!(concat!(
             "unknown mailwit hook `",
             stringify!($other),
-            "`: expected connect, ehlo, auth, mail, rcpt, data, route, delivery or outbound"
+            "`: expected connect, ehlo, auth, auth_challenge, mail, rcpt, data, route, delivery or outbound"
         ));
     };
 }

@@ -102,6 +102,7 @@ impl Connection {
             usable: true,
             needs_reset: false,
             failed_before_transaction: false,
+            messages: 0,
         }
     }
 

@@ -14,6 +14,9 @@ impl Connection {
     /// some of them through). Never fails as a whole: problems become per-recipient outcomes.
     pub async fn send(&mut self, out: &Outbound<'_>) -> Attempt {
         let mut total = self.send_batches(out).await;
+        if !self.failed_before_transaction {
+            self.messages += 1;
+        }
         let mut pending: Vec<usize> = (0..out.recipients.len()).collect();
         loop {
             let again: Vec<usize> = pending

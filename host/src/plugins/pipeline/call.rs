@@ -75,6 +75,10 @@ async fn call_plugin_unmeasured(
             .await
             .map(HookOutput::Verdict),
         HookCall::Auth(s, c) => instance.auth(loaded, s, c).await.map(HookOutput::Auth),
+        HookCall::AuthChallenge(s, c) => instance
+            .auth_challenge(loaded, s, c)
+            .await
+            .map(HookOutput::Auth),
         HookCall::Mail(s, from) => instance
             .mail(loaded, s, from)
             .await

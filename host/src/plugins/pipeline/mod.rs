@@ -13,7 +13,9 @@
 
 use std::sync::Arc;
 
-use super::bindings::exports::mailwit::plugin::{auth, data, delivery, outbound, rcpt, route};
+use super::bindings::exports::mailwit::plugin::{
+    auth, auth_challenge, data, delivery, outbound, rcpt, route,
+};
 use super::bindings::mailwit::plugin::types as wit;
 use crate::policy::Hook;
 
@@ -38,6 +40,8 @@ enum HookCall<'a> {
     Connect(&'a wit::SessionInfo),
     Ehlo(&'a wit::SessionInfo, &'a str),
     Auth(&'a wit::SessionInfo, &'a auth::Credentials),
+    /// The auth hook's challenge-response companion (answered as an `Auth` output).
+    AuthChallenge(&'a wit::SessionInfo, &'a auth_challenge::ChallengeResponse),
     Mail(&'a wit::SessionInfo, &'a wit::ReversePath),
     Rcpt(
         &'a wit::SessionInfo,
@@ -60,7 +64,7 @@ impl HookCall<'_> {
         match self {
             HookCall::Connect(..) => Hook::Connect,
             HookCall::Ehlo(..) => Hook::Ehlo,
-            HookCall::Auth(..) => Hook::Auth,
+            HookCall::Auth(..) | HookCall::AuthChallenge(..) => Hook::Auth,
             HookCall::Mail(..) => Hook::Mail,
             HookCall::Rcpt(..) => Hook::Rcpt,
             HookCall::Data(..) => Hook::Data,

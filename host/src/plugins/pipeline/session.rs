@@ -232,8 +232,16 @@ impl SessionHooks for PipelineSession {
         }
         let s = convert::session(session);
         let c = convert::credentials(credentials);
+        // A challenge-response (CRAM-MD5) goes only to plugins that export `auth-challenge`;
+        // the others have no way to check it and are passed over.
+        let challenge = convert::challenge_response(credentials);
         for entry in &chain {
-            match self.call(entry, HookCall::Auth(&s, &c)).await {
+            let call = match &challenge {
+                Some(_) if entry.loaded.indices.auth_challenge.is_none() => continue,
+                Some(response) => HookCall::AuthChallenge(&s, response),
+                None => HookCall::Auth(&s, &c),
+            };
+            match self.call(entry, call).await {
                 Some(HookOutput::Auth(result)) => match convert::auth_result(result) {
                     AuthResult::Unknown => continue,
                     AuthResult::Tempfail(why) => {
