@@ -182,7 +182,7 @@ impl Resolver {
         name: &str,
         rtype: RecordType,
     ) -> Result<Answer<Record>, LookupError> {
-        let name = Name::from_ascii(absolute(name))
+        let name = dns_name(name)
             .map_err(|e| LookupError::Temporary(format!("invalid name {name:?}: {e}")))?;
         // hickory retries on its own; this bounds the whole lookup as the caller sees it.
         let result = match tokio::time::timeout(self.bound, self.inner.lookup(name, rtype)).await {
@@ -217,10 +217,7 @@ impl Resolver {
     /// MX records: (preference, exchange without the trailing dot; "" for the null MX ".").
     pub async fn mx(&self, name: &str) -> Result<Answer<(u16, String)>, LookupError> {
         self.typed(name, RecordType::MX, |d| match d {
-            RData::MX(mx) => Some((
-                mx.preference,
-                mx.exchange.to_ascii().trim_end_matches('.').to_string(),
-            )),
+            RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
             _ => None,
         })
         .await
@@ -367,6 +364,28 @@ fn has_any_key(path: &std::path::Path) -> bool {
     std::fs::read_to_string(path)
         .map(|t| t.contains("DNSKEY"))
         .unwrap_or(false)
+}
+
+/// A name as text without the trailing dot, its labels' octets as they are (to_ascii() would
+/// escape `foo:bar` as `foo\:bar`, which then names something else when looked up again).
+pub fn name_text(name: &Name) -> String {
+    name.iter()
+        .map(|label| String::from_utf8_lossy(label).into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `name` as a DNS name. Host names parse as such; a name with other octets in its labels (SPF
+/// builds names from macros, RFC 7208 §7: `foo:bar/baz.example.com`, spaces, '%') is taken
+/// label by label as raw octets, as DNS allows.
+fn dns_name(name: &str) -> Result<Name, String> {
+    if let Ok(parsed) = Name::from_ascii(absolute(name)) {
+        return Ok(parsed);
+    }
+    let mut raw = Name::from_labels(name.trim_end_matches('.').split('.').map(str::as_bytes))
+        .map_err(|e| e.to_string())?;
+    raw.set_fqdn(true);
+    Ok(raw)
 }
 
 fn absolute(name: &str) -> String {

@@ -19,6 +19,8 @@ pub struct Origin<'a> {
 
 pub struct Verifier {
     authenticator: MessageAuthenticator,
+    /// The server's resolver kind, for SPF (evaluated by us, see [`spf`]).
+    resolver: std::sync::Arc<crate::dns::Resolver>,
     authserv_id: String,
     hostname: String,
     max_signatures: usize,
@@ -28,6 +30,8 @@ impl Verifier {
     pub fn from_config(config: &Config) -> anyhow::Result<Verifier> {
         Ok(Verifier {
             authenticator: resolver::authenticator(&config.dns)?,
+            resolver: crate::dns::Resolver::from_config(&config.dns)
+                .map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?,
             authserv_id: authserv_id(config),
             hostname: config.server.hostname.clone(),
             max_signatures: config.authentication.max_signatures,
@@ -44,9 +48,16 @@ impl Verifier {
 
     pub async fn verify(&self, origin: &Origin<'_>, message: &[u8]) -> AuthResults {
         let auth = &self.authenticator;
-        let spf_helo = spf::check_helo(auth, origin.client_ip, origin.helo, &self.hostname).await;
+        let spf_helo = spf::check_helo(
+            &self.resolver,
+            origin.client_ip,
+            origin.helo,
+            &self.hostname,
+        )
+        .await
+        .map(|(check, _)| check);
         let (spf_mail_from, spf_output) = spf::check_mail_from(
-            auth,
+            &self.resolver,
             origin.client_ip,
             origin.helo,
             origin.mail_from,
@@ -114,7 +125,6 @@ impl Verifier {
         outgoing: &[u8],
     ) -> anyhow::Result<Vec<u8>> {
         use mail_auth::AuthenticationResults;
-        use mail_auth::spf::verify::SpfParameters;
         let auth = &self.authenticator;
         let mut parsed = AuthenticatedMessage::parse(received)
             .ok_or_else(|| anyhow::anyhow!("the message cannot be parsed"))?;
@@ -122,7 +132,7 @@ impl Verifier {
         let dkim = auth.verify_dkim(&parsed).await;
         let chain = auth.verify_arc(&parsed).await;
         let (spf_mail_from, spf_output) = spf::check_mail_from(
-            auth,
+            &self.resolver,
             origin.client_ip,
             origin.helo,
             origin.mail_from,
@@ -146,14 +156,9 @@ impl Verifier {
         let mut results =
             AuthenticationResults::new(&self.authserv_id).with_dkim_results(&dkim, &from_domain);
         let helo = origin.helo;
-        if !helo.is_empty() && !helo.starts_with('[') && helo.parse::<IpAddr>().is_err() {
-            let output = auth
-                .verify_spf(SpfParameters::verify_ehlo(
-                    origin.client_ip,
-                    helo,
-                    &self.hostname,
-                ))
-                .await;
+        if let Some((_, output)) =
+            spf::check_helo(&self.resolver, origin.client_ip, helo, &self.hostname).await
+        {
             results = results.with_spf_ehlo_result(&output, origin.client_ip, helo);
         }
         let results = results

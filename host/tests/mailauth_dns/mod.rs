@@ -205,7 +205,14 @@ fn answer(zone: &Zone, request: &Message) -> Option<Message> {
         return Some(reply);
     };
     reply.add_query(query.clone());
-    let qname = key(&query.name().to_ascii());
+    // The labels' own octets: SPF asks for names such as `foo:bar/baz.example.com`, which
+    // to_ascii() would escape.
+    let qname = key(&query
+        .name()
+        .iter()
+        .map(|label| String::from_utf8_lossy(label).into_owned())
+        .collect::<Vec<_>>()
+        .join("."));
     let Some(records) = zone.names.get(&qname) else {
         if qname.starts_with("error.") {
             return None;
@@ -261,8 +268,10 @@ fn name(host: &str) -> Name {
     if host.is_empty() || host == "." {
         return Name::root();
     }
-    let mut name =
-        Name::from_str_relaxed(host.trim_end_matches('.')).unwrap_or_else(|_| Name::root());
+    let host = host.trim_end_matches('.');
+    let mut name = Name::from_str_relaxed(host)
+        .or_else(|_| Name::from_labels(host.split('.').map(str::as_bytes)))
+        .unwrap_or_else(|_| Name::root());
     name.set_fqdn(true);
     name
 }
