@@ -542,9 +542,10 @@ impl MtaSts {
                 }
                 Refresh::Fetch(id) => match self.fetch(&domain, &id).await {
                     Ok((policy, body)) => {
+                        // Stored first: the log line says the new policy is in force.
+                        self.store(&domain, &id, body, policy.max_age);
                         tracing::info!(%domain, %id, previous = %cached.id, max_age = policy.max_age,
                             "MTA-STS: policy refreshed in the background");
-                        self.store(&domain, &id, body, policy.max_age);
                         fetched += 1;
                     }
                     Err(e) => {
