@@ -59,6 +59,16 @@ impl Policy {
     }
 }
 
+/// A domain's policy with the client configurations that apply it (in `mx`, which uses this
+/// module and never the reverse).
+pub struct StsApplied {
+    pub policy: Policy,
+    /// Verifies chain and name (for `enforce`).
+    pub enforce_tls: Arc<rustls::ClientConfig>,
+    /// Verifies and logs, never refuses (for `testing`).
+    pub testing_tls: Arc<rustls::ClientConfig>,
+}
+
 impl Policy {
     /// The policy as text lines (TLS-RPT's policy-string).
     pub fn lines(&self) -> Vec<String> {
@@ -242,7 +252,7 @@ impl MtaSts {
     }
 
     /// The policy of `domain` with the TLS configurations that apply it (see `mx`).
-    pub async fn applied(&self, domain: &str) -> Option<super::mx::StsApplied> {
+    pub async fn applied(&self, domain: &str) -> Option<StsApplied> {
         self.applied_reporting(domain).await.0
     }
 
@@ -250,9 +260,9 @@ impl MtaSts {
     pub async fn applied_reporting(
         &self,
         domain: &str,
-    ) -> (Option<super::mx::StsApplied>, Option<FetchError>) {
+    ) -> (Option<StsApplied>, Option<FetchError>) {
         let (policy, error) = self.policy_reporting(domain).await;
-        let applied = policy.map(|policy| super::mx::StsApplied {
+        let applied = policy.map(|policy| StsApplied {
             enforce_tls: self.verifying_config(),
             testing_tls: self.testing_config(domain),
             policy,

@@ -523,15 +523,6 @@ impl MxResolver {
     }
 }
 
-/// A domain's MTA-STS policy with the client configurations that apply it.
-pub struct StsApplied {
-    pub policy: super::mta_sts::Policy,
-    /// Verifies chain and name (for `enforce`).
-    pub enforce_tls: std::sync::Arc<rustls::ClientConfig>,
-    /// Verifies and logs, never refuses (for `testing`).
-    pub testing_tls: std::sync::Arc<rustls::ClientConfig>,
-}
-
 fn is_final(outcome: Option<&RecipientOutcome>) -> bool {
     matches!(
         outcome,
