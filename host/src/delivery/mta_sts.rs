@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::client::danger::ServerCertVerified;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::smtp_client::tls::{self, CertificateCheck, Presented};
 use crate::config::mta_sts::MtaStsConfig;
 use crate::dns::{LookupError, Resolver};
 
@@ -278,11 +279,9 @@ impl MtaSts {
     /// A client configuration for `testing` policies: verifies as `enforce` would, logs a
     /// refusal, and goes on (handshake signatures are still checked).
     pub fn testing_config(&self, domain: &str) -> Arc<rustls::ClientConfig> {
-        let inner = WebPkiServerVerifier::builder_with_provider(
-            self.roots.clone(),
-            super::smtp_client::tls::provider(),
-        )
-        .build();
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(self.roots.clone(), tls::provider())
+                .build();
         let Ok(inner) = inner else {
             return self.tls.clone();
         };
@@ -290,13 +289,8 @@ impl MtaSts {
             inner,
             domain: domain.to_string(),
         };
-        let config =
-            rustls::ClientConfig::builder_with_provider(super::smtp_client::tls::provider())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth();
+        let config = tls::checked_config(verifier, tls::provider())
+            .expect("ring supports the default protocol versions");
         Arc::new(config)
     }
 
@@ -658,48 +652,13 @@ struct TestingVerifier {
     domain: String,
 }
 
-impl ServerCertVerifier for TestingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Err(e) = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            tracing::warn!(domain = %self.domain, host = ?server_name, error = %e,
+impl CertificateCheck for TestingVerifier {
+    fn check(&self, chain: Presented<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        if let Err(e) = chain.verify_with(self.inner.as_ref()) {
+            tracing::warn!(domain = %self.domain, host = ?chain.server_name, error = %e,
                 "MTA-STS testing: an enforced policy would refuse this certificate");
         }
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
 
