@@ -13,11 +13,13 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::bindings::exports::mailwit::plugin as hooks;
 use super::bindings::exports::mailwit::plugin::{auth, data, delivery, outbound, rcpt, route};
 use super::bindings::mailwit::plugin::types as wit;
+use super::compat_v01;
+use super::contract::{WIT_PACKAGE, WIT_VERSION};
 use super::loader::LoadedPlugin;
 use super::resources::MessageHandle;
 use super::state::{HostState, PluginContext};
-use super::{Hook, WIT_VERSION, compat_v01};
 use crate::config::plugins::Limits;
+use crate::policy::Hook;
 
 /// Extra time past `limits.time_ms` before a call stuck in a host import (e.g. DNS) is cancelled
 /// from outside; guest code itself is stopped by the epoch deadline.
@@ -191,7 +193,7 @@ impl LiveInstance {
             .map_err(|e| {
                 anyhow!(
                     "export `{hook}` of {}@{} does not match: {e:#}",
-                    super::WIT_PACKAGE,
+                    WIT_PACKAGE,
                     plugin.contract
                 )
             })?;

@@ -1,7 +1,7 @@
 //! Client TLS for STARTTLS.
 //!
 //! The modes, chosen per target (every one checks the handshake signatures with the presented
-//! certificate's key, [`checked_config`] for the custom ones):
+//! certificate's key, `checked_config` for the custom ones):
 //! - [`TlsVerify::AcceptAny`] (MX hosts, opportunistic TLS): any certificate is accepted, since
 //!   without DANE/MTA-STS there is no trustworthy name to check against (RFC 7435 opportunistic
 //!   security). Handshake signatures are still verified, so the session key is bound to the
