@@ -134,12 +134,10 @@ fn fetchmail(
         .env("HOME", home.path())
         .output()
         .expect("fetchmail (Debian package fetchmail) is installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    (
+        out.status.code().unwrap_or(-1),
+        crate::support::printed(&out),
+    )
 }
 
 fn log_has(server: &TestServer, needle: &str) -> bool {

@@ -9,24 +9,7 @@ use crate::support;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use support::{Client, TestServer, config, message};
-
-/// `mailwit reload` against the server's state directory: (success, stdout + stderr).
-fn reload(server: &TestServer) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailwit"))
-        .arg("reload")
-        .arg("--state-dir")
-        .arg(server.state_dir())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 fn listeners(server: &TestServer) -> HashMap<String, SocketAddr> {
     let text = std::fs::read_to_string(server.state_dir().join("listeners.json")).unwrap();
@@ -98,7 +81,7 @@ fn reload_adding_a_listener_and_a_certificate_drops_nothing() {
         ),
     )
     .unwrap();
-    let (ok, report) = reload(&server);
+    let (ok, report) = server.reload();
     assert!(ok, "{report}\n{}", server.log());
     assert!(
         report.contains("listener extra: added on 127.0.0.1:"),
@@ -138,7 +121,7 @@ fn removed_listener_lets_its_sessions_finish() {
     );
     assert!(!text.contains("\"submission\""));
     std::fs::write(&server.config_path, text).unwrap();
-    let (ok, report) = reload(&server);
+    let (ok, report) = server.reload();
     assert!(ok, "{report}");
     assert!(report.contains("listener submission: removed"), "{report}");
     // The established session goes on; new connections are refused.
@@ -165,7 +148,7 @@ fn a_reload_that_cannot_apply_is_refused_whole() {
         ),
     )
     .unwrap();
-    let (ok, report) = reload(&server);
+    let (ok, report) = server.reload();
     assert!(!ok, "{report}");
     assert!(report.contains("bind"), "{report}");
     let mut client = Client::connect(server.addr("mx"));
@@ -185,12 +168,12 @@ fn a_reload_that_cannot_apply_is_refused_whole() {
         ),
     )
     .unwrap();
-    let (ok, report) = reload(&server);
+    let (ok, report) = server.reload();
     assert!(!ok, "{report}");
     assert!(report.contains("server.hostname"), "{report}");
     // A malformed file: refused with its line.
     std::fs::write(&server.config_path, "[server\n").unwrap();
-    let (ok, report) = reload(&server);
+    let (ok, report) = server.reload();
     assert!(!ok, "{report}");
     assert!(report.contains("mailwit.toml:1"), "{report}");
     // The server still answers with its first settings.
@@ -238,7 +221,7 @@ fn a_reload_replaces_routes_and_queue_settings() {
         config("", &relay_routes(second.port())),
     )
     .unwrap();
-    let (ok, report) = reload(&server);
+    let (ok, report) = server.reload();
     assert!(ok, "{report}");
     assert!(report.contains("[queue]/[routes]"), "{report}");
     send("after");
@@ -254,7 +237,7 @@ fn a_reload_replaces_routes_and_queue_settings() {
         ),
     )
     .unwrap();
-    let (ok, report) = reload(&server);
+    let (ok, report) = server.reload();
     assert!(!ok, "{report}");
     assert!(report.contains("queue.concurrency"), "{report}");
 }

@@ -17,22 +17,13 @@
 
 use crate::support;
 
-use std::time::Duration;
-
-use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
+use support::TestServer;
+use support::peer::{PeerOptions, ScriptedPeer as Peer};
 use support::tls::{Leaf, Pki, SignedZone, Validity, Zones, hex, self_signed, sha256};
-use support::{ALICE, Client, TestServer};
+use support::tls_peer::{assert_refused_after_starttls, first_delivered, starttls_peer};
 
 async fn peer(leaf: &Leaf) -> Peer {
-    Peer::start(PeerOptions {
-        extensions: vec!["PIPELINING".into()],
-        tls: Some(TestCa {
-            ca_der: leaf.der.clone(),
-            server: leaf.server_config(),
-        }),
-        ..PeerOptions::default()
-    })
-    .await
+    starttls_peer(leaf, PeerOptions::default()).await
 }
 
 /// mailwit delivering non-local mail by MX through `zone`, to MX hosts on the peer's port.
@@ -49,42 +40,18 @@ fn mailwit(zone: &SignedZone, peer: &Peer, routes: &str) -> TestServer {
 }
 
 fn submit(server: &TestServer, to: &str) {
-    let mut c = Client::connect_tls(server.addr("submissions"));
-    c.expect("EHLO client.test", 250);
-    c.login_alice();
-    let reply = c.send_mail(ALICE, &[to], &support::message("dane", "Hi.\r\n"));
-    assert_eq!(reply.code, 250, "{reply:?}");
-    c.expect("QUIT", 221);
+    support::tls_peer::submit(server, to, "dane", "Hi.\r\n");
 }
 
-fn wait_log(server: &TestServer, text: &str) -> String {
-    let deadline = std::time::Instant::now() + support::PATIENCE;
-    loop {
-        let log = server.log();
-        if log.contains(text) {
-            return log;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {text:?} in the log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_delivered(peer: &Peer, server: &TestServer) -> support::peer::Received {
-    let deadline = std::time::Instant::now() + support::PATIENCE;
-    loop {
-        if let Some(m) = peer.transcript().messages.first() {
-            return m.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing delivered:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Asserts that the message reached the peer over TLS that DANE authenticated.
+fn assert_delivered_with_dane(peer: &Peer, server: &TestServer) {
+    let m = first_delivered(peer, server);
+    assert!(m.tls);
+    assert!(
+        server
+            .log()
+            .contains("DANE: TLS authenticated by TLSA records")
+    );
 }
 
 /// MX and address records of `domain` (relative to `test.`) pointing at 127.0.0.1.
@@ -95,8 +62,20 @@ fn mx_records(domain: &str) -> Vec<String> {
     ]
 }
 
+/// DANE-EE(3), SPKI(1), SHA2-256(1) of `leaf`'s key: TLSA record data.
+fn ee_rdata(leaf: &Leaf) -> String {
+    format!("3 1 1 {}", hex(&sha256(&leaf.spki)))
+}
+
 fn tlsa(domain: &str, port: u16, rdata: &str) -> String {
     format!("_{port}._tcp.mx.{domain} IN TLSA {rdata}")
+}
+
+/// The signed zone with `domain`'s MX host publishing the TLSA record `rdata` for `port`.
+fn mx_zone(domain: &str, port: u16, rdata: &str) -> Zones {
+    let mut signed = mx_records(domain);
+    signed.push(tlsa(domain, port, rdata));
+    Zones::signed(signed)
 }
 
 macro_rules! need_bind {
@@ -113,23 +92,11 @@ async fn dane_ee_match_delivers_over_authenticated_tls() {
     need_bind!();
     let leaf = self_signed(&["mx.dane.test"]);
     let peer = peer(&leaf).await;
-    let mut signed = mx_records("dane");
-    let rdata = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
-    signed.push(tlsa("dane", peer.addr.port(), &rdata));
-    let zone = SignedZone::start(Zones {
-        signed,
-        unsigned: vec![],
-        corrupt_tlsa: vec![],
-    });
+    let rdata = ee_rdata(&leaf);
+    let zone = SignedZone::start(mx_zone("dane", peer.addr.port(), &rdata));
     let server = mailwit(&zone, &peer, "");
     submit(&server, "bob@dane.test");
-    let m = wait_delivered(&peer, &server);
-    assert!(m.tls);
-    assert!(
-        server
-            .log()
-            .contains("DANE: TLS authenticated by TLSA records")
-    );
+    assert_delivered_with_dane(&peer, &server);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,23 +105,11 @@ async fn dane_ta_match_delivers_over_authenticated_tls() {
     let pki = Pki::new("DANE TA");
     let leaf = pki.leaf(&["mx.ta.test"], Validity::Current);
     let peer = peer(&leaf).await;
-    let mut signed = mx_records("ta");
     let rdata = format!("2 0 1 {}", hex(&sha256(&pki.ca_der)));
-    signed.push(tlsa("ta", peer.addr.port(), &rdata));
-    let zone = SignedZone::start(Zones {
-        signed,
-        unsigned: vec![],
-        corrupt_tlsa: vec![],
-    });
+    let zone = SignedZone::start(mx_zone("ta", peer.addr.port(), &rdata));
     let server = mailwit(&zone, &peer, "");
     submit(&server, "bob@ta.test");
-    let m = wait_delivered(&peer, &server);
-    assert!(m.tls);
-    assert!(
-        server
-            .log()
-            .contains("DANE: TLS authenticated by TLSA records")
-    );
+    assert_delivered_with_dane(&peer, &server);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,21 +118,11 @@ async fn dane_mismatch_defers_without_sending() {
     let leaf = self_signed(&["mx.dane.test"]);
     let other = self_signed(&["mx.dane.test"]);
     let peer = peer(&leaf).await;
-    let mut signed = mx_records("dane");
-    let rdata = format!("3 1 1 {}", hex(&sha256(&other.spki)));
-    signed.push(tlsa("dane", peer.addr.port(), &rdata));
-    let zone = SignedZone::start(Zones {
-        signed,
-        unsigned: vec![],
-        corrupt_tlsa: vec![],
-    });
+    let rdata = ee_rdata(&other);
+    let zone = SignedZone::start(mx_zone("dane", peer.addr.port(), &rdata));
     let server = mailwit(&zone, &peer, "");
     submit(&server, "bob@dane.test");
-    let log = wait_log(&server, "enhanced=4.7.5");
-    assert!(log.contains("tlsa-invalid"), "{log}");
-    let t = peer.transcript();
-    assert!(t.commands.iter().any(|c| c == "STARTTLS"), "{t:?}");
-    assert!(!t.commands.iter().any(|c| c.starts_with("MAIL")), "{t:?}");
+    assert_refused_after_starttls(&peer, &server, "tlsa-invalid");
     assert_eq!(server.spooled().len(), 1);
 }
 
@@ -186,18 +131,15 @@ async fn dane_bogus_signature_defers_without_contacting_the_host() {
     need_bind!();
     let leaf = self_signed(&["mx.bogus.test"]);
     let peer = peer(&leaf).await;
-    let mut signed = mx_records("bogus");
-    let rdata = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
-    signed.push(tlsa("bogus", peer.addr.port(), &rdata));
+    let rdata = ee_rdata(&leaf);
     let owner = format!("_{}._tcp.mx.bogus", peer.addr.port());
     let zone = SignedZone::start(Zones {
-        signed,
-        unsigned: vec![],
         corrupt_tlsa: vec![owner],
+        ..mx_zone("bogus", peer.addr.port(), &rdata)
     });
     let server = mailwit(&zone, &peer, "");
     submit(&server, "bob@bogus.test");
-    let log = wait_log(&server, "enhanced=4.7.5");
+    let log = server.wait_log("enhanced=4.7.5");
     assert!(log.contains("DNSSEC"), "{log}");
     assert_eq!(peer.transcript().sessions, 0);
     assert_eq!(server.spooled().len(), 1);
@@ -211,20 +153,19 @@ async fn dane_insecure_zone_falls_back_to_opportunistic_tls() {
     let peer = peer(&leaf).await;
     // An unsigned child zone, delegated without DS: provably insecure; its (mismatching) TLSA
     // records must be ignored.
-    let rdata = format!("3 1 1 {}", hex(&sha256(&other.spki)));
+    let rdata = ee_rdata(&other);
     let child = vec![
         "@ IN MX 10 mx".to_string(),
         "mx IN A 127.0.0.1".to_string(),
         format!("_{}._tcp.mx IN TLSA {rdata}", peer.addr.port()),
     ];
     let zone = SignedZone::start(Zones {
-        signed: vec![],
         unsigned: vec![("insecure".into(), child)],
-        corrupt_tlsa: vec![],
+        ..Zones::default()
     });
     let server = mailwit(&zone, &peer, "");
     submit(&server, "bob@insecure.test");
-    let m = wait_delivered(&peer, &server);
+    let m = first_delivered(&peer, &server);
     assert!(m.tls, "opportunistic TLS is still used");
     assert!(!server.log().contains("DANE: TLS authenticated"));
 }
@@ -234,18 +175,12 @@ async fn dane_unusable_tlsa_falls_back_to_opportunistic_tls() {
     need_bind!();
     let leaf = self_signed(&["mx.pkix.test"]);
     let peer = peer(&leaf).await;
-    let mut signed = mx_records("pkix");
     // PKIX-EE(1): not usable for SMTP (RFC 7672 §3.1.3).
     let rdata = format!("1 1 1 {}", hex(&sha256(&leaf.spki)));
-    signed.push(tlsa("pkix", peer.addr.port(), &rdata));
-    let zone = SignedZone::start(Zones {
-        signed,
-        unsigned: vec![],
-        corrupt_tlsa: vec![],
-    });
+    let zone = SignedZone::start(mx_zone("pkix", peer.addr.port(), &rdata));
     let server = mailwit(&zone, &peer, "");
     submit(&server, "bob@pkix.test");
-    let m = wait_delivered(&peer, &server);
+    let m = first_delivered(&peer, &server);
     assert!(m.tls);
     assert!(!server.log().contains("DANE: TLS authenticated"));
 }
@@ -257,9 +192,8 @@ async fn dane_required_defers_an_insecure_destination() {
     let peer = peer(&leaf).await;
     let child = vec!["@ IN MX 10 mx".to_string(), "mx IN A 127.0.0.1".to_string()];
     let zone = SignedZone::start(Zones {
-        signed: vec![],
         unsigned: vec![("insecure".into(), child)],
-        corrupt_tlsa: vec![],
+        ..Zones::default()
     });
     let server = mailwit(
         &zone,
@@ -267,7 +201,7 @@ async fn dane_required_defers_an_insecure_destination() {
         "[routes.domains.\"insecure.test\"]\nmx = true\ndane = \"required\"",
     );
     submit(&server, "bob@insecure.test");
-    let log = wait_log(&server, "enhanced=4.7.5");
+    let log = server.wait_log("enhanced=4.7.5");
     assert!(log.contains("DANE is required"), "{log}");
     assert_eq!(peer.transcript().sessions, 0);
 }
@@ -277,11 +211,7 @@ async fn dane_required_defers_an_insecure_destination() {
 fn relay_zone(domain: &str, tlsa: Vec<String>) -> SignedZone {
     let mut signed = vec![format!("relay.{domain} IN A 127.0.0.1")];
     signed.extend(tlsa);
-    SignedZone::start(Zones {
-        signed,
-        unsigned: vec![],
-        corrupt_tlsa: vec![],
-    })
+    SignedZone::start(Zones::signed(signed))
 }
 
 fn relay_routes(domain: &str, peer: &Peer) -> String {
@@ -291,28 +221,30 @@ fn relay_routes(domain: &str, peer: &Peer) -> String {
     )
 }
 
+/// Alice's message to a remote address through the smarthost `relay.<domain>.test` (`dane =
+/// "required"`), a peer presenting `leaf`; `tlsa(port)` are the zone lines of its TLSA records.
+async fn relay_through(
+    domain: &str,
+    leaf: &Leaf,
+    tlsa: impl FnOnce(u16) -> Vec<String>,
+) -> (Peer, SignedZone, TestServer) {
+    let peer = peer(leaf).await;
+    let zone = relay_zone(domain, tlsa(peer.addr.port()));
+    let server = mailwit(&zone, &peer, &relay_routes(domain, &peer));
+    submit(&server, "carol@elsewhere.example");
+    (peer, zone, server)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dane_relay_match_delivers_over_authenticated_tls() {
     need_bind!();
     let leaf = self_signed(&["relay.rly.test"]);
-    let peer = peer(&leaf).await;
-    let rdata = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
-    let zone = relay_zone(
-        "rly",
-        vec![format!(
-            "_{}._tcp.relay.rly IN TLSA {rdata}",
-            peer.addr.port()
-        )],
-    );
-    let server = mailwit(&zone, &peer, &relay_routes("rly", &peer));
-    submit(&server, "carol@elsewhere.example");
-    let m = wait_delivered(&peer, &server);
-    assert!(m.tls);
-    assert!(
-        server
-            .log()
-            .contains("DANE: TLS authenticated by TLSA records")
-    );
+    let rdata = ee_rdata(&leaf);
+    let (peer, _zone, server) = relay_through("rly", &leaf, |port| {
+        vec![format!("_{port}._tcp.relay.rly IN TLSA {rdata}")]
+    })
+    .await;
+    assert_delivered_with_dane(&peer, &server);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -320,46 +252,26 @@ async fn dane_relay_mismatch_defers_without_sending() {
     need_bind!();
     let leaf = self_signed(&["relay.rly.test"]);
     let other = self_signed(&["relay.rly.test"]);
-    let peer = peer(&leaf).await;
-    let rdata = format!("3 1 1 {}", hex(&sha256(&other.spki)));
-    let zone = relay_zone(
-        "rly",
-        vec![format!(
-            "_{}._tcp.relay.rly IN TLSA {rdata}",
-            peer.addr.port()
-        )],
-    );
-    let server = mailwit(&zone, &peer, &relay_routes("rly", &peer));
-    submit(&server, "carol@elsewhere.example");
-    let log = wait_log(&server, "enhanced=4.7.5");
-    assert!(log.contains("tlsa-invalid"), "{log}");
-    let t = peer.transcript();
-    assert!(t.commands.iter().any(|c| c == "STARTTLS"), "{t:?}");
-    assert!(!t.commands.iter().any(|c| c.starts_with("MAIL")), "{t:?}");
+    let rdata = ee_rdata(&other);
+    let (peer, _zone, server) = relay_through("rly", &leaf, |port| {
+        vec![format!("_{port}._tcp.relay.rly IN TLSA {rdata}")]
+    })
+    .await;
+    assert_refused_after_starttls(&peer, &server, "tlsa-invalid");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dane_relay_tlsa_through_a_cname_is_followed() {
     need_bind!();
     let leaf = self_signed(&["relay.cn.test"]);
-    let peer = peer(&leaf).await;
-    let port = peer.addr.port();
-    let rdata = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
+    let rdata = ee_rdata(&leaf);
     // The relay's TLSA owner is an alias of a TLSA RRset kept elsewhere (RFC 7671 §7).
-    let zone = relay_zone(
-        "cn",
+    let (peer, _zone, server) = relay_through("cn", &leaf, |port| {
         vec![
             format!("_{port}._tcp.relay.cn IN CNAME _{port}._tcp.keys.cn"),
             format!("_{port}._tcp.keys.cn IN TLSA {rdata}"),
-        ],
-    );
-    let server = mailwit(&zone, &peer, &relay_routes("cn", &peer));
-    submit(&server, "carol@elsewhere.example");
-    let m = wait_delivered(&peer, &server);
-    assert!(m.tls);
-    assert!(
-        server
-            .log()
-            .contains("DANE: TLS authenticated by TLSA records")
-    );
+        ]
+    })
+    .await;
+    assert_delivered_with_dane(&peer, &server);
 }

@@ -14,24 +14,21 @@ use crate::support;
 
 use std::time::Duration;
 
-use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
+use support::peer::{PeerOptions, ScriptedPeer as Peer};
 use support::tls::{Leaf, SignedZone, Zones, hex, self_signed, sha256};
+use support::tls_peer::{first_delivered, starttls_peer};
 use support::{ALICE, Client, TestServer};
 
 async fn peer(leaf: &Leaf, requiretls: bool) -> Peer {
-    let mut extensions = vec!["PIPELINING".to_string()];
-    if requiretls {
-        extensions.push("REQUIRETLS".into());
-    }
-    Peer::start(PeerOptions {
+    let extensions = match requiretls {
+        true => vec!["REQUIRETLS".to_string()],
+        false => Vec::new(),
+    };
+    let options = PeerOptions {
         extensions,
-        tls: Some(TestCa {
-            ca_der: leaf.der.clone(),
-            server: leaf.server_config(),
-        }),
         ..PeerOptions::default()
-    })
-    .await
+    };
+    starttls_peer(leaf, options).await
 }
 
 fn mailwit(zone: &SignedZone, peer: &Peer) -> TestServer {
@@ -81,21 +78,6 @@ fn submit(server: &TestServer, to: &str, requiretls: bool, extra_header: &str) {
     c.expect("QUIT", 221);
 }
 
-fn wait_delivered(peer: &Peer, server: &TestServer) -> support::peer::Received {
-    let deadline = std::time::Instant::now() + support::PATIENCE;
-    loop {
-        if let Some(m) = peer.transcript().messages.first() {
-            return m.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing delivered:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn bounce(server: &TestServer) -> String {
     let files = server.wait_maildir(ALICE, 1);
     std::fs::read_to_string(&files[0]).unwrap()
@@ -143,7 +125,7 @@ async fn requiretls_delivered_over_dane_to_a_requiretls_peer() {
     let zone = zone(peer.addr.port(), &leaf);
     let server = mailwit(&zone, &peer);
     submit(&server, "bob@dane.test", true, "");
-    let m = wait_delivered(&peer, &server);
+    let m = first_delivered(&peer, &server);
     assert!(m.tls);
     assert!(m.mail.ends_with(" REQUIRETLS"), "{}", m.mail);
 }
@@ -189,6 +171,6 @@ async fn tls_required_no_ignores_a_failing_dane_check() {
     let zone = zone(peer.addr.port(), &other);
     let server = mailwit(&zone, &peer);
     submit(&server, "bob@dane.test", false, "TLS-Required: No\r\n");
-    let m = wait_delivered(&peer, &server);
+    let m = first_delivered(&peer, &server);
     assert!(m.tls, "still encrypted, opportunistically");
 }

@@ -5,24 +5,18 @@
 
 use crate::support;
 
-use std::time::Duration;
-
-use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
+use support::TestServer;
+use support::peer::{PeerOptions, ScriptedPeer as Peer};
 use support::tls::{Leaf, Pki, Validity, self_signed};
-use support::{ALICE, Client, TestServer};
+use support::tls_peer::{assert_refused_after_starttls, first_delivered, starttls_peer};
 
 /// An SMTP peer on 127.0.0.1 offering STARTTLS with `leaf`, and AUTH when `auth`.
 async fn peer(leaf: &Leaf, auth: bool) -> Peer {
-    Peer::start(PeerOptions {
-        extensions: vec!["PIPELINING".into()],
-        tls: Some(TestCa {
-            ca_der: leaf.der.clone(),
-            server: leaf.server_config(),
-        }),
+    let options = PeerOptions {
         auth: auth.then(|| ("relayuser".to_string(), "relay-secret".to_string())),
         ..PeerOptions::default()
-    })
-    .await
+    };
+    starttls_peer(leaf, options).await
 }
 
 /// mailwit relaying everything non-local to `peer` with the given smarthost keys.
@@ -39,58 +33,14 @@ fn mailwit(peer: &Peer, smarthost: &str) -> TestServer {
 }
 
 fn submit(server: &TestServer, subject: &str) {
-    let mut c = Client::connect_tls(server.addr("submissions"));
-    c.expect("EHLO client.test", 250);
-    c.login_alice();
-    let reply = c.send_mail(
-        ALICE,
-        &["bob@remote.test"],
-        &support::message(subject, "Hi bob.\r\n"),
-    );
-    assert_eq!(reply.code, 250, "{reply:?}");
-    c.expect("QUIT", 221);
-}
-
-/// Waits (bounded, only against hangs) until the server's log contains `text`.
-fn wait_log(server: &TestServer, text: &str) -> String {
-    let deadline = std::time::Instant::now() + support::PATIENCE;
-    loop {
-        let log = server.log();
-        if log.contains(text) {
-            return log;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {text:?} in the log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_delivered(peer: &Peer, server: &TestServer) -> support::peer::Received {
-    let deadline = std::time::Instant::now() + support::PATIENCE;
-    loop {
-        if let Some(m) = peer.transcript().messages.first() {
-            return m.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing delivered:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::tls_peer::submit(server, "bob@remote.test", subject, "Hi bob.\r\n");
 }
 
 /// Asserts that the relay refused the peer's certificate for `why` (an RFC 8460 result type):
 /// deferred 4.7.5, no MAIL sent, the message still queued.
 fn assert_refused(peer: &Peer, server: &TestServer, why: &str) {
-    let log = wait_log(server, "enhanced=4.7.5");
-    assert!(log.contains(why), "{why} not in the log:\n{log}");
-    let t = peer.transcript();
-    assert!(t.commands.iter().any(|c| c == "STARTTLS"), "{t:?}");
-    assert!(!t.commands.iter().any(|c| c.starts_with("MAIL")), "{t:?}");
-    assert!(t.messages.is_empty());
+    assert_refused_after_starttls(peer, server, why);
+    assert!(peer.transcript().messages.is_empty());
     assert_eq!(server.spooled().len(), 1);
 }
 
@@ -109,7 +59,7 @@ async fn required_tls_verifies_the_chain_with_the_configured_ca() {
         &format!("tls = \"required\", ca_file = \"{}\"", ca.display()),
     );
     submit(&server, "verified");
-    let m = wait_delivered(&peer, &server);
+    let m = first_delivered(&peer, &server);
     assert!(m.tls);
     assert!(String::from_utf8_lossy(&m.data).contains("Subject: verified"));
 }
@@ -159,7 +109,7 @@ async fn verify_false_accepts_a_self_signed_certificate_explicitly() {
         "tls = \"required\", verify = false, credentials = \"relay\"",
     );
     submit(&server, "unverified by choice");
-    let m = wait_delivered(&peer, &server);
+    let m = first_delivered(&peer, &server);
     // Encrypted, and the operator's explicit `verify = false` lets AUTH go over it.
     assert!(m.tls && m.authenticated, "{m:?}");
 }
@@ -171,7 +121,7 @@ async fn credentials_are_not_sent_over_an_unverified_connection() {
     // this one does not, so mailwit falls back to plain text and then refuses to log in.
     let server = mailwit(&peer, "tls = \"opportunistic\", credentials = \"relay\"");
     submit(&server, "no login");
-    wait_log(&server, "enhanced=4.7.8");
+    server.wait_log("enhanced=4.7.8");
     let t = peer.transcript();
     assert!(!t.commands.iter().any(|c| c.starts_with("AUTH")), "{t:?}");
     assert!(t.messages.is_empty());

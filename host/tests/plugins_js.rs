@@ -5,8 +5,6 @@
 use crate::lang_support;
 use crate::support;
 
-use std::process::Command;
-
 use support::{Client, TestServer, config, message};
 
 fn senders() -> String {
@@ -15,10 +13,8 @@ fn senders() -> String {
         .to_string()
 }
 
-fn js_chaos() -> String {
+fn js_chaos() -> std::path::PathBuf {
     lang_support::js("plugins/js/testing/js-chaos")
-        .display()
-        .to_string()
 }
 
 fn policy_config(policy_toml: &str) -> String {
@@ -41,21 +37,6 @@ rcpt = ["senders"]
             path = senders()
         ),
     )
-}
-
-fn reload(server: &TestServer) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailwit"))
-        .arg("reload")
-        .arg("--state-dir")
-        .arg(server.state_dir())
-        .output()
-        .expect("run mailwit reload");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 #[test]
@@ -113,7 +94,7 @@ fn javascript_plugin_reloads_without_a_restart() {
         policy_config(r#"blocked_domains = ["two.test"]"#),
     )
     .unwrap();
-    let (ok, output) = reload(&server);
+    let (ok, output) = server.reload();
     assert!(ok, "{output}\n{}", server.log());
 
     client.expect("MAIL FROM:<a@one.test>", 250);
@@ -124,49 +105,5 @@ fn javascript_plugin_reloads_without_a_restart() {
 
 #[test]
 fn javascript_plugin_is_contained_when_it_loops_eats_memory_or_throws() {
-    let text = config(
-        &lang_support::cache_setting(),
-        &format!(
-            r#"
-[plugins.looper]
-path = "{chaos}"
-grants = ["config", "log"]
-config = {{ mail = "loop" }}
-limits = {{ memory_mib = 128, time_ms = 200 }}
-on_error = "continue"
-
-[plugins.hog]
-path = "{chaos}"
-grants = ["config", "log"]
-config = {{ mail = "alloc" }}
-limits = {{ memory_mib = 96, time_ms = 5000 }}
-on_error = "continue"
-
-[plugins.thrower]
-path = "{chaos}"
-grants = ["config", "log"]
-config = {{ mail = "throw" }}
-limits = {{ memory_mib = 128, time_ms = 5000 }}
-on_error = "reject"
-
-[pipelines.mx]
-mail = ["looper", "hog", "thrower"]
-"#,
-            chaos = js_chaos()
-        ),
-    );
-    let server = TestServer::with_config(&text);
-    for _round in 0..2 {
-        let mut client = Client::connect(server.addr("mx"));
-        client.expect("EHLO c.example.test", 250);
-        let reply = client.cmd("MAIL FROM:<alice@example.test>");
-        assert_eq!(reply.code, 554, "{reply:?}");
-        assert_eq!(reply.enhanced(), "5.3.0");
-        client.expect("NOOP", 250);
-        client.expect("QUIT", 221);
-    }
-    let log = server.log();
-    assert!(log.contains("time limit of 200 ms exceeded"), "{log}");
-    assert!(log.contains("memory limit of 96 MiB exceeded"), "{log}");
-    assert!(log.contains("js-chaos threw in mail"), "{log}");
+    lang_support::assert_chaos_contained(&js_chaos(), "thrower", "throw", "js-chaos threw in mail");
 }

@@ -5,8 +5,6 @@
 use crate::lang_support;
 use crate::support;
 
-use std::process::Command;
-
 use support::{Client, TestServer, config, message};
 
 fn rules() -> String {
@@ -15,10 +13,8 @@ fn rules() -> String {
         .to_string()
 }
 
-fn py_chaos() -> String {
+fn py_chaos() -> std::path::PathBuf {
     lang_support::python("plugins/python/testing/python-chaos")
-        .display()
-        .to_string()
 }
 
 /// The content rules plugin on the mx pipeline's data hook with `rules` (TOML array items).
@@ -75,21 +71,6 @@ fn send(server: &TestServer, subject: &str, extra_header: &str, body: &str) -> s
     reply
 }
 
-fn reload(server: &TestServer) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailwit"))
-        .arg("reload")
-        .arg("--state-dir")
-        .arg(server.state_dir())
-        .output()
-        .expect("run mailwit reload");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[test]
 fn python_content_rules_act_on_mail_sent_through_the_server() {
     let server = TestServer::with_config(&rules_config(FIRST_RULES));
@@ -141,7 +122,7 @@ action = "tempfail"
 text = "Watches later"
 "#;
     std::fs::write(&server.config_path, rules_config(second)).unwrap();
-    let (ok, output) = reload(&server);
+    let (ok, output) = server.reload();
     assert!(ok, "{output}\n{}", server.log());
 
     let reply = client.send_mail("alice@example.test", &["bob@example.test"], &body);
@@ -158,49 +139,5 @@ text = "Watches later"
 
 #[test]
 fn python_plugin_is_contained_when_it_loops_eats_memory_or_raises() {
-    let text = config(
-        &lang_support::cache_setting(),
-        &format!(
-            r#"
-[plugins.looper]
-path = "{chaos}"
-grants = ["config", "log"]
-config = {{ mail = "loop" }}
-limits = {{ memory_mib = 128, time_ms = 200 }}
-on_error = "continue"
-
-[plugins.hog]
-path = "{chaos}"
-grants = ["config", "log"]
-config = {{ mail = "alloc" }}
-limits = {{ memory_mib = 96, time_ms = 5000 }}
-on_error = "continue"
-
-[plugins.raiser]
-path = "{chaos}"
-grants = ["config", "log"]
-config = {{ mail = "raise" }}
-limits = {{ memory_mib = 128, time_ms = 5000 }}
-on_error = "reject"
-
-[pipelines.mx]
-mail = ["looper", "hog", "raiser"]
-"#,
-            chaos = py_chaos()
-        ),
-    );
-    let server = TestServer::with_config(&text);
-    for _round in 0..2 {
-        let mut client = Client::connect(server.addr("mx"));
-        client.expect("EHLO c.example.test", 250);
-        let reply = client.cmd("MAIL FROM:<alice@example.test>");
-        assert_eq!(reply.code, 554, "{reply:?}");
-        assert_eq!(reply.enhanced(), "5.3.0");
-        client.expect("NOOP", 250);
-        client.expect("QUIT", 221);
-    }
-    let log = server.log();
-    assert!(log.contains("time limit of 200 ms exceeded"), "{log}");
-    assert!(log.contains("memory limit of 96 MiB exceeded"), "{log}");
-    assert!(log.contains("py-chaos raised in mail"), "{log}");
+    lang_support::assert_chaos_contained(&py_chaos(), "raiser", "raise", "py-chaos raised in mail");
 }

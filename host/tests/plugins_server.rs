@@ -2,7 +2,6 @@
 //! admin socket, a bad reload keeping the running generation, and misbehaving plugins leaving the
 //! server serving with their configured policy applied.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -40,22 +39,6 @@ data = ["gate"]
             chaos = chaos()
         ),
     )
-}
-
-/// `mailwit reload` against the server; returns (success, output).
-fn reload(server: &TestServer) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailwit"))
-        .arg("reload")
-        .arg("--state-dir")
-        .arg(server.state_dir())
-        .output()
-        .expect("run mailwit reload");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// On a long-lived connection: a transaction to probe@ shows which generation is live.
@@ -103,7 +86,7 @@ fn reload_under_load_drops_nothing_and_switches_behaviour_each_time() {
 
     for n in 1..=10 {
         std::fs::write(&server.config_path, gate_config(n)).unwrap();
-        let (ok, output) = reload(&server);
+        let (ok, output) = server.reload();
         assert!(ok, "reload {n}: {output}\n{}", server.log());
         // The long-lived connection's next transaction runs on the new generation.
         let seen = probe(&mut prober);
@@ -156,7 +139,7 @@ fn a_bad_reload_keeps_the_running_generation() {
 
     let broken = gate_config(2).replace("rcpt = [\"gate\"]", "rcpt = [\"ghost\"]");
     std::fs::write(&server.config_path, broken).unwrap();
-    let (ok, output) = reload(&server);
+    let (ok, output) = server.reload();
     assert!(!ok, "{output}");
     assert!(output.contains("ghost"), "{output}");
     assert!(probe(&mut client).contains("chaos g1"));

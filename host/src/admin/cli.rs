@@ -2,7 +2,8 @@
 //! server's admin socket. main.rs embeds [`QueueArgs`] and [`ReloadArgs`] in its subcommand enum
 //! and calls [`run_queue`] / [`run_reload`].
 
-use super::{Request, Response, client};
+use super::client;
+use super::protocol::{Request, Response};
 use crate::queue::{MessageView, RcptStatus};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;

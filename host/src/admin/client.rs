@@ -1,6 +1,6 @@
 //! The client side of the admin socket, for the CLI and tests.
 
-use super::{Request, Response, socket_path};
+use super::protocol::{Request, Response, socket_path};
 use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;

@@ -1,6 +1,6 @@
 //! Serves the admin socket.
 
-use super::{Request, Response, socket_path};
+use super::protocol::{Request, Response, socket_path};
 use crate::queue::Queue;
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};

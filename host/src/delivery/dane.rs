@@ -1,7 +1,8 @@
 //! DANE for SMTP (RFC 7672): authenticating an MX host's certificate with DNSSEC-signed TLSA
 //! records instead of a CA.
 //!
-//! The match happens inside the TLS handshake, in a rustls [`ServerCertVerifier`]: a certificate
+//! The match happens inside the TLS handshake, in a rustls
+//! [`ServerCertVerifier`](rustls::client::danger::ServerCertVerifier): a certificate
 //! matching no usable TLSA record aborts the handshake before any mail is sent. The handshake
 //! signatures are still verified by rustls' own code with the certificate's key, so a peer that
 //! merely replays someone else's (matching) certificate without its private key fails. (Checking
@@ -16,11 +17,13 @@
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerified;
 use rustls::crypto::CryptoProvider;
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, RootCertStore};
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256, Sha512};
+
+use super::smtp_client::tls::{CertificateCheck, Presented, checked_config};
 
 pub use crate::config::queue::DaneMode;
 
@@ -94,30 +97,25 @@ pub fn client_config(
         records: usable,
         provider: provider.clone(),
     };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+    let config = checked_config(verifier, provider).ok()?;
     Some(Arc::new(config))
 }
 
+/// Matches the chain against the TLSA records; the handshake signatures are checked around it
+/// ([`checked_config`]).
 #[derive(Debug)]
 struct DaneVerifier {
     records: Vec<Tlsa>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for DaneVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+impl CertificateCheck for DaneVerifier {
+    fn check(&self, chain: Presented<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        let Presented {
+            end_entity,
+            intermediates,
+            ..
+        } = chain;
         // DANE-EE: the key (or certificate) itself is what DNS vouches for.
         if self
             .records
@@ -144,53 +142,17 @@ impl ServerCertVerifier for DaneVerifier {
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                     .build()
                     .map_err(|e| rustls::Error::General(e.to_string()))?;
-            return verifier
-                .verify_server_cert(
-                    end_entity,
-                    &intermediates[..i],
-                    server_name,
-                    ocsp_response,
-                    now,
-                )
+            let below_anchor = Presented {
+                intermediates: &intermediates[..i],
+                ..chain
+            };
+            return below_anchor
+                .verify_with(verifier.as_ref())
                 .map(|_| ServerCertVerified::assertion());
         }
         Err(rustls::Error::InvalidCertificate(
             CertificateError::ApplicationVerificationFailure,
         ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

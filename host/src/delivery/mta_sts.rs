@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::client::danger::ServerCertVerified;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::smtp_client::tls::{self, CertificateCheck, Presented};
 use crate::config::mta_sts::MtaStsConfig;
 use crate::dns::{LookupError, Resolver};
 
@@ -57,6 +58,28 @@ impl Policy {
     pub fn allows_mx(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.mx.iter().any(|pattern| mx_matches(pattern, &host))
+    }
+}
+
+/// A domain's policy with the client configurations that apply it (in `mx`, which uses this
+/// module and never the reverse).
+pub struct StsApplied {
+    pub policy: Policy,
+    /// Verifies chain and name (for `enforce`).
+    pub enforce_tls: Arc<rustls::ClientConfig>,
+    /// Verifies and logs, never refuses (for `testing`).
+    pub testing_tls: Arc<rustls::ClientConfig>,
+    /// What `testing_tls` refused, per host (for TLS-RPT).
+    pub testing_refusals: Arc<TestingRefusals>,
+}
+
+impl StsApplied {
+    /// Why a `testing` policy would have refused `host`: its certificate (the verifier's
+    /// verdict), else the host not being one of the policy's MX patterns (RFC 8461 §4.1).
+    pub fn testing_refusal(&self, host: &str) -> Option<&'static str> {
+        self.testing_refusals
+            .refusal(host)
+            .or_else(|| (!self.policy.allows_mx(host)).then_some("validation-failure"))
     }
 }
 
@@ -243,7 +266,7 @@ impl MtaSts {
     }
 
     /// The policy of `domain` with the TLS configurations that apply it (see `mx`).
-    pub async fn applied(&self, domain: &str) -> Option<super::mx::StsApplied> {
+    pub async fn applied(&self, domain: &str) -> Option<StsApplied> {
         self.applied_reporting(domain).await.0
     }
 
@@ -251,11 +274,11 @@ impl MtaSts {
     pub async fn applied_reporting(
         &self,
         domain: &str,
-    ) -> (Option<super::mx::StsApplied>, Option<FetchError>) {
+    ) -> (Option<StsApplied>, Option<FetchError>) {
         let (policy, error) = self.policy_reporting(domain).await;
         let applied = policy.map(|policy| {
             let testing_refusals = Arc::new(TestingRefusals::default());
-            super::mx::StsApplied {
+            StsApplied {
                 enforce_tls: self.verifying_config(),
                 testing_tls: self.testing_config(domain, testing_refusals.clone()),
                 testing_refusals,
@@ -278,11 +301,9 @@ impl MtaSts {
         domain: &str,
         refusals: Arc<TestingRefusals>,
     ) -> Arc<rustls::ClientConfig> {
-        let inner = WebPkiServerVerifier::builder_with_provider(
-            self.roots.clone(),
-            super::smtp_client::tls::provider(),
-        )
-        .build();
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(self.roots.clone(), tls::provider())
+                .build();
         let Ok(inner) = inner else {
             return self.tls.clone();
         };
@@ -291,13 +312,8 @@ impl MtaSts {
             domain: domain.to_string(),
             refusals,
         };
-        let config =
-            rustls::ClientConfig::builder_with_provider(super::smtp_client::tls::provider())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth();
+        let config = tls::checked_config(verifier, tls::provider())
+            .expect("ring supports the default protocol versions");
         Arc::new(config)
     }
 
@@ -689,55 +705,19 @@ struct TestingVerifier {
     refusals: Arc<TestingRefusals>,
 }
 
-impl ServerCertVerifier for TestingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        let refused = match &verdict {
+impl CertificateCheck for TestingVerifier {
+    fn check(&self, chain: Presented<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match chain.verify_with(self.inner.as_ref()) {
             Ok(_) => None,
             Err(e) => {
-                let result = super::smtp_client::tls::HandshakeFailure::of_tls(e).result_type();
-                tracing::warn!(domain = %self.domain, host = ?server_name, error = %e, result,
+                let result = tls::HandshakeFailure::of_tls(&e).result_type();
+                tracing::warn!(domain = %self.domain, host = ?chain.server_name, error = %e, result,
                     "MTA-STS testing: an enforced policy would refuse this certificate");
                 Some(result)
             }
         };
-        self.refusals.note(server_name, refused);
+        self.refusals.note(chain.server_name, refused);
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
 

@@ -594,27 +594,6 @@ impl MxResolver {
     }
 }
 
-/// A domain's MTA-STS policy with the client configurations that apply it.
-pub struct StsApplied {
-    pub policy: super::mta_sts::Policy,
-    /// Verifies chain and name (for `enforce`).
-    pub enforce_tls: std::sync::Arc<rustls::ClientConfig>,
-    /// Verifies and logs, never refuses (for `testing`).
-    pub testing_tls: std::sync::Arc<rustls::ClientConfig>,
-    /// What `testing_tls` refused, per host (for TLS-RPT).
-    pub testing_refusals: std::sync::Arc<super::mta_sts::TestingRefusals>,
-}
-
-impl StsApplied {
-    /// Why a `testing` policy would have refused `host`: its certificate (the verifier's
-    /// verdict), else the host not being one of the policy's MX patterns (RFC 8461 §4.1).
-    fn testing_refusal(&self, host: &str) -> Option<&'static str> {
-        self.testing_refusals
-            .refusal(host)
-            .or_else(|| (!self.policy.allows_mx(host)).then_some("validation-failure"))
-    }
-}
-
 fn is_final(outcome: Option<&RecipientOutcome>) -> bool {
     matches!(
         outcome,

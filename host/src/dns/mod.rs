@@ -267,16 +267,7 @@ impl Resolver {
 
     /// TXT records, each one's strings concatenated (RFC 7208 §3.3, RFC 8461 §3.1).
     pub async fn txt(&self, name: &str) -> Result<Answer<String>, LookupError> {
-        self.typed(name, RecordType::TXT, |d| match d {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|part| String::from_utf8_lossy(part))
-                    .collect::<String>(),
-            ),
-            _ => None,
-        })
-        .await
+        self.typed(name, RecordType::TXT, txt_text).await
     }
 
     /// TLSA records at `name` (e.g. `_25._tcp.mx.example.`).
@@ -434,6 +425,20 @@ pub fn builder(config: &DnsConfig) -> hickory_resolver::ResolverBuilder<TokioRun
     // Every name the server looks up is absolute: never try search domains.
     options.ndots = 0;
     builder
+}
+
+/// A TXT record's strings concatenated into one text (RFC 7208 §3.3, RFC 8461 §3.1); `None`
+/// for other records. The plugins' `dns` import answers with the same text.
+pub fn txt_text(data: &RData) -> Option<String> {
+    match data {
+        RData::TXT(txt) => Some(
+            txt.txt_data
+                .iter()
+                .map(|part| String::from_utf8_lossy(part))
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
 //! Verification of inbound mail: SPF (HELO and MAIL FROM), DKIM (every signature up to a
 //! limit), ARC and DMARC, in one pass that yields [`AuthResults`].
 
-use super::results::{AuthResults, AuthStatus, DkimCheck};
+use super::results::{AuthResults, AuthStatus, DkimCheck, SpfCheck};
 use super::{arc, dmarc, resolver, spf};
 use crate::config::Config;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, MessageAuthenticator};
+use mail_auth::{
+    AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, MessageAuthenticator, SpfOutput,
+};
 use std::net::IpAddr;
 
 /// What the SMTP session knows about the message's origin.
@@ -19,7 +21,7 @@ pub struct Origin<'a> {
 
 pub struct Verifier {
     authenticator: MessageAuthenticator,
-    /// The server's resolver kind, for SPF (evaluated by us, see [`spf`]).
+    /// The server's kind of resolver, for SPF (evaluated by us, see [`spf`]).
     resolver: std::sync::Arc<crate::dns::Resolver>,
     authserv_id: String,
     hostname: String,
@@ -46,6 +48,18 @@ impl Verifier {
         &self.authenticator
     }
 
+    /// SPF for the MAIL FROM identity (RFC 7208 §2.4), with mail-auth's output for DMARC.
+    async fn spf_mail_from(&self, origin: &Origin<'_>) -> (SpfCheck, SpfOutput) {
+        spf::check_mail_from(
+            &self.resolver,
+            origin.client_ip,
+            origin.helo,
+            origin.mail_from,
+            &self.hostname,
+        )
+        .await
+    }
+
     pub async fn verify(&self, origin: &Origin<'_>, message: &[u8]) -> AuthResults {
         let auth = &self.authenticator;
         let spf_helo = spf::check_helo(
@@ -56,14 +70,7 @@ impl Verifier {
         )
         .await
         .map(|(check, _)| check);
-        let (spf_mail_from, spf_output) = spf::check_mail_from(
-            &self.resolver,
-            origin.client_ip,
-            origin.helo,
-            origin.mail_from,
-            &self.hostname,
-        )
-        .await;
+        let (spf_mail_from, spf_output) = self.spf_mail_from(origin).await;
         let unparsable = || AuthResults {
             authserv_id: self.authserv_id.clone(),
             spf_helo: spf_helo.clone(),
@@ -85,20 +92,9 @@ impl Verifier {
         let dkim_output = auth.verify_dkim(&parsed).await;
         let arc_output = auth.verify_arc(&parsed).await;
         let mail_from_domain = spf_mail_from.domain.clone();
-        let dmarc_output = auth
-            .verify_dmarc(DmarcParameters::new(
-                &parsed,
-                &dkim_output,
-                &mail_from_domain,
-                &spf_output,
-            ))
-            .await;
-        let from_domain = parsed
-            .from
-            .first()
-            .and_then(|f| f.rsplit_once('@'))
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
+        let dmarc_output =
+            dmarc_of(auth, &parsed, &dkim_output, &mail_from_domain, &spf_output).await;
+        let from_domain = from_domain(&parsed);
         AuthResults {
             authserv_id: self.authserv_id.clone(),
             spf_helo,
@@ -131,28 +127,9 @@ impl Verifier {
         parsed.dkim_headers.truncate(self.max_signatures);
         let dkim = auth.verify_dkim(&parsed).await;
         let chain = auth.verify_arc(&parsed).await;
-        let (spf_mail_from, spf_output) = spf::check_mail_from(
-            &self.resolver,
-            origin.client_ip,
-            origin.helo,
-            origin.mail_from,
-            &self.hostname,
-        )
-        .await;
-        let dmarc = auth
-            .verify_dmarc(DmarcParameters::new(
-                &parsed,
-                &dkim,
-                &spf_mail_from.domain,
-                &spf_output,
-            ))
-            .await;
-        let from_domain = parsed
-            .from
-            .first()
-            .and_then(|f| f.rsplit_once('@'))
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
+        let (spf_mail_from, spf_output) = self.spf_mail_from(origin).await;
+        let dmarc = dmarc_of(auth, &parsed, &dkim, &spf_mail_from.domain, &spf_output).await;
+        let from_domain = from_domain(&parsed);
         let mut results =
             AuthenticationResults::new(&self.authserv_id).with_dkim_results(&dkim, &from_domain);
         let helo = origin.helo;
@@ -176,6 +153,28 @@ pub fn authserv_id(config: &Config) -> String {
         .authserv_id
         .clone()
         .unwrap_or_else(|| config.server.hostname.clone())
+}
+
+/// DMARC (RFC 7489) for a parsed message with its DKIM outputs and its SPF result for MAIL FROM.
+async fn dmarc_of(
+    auth: &MessageAuthenticator,
+    parsed: &AuthenticatedMessage<'_>,
+    dkim: &[DkimOutput<'_>],
+    mail_from_domain: &str,
+    spf: &SpfOutput,
+) -> DmarcOutput {
+    auth.verify_dmarc(DmarcParameters::new(parsed, dkim, mail_from_domain, spf))
+        .await
+}
+
+/// The domain of the message's first From address, lower-cased; empty without one.
+fn from_domain(parsed: &AuthenticatedMessage<'_>) -> String {
+    parsed
+        .from
+        .first()
+        .and_then(|f| f.rsplit_once('@'))
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 fn dkim_check(output: &DkimOutput<'_>) -> DkimCheck {

@@ -15,11 +15,13 @@ use super::bindings::exports::mailwit::plugin::{
     auth, auth_challenge, data, delivery, outbound, rcpt, route,
 };
 use super::bindings::mailwit::plugin::types as wit;
+use super::compat_v01;
+use super::contract::{WIT_PACKAGE, WIT_VERSION};
 use super::loader::LoadedPlugin;
 use super::resources::MessageHandle;
 use super::state::{HostState, PluginContext};
-use super::{Hook, WIT_VERSION, compat_v01};
 use crate::config::plugins::Limits;
+use crate::policy::Hook;
 
 /// Extra time past `limits.time_ms` before a call stuck in a host import (e.g. DNS) is cancelled
 /// from outside; guest code itself is stopped by the epoch deadline.
@@ -66,6 +68,26 @@ macro_rules! guest {
         }
         $self.guests.$hook.as_ref().expect("loaded above")
     }};
+}
+
+/// The hook methods whose contract 0.1 export has the same parameters: an earlier-contract
+/// plugin is called through [`LiveInstance::legacy`], a current one through its typed export;
+/// both armed with the limits and bounded in time.
+macro_rules! hook_methods {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $hook:ident, $call:ident;)*) => {$(
+        pub async fn $name(&mut self, plugin: &LoadedPlugin, $($arg: $ty),*) -> Result<$ret> {
+            if Self::is_legacy(plugin) {
+                return self
+                    .legacy::<_, ($ret,)>(plugin, Hook::$hook, ($($arg,)*))
+                    .await
+                    .map(|(v,)| v);
+            }
+            self.arm(plugin.engine.fuel)?;
+            let guest = guest!(self, plugin, $name);
+            let result = bounded(&self.limits, guest.$call(&mut self.store, $($arg),*)).await;
+            result.map_err(|e| describe(e, &self.store, &self.limits))
+        }
+    )*};
 }
 
 /// Every slot of the instance pool (or of the plugin's `limits.instances`) stayed taken for as
@@ -174,7 +196,7 @@ impl LiveInstance {
             .map_err(|e| {
                 anyhow!(
                     "export `{hook}` of {}@{} does not match: {e:#}",
-                    super::WIT_PACKAGE,
+                    WIT_PACKAGE,
                     plugin.contract
                 )
             })?;
@@ -186,61 +208,13 @@ impl LiveInstance {
         plugin.contract != WIT_VERSION
     }
 
-    pub async fn connect(
-        &mut self,
-        plugin: &LoadedPlugin,
-        s: &wit::SessionInfo,
-    ) -> Result<wit::Verdict> {
-        if Self::is_legacy(plugin) {
-            return self
-                .legacy::<_, (wit::Verdict,)>(plugin, Hook::Connect, (s,))
-                .await
-                .map(|(v,)| v);
-        }
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, connect);
-        let result = bounded(&self.limits, guest.call_on_connect(&mut self.store, s)).await;
-        result.map_err(|e| describe(e, &self.store, &self.limits))
-    }
-
-    pub async fn ehlo(
-        &mut self,
-        plugin: &LoadedPlugin,
-        s: &wit::SessionInfo,
-        name: &str,
-    ) -> Result<wit::Verdict> {
-        if Self::is_legacy(plugin) {
-            return self
-                .legacy::<_, (wit::Verdict,)>(plugin, Hook::Ehlo, (s, name))
-                .await
-                .map(|(v,)| v);
-        }
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, ehlo);
-        let result = bounded(&self.limits, guest.call_on_ehlo(&mut self.store, s, name)).await;
-        result.map_err(|e| describe(e, &self.store, &self.limits))
-    }
-
-    pub async fn auth(
-        &mut self,
-        plugin: &LoadedPlugin,
-        s: &wit::SessionInfo,
-        credentials: &auth::Credentials,
-    ) -> Result<auth::AuthResult> {
-        if Self::is_legacy(plugin) {
-            return self
-                .legacy::<_, (auth::AuthResult,)>(plugin, Hook::Auth, (s, credentials))
-                .await
-                .map(|(v,)| v);
-        }
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, auth);
-        let result = bounded(
-            &self.limits,
-            guest.call_check(&mut self.store, s, credentials),
-        )
-        .await;
-        result.map_err(|e| describe(e, &self.store, &self.limits))
+    hook_methods! {
+        connect(s: &wit::SessionInfo) -> wit::Verdict = Connect, call_on_connect;
+        ehlo(s: &wit::SessionInfo, name: &str) -> wit::Verdict = Ehlo, call_on_ehlo;
+        auth(s: &wit::SessionInfo, credentials: &auth::Credentials) -> auth::AuthResult = Auth, call_check;
+        mail(s: &wit::SessionInfo, from: &wit::ReversePath) -> wit::Verdict = Mail, call_on_mail;
+        rcpt(s: &wit::SessionInfo, from: &wit::ReversePath, to: &wit::Recipient) -> rcpt::RcptResult = Rcpt, call_on_rcpt;
+        route(from: &wit::ReversePath, to: &wit::Recipient) -> route::RouteDecision = Route, call_on_route;
     }
 
     /// A challenge-response (CRAM-MD5) check, answered in `auth`'s terms. Only current-contract
@@ -267,45 +241,14 @@ impl LiveInstance {
         })
     }
 
-    pub async fn mail(
-        &mut self,
-        plugin: &LoadedPlugin,
-        s: &wit::SessionInfo,
-        from: &wit::ReversePath,
-    ) -> Result<wit::Verdict> {
-        if Self::is_legacy(plugin) {
-            return self
-                .legacy::<_, (wit::Verdict,)>(plugin, Hook::Mail, (s, from))
-                .await
-                .map(|(v,)| v);
-        }
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, mail);
-        let result = bounded(&self.limits, guest.call_on_mail(&mut self.store, s, from)).await;
-        result.map_err(|e| describe(e, &self.store, &self.limits))
-    }
-
-    pub async fn rcpt(
-        &mut self,
-        plugin: &LoadedPlugin,
-        s: &wit::SessionInfo,
-        from: &wit::ReversePath,
-        to: &wit::Recipient,
-    ) -> Result<rcpt::RcptResult> {
-        if Self::is_legacy(plugin) {
-            return self
-                .legacy::<_, (rcpt::RcptResult,)>(plugin, Hook::Rcpt, (s, from, to))
-                .await
-                .map(|(v,)| v);
-        }
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, rcpt);
-        let result = bounded(
-            &self.limits,
-            guest.call_on_rcpt(&mut self.store, s, from, to),
-        )
-        .await;
-        result.map_err(|e| describe(e, &self.store, &self.limits))
+    /// Puts the message in the instance's resource table for one hook call, which gets a borrow
+    /// of it; the caller deletes it after the call.
+    fn lend(&mut self, message: Arc<[u8]>) -> Result<wasmtime::component::Resource<MessageHandle>> {
+        Ok(self
+            .store
+            .data_mut()
+            .table
+            .push(MessageHandle::new(message))?)
     }
 
     pub async fn data(
@@ -316,11 +259,7 @@ impl LiveInstance {
         message: Arc<[u8]>,
         authentication: &data::Authentication,
     ) -> Result<data::DataResult> {
-        let handle = self
-            .store
-            .data_mut()
-            .table
-            .push(MessageHandle::new(message))?;
+        let handle = self.lend(message)?;
         let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
         let result = if Self::is_legacy(plugin) {
             // 0.1 has no authentication argument.
@@ -361,11 +300,7 @@ impl LiveInstance {
         message: Arc<[u8]>,
     ) -> Result<outbound::OutboundResult> {
         self.arm(plugin.engine.fuel)?;
-        let handle = self
-            .store
-            .data_mut()
-            .table
-            .push(MessageHandle::new(message))?;
+        let handle = self.lend(message)?;
         let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
         let guest = guest!(self, plugin, outbound);
         let result = bounded(
@@ -374,24 +309,6 @@ impl LiveInstance {
         )
         .await;
         let _ = self.store.data_mut().table.delete(handle);
-        result.map_err(|e| describe(e, &self.store, &self.limits))
-    }
-
-    pub async fn route(
-        &mut self,
-        plugin: &LoadedPlugin,
-        from: &wit::ReversePath,
-        to: &wit::Recipient,
-    ) -> Result<route::RouteDecision> {
-        if Self::is_legacy(plugin) {
-            return self
-                .legacy::<_, (route::RouteDecision,)>(plugin, Hook::Route, (from, to))
-                .await
-                .map(|(v,)| v);
-        }
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, route);
-        let result = bounded(&self.limits, guest.call_on_route(&mut self.store, from, to)).await;
         result.map_err(|e| describe(e, &self.store, &self.limits))
     }
 

@@ -10,9 +10,9 @@ use sha2::Digest;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 
 use super::bindings::exports::mailwit::plugin as hooks;
+use super::contract::{SUPPORTED_VERSIONS, WIT_PACKAGE, WIT_VERSION};
 use super::engine::{MAX_MEMORY_MIB, WasmEngine};
 use super::state::HostState;
-use super::{SUPPORTED_VERSIONS, WIT_PACKAGE, WIT_VERSION};
 use crate::config::plugins::{Grant, PluginConfig};
 use crate::policy::Hook;
 

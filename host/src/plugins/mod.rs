@@ -14,11 +14,15 @@
 //!   message handle); they know nothing of stores or bindings, so nothing here runs in a circle.
 //! - [`http`]: outgoing HTTP of the "http" grant (wasi:http with an allow-list and limits).
 //! - [`check`]: the plugins x hooks table of `mailwit check-config`.
+//! - `contract`: the contract versions spoken ([`WIT_VERSION`], [`SUPPORTED_VERSIONS`]);
+//!   [`builtin`]: the first-party plugins embedded in the binary.
 
 pub mod bindings;
 pub mod breaker;
+pub mod builtin;
 pub mod check;
 pub mod compat_v01;
+mod contract;
 mod convert;
 pub mod dns;
 pub mod engine;
@@ -36,35 +40,9 @@ pub mod state;
 
 pub use crate::policy::Hook;
 pub use check::{check_report, check_report_at};
+pub use contract::{SUPPORTED_VERSIONS, WIT_PACKAGE, WIT_VERSION};
 pub use dns::DnsOptions;
 pub use generation::Generation;
 pub use kv::{KvStore, MemoryKv};
 pub use runtime::{Plugins, ReloadReport, Reloader};
 pub use shared::RuntimeOptions;
-
-/// The WIT package version this host implements. Plugins built against it or against an earlier
-/// version the host still speaks ([`SUPPORTED_VERSIONS`]) load; others are refused with the
-/// versions named.
-pub const WIT_VERSION: &str = "0.2.0";
-/// Every contract version the host loads plugins of (same major; for 0.x: same minor).
-pub const SUPPORTED_VERSIONS: [&str; 2] = [WIT_VERSION, compat_v01::VERSION];
-/// The WIT package name.
-pub const WIT_PACKAGE: &str = "mailwit:plugin";
-
-pub mod builtin {
-    //! First-party plugins embedded at build time by `host/build.rs`, by short name.
-    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
-
-    /// The component bytes of a first-party plugin, e.g. `find("recipients")`.
-    pub fn find(name: &str) -> Option<&'static [u8]> {
-        BUILTIN_PLUGINS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, bytes)| *bytes)
-    }
-
-    /// Short names of every embedded plugin.
-    pub fn names() -> impl Iterator<Item = &'static str> {
-        BUILTIN_PLUGINS.iter().map(|(n, _)| *n)
-    }
-}

@@ -21,10 +21,8 @@ use super::breaker::StatsSnapshot;
 use super::dns::Dns;
 use super::generation::{Generation, PluginSettings};
 pub use super::kv::KvFactory;
-use super::pipeline::{PipelineHookFactory, PipelineQueueHooks};
 pub use super::shared::RuntimeOptions;
 use super::shared::Shared;
-use crate::policy::{HookFactory, QueueHooks};
 
 /// What a successful reload did.
 #[derive(Debug, Clone)]
@@ -153,18 +151,6 @@ impl Plugins {
     /// The generation new transactions run on.
     pub fn current(&self) -> Arc<Generation> {
         self.current.load_full()
-    }
-
-    /// The engine's per-connection hooks.
-    pub fn hook_factory(self: &Arc<Self>) -> Arc<dyn HookFactory> {
-        Arc::new(PipelineHookFactory {
-            plugins: self.clone(),
-        })
-    }
-
-    /// The queue manager's route and delivery hooks (the pipeline named "queue").
-    pub fn queue_hooks(self: &Arc<Self>) -> Arc<dyn QueueHooks> {
-        Arc::new(PipelineQueueHooks::new(self.clone()))
     }
 
     /// A handle the admin socket keeps to trigger reloads.

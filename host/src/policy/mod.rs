@@ -8,7 +8,7 @@
 
 pub mod modifications;
 
-pub use modifications::apply_modifications;
+pub use modifications::{Modification, apply_modifications};
 
 // The types hooks receive, from the layers below; re-exported so that a hook implementation
 // needs this module only.
@@ -123,30 +123,6 @@ pub struct RcptResult {
     pub verdict: Verdict,
     /// Replace the recipient with this address (aliases).
     pub rewrite: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Modification {
-    /// Append a header field at the end of the header.
-    AddHeader {
-        name: String,
-        value: String,
-    },
-    /// Insert a header field at the top.
-    InsertHeader {
-        name: String,
-        value: String,
-    },
-    /// Remove every field with this name.
-    RemoveHeader(String),
-    /// Replace the first field with this name, or add it.
-    ReplaceHeader {
-        name: String,
-        value: String,
-    },
-    AddRecipient(String),
-    RemoveRecipient(String),
-    ChangeReversePath(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,32 @@
 //! under 998 octets, and counts and sizes are capped. An invalid modification is skipped and logged;
 //! the rest still apply, in order.
 
-use super::Modification;
 use crate::mail::{Envelope, Recipient, address, header};
+
+/// One change a data hook asks for; [`apply_modifications`] checks and applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modification {
+    /// Append a header field at the end of the header.
+    AddHeader {
+        name: String,
+        value: String,
+    },
+    /// Insert a header field at the top.
+    InsertHeader {
+        name: String,
+        value: String,
+    },
+    /// Remove every field with this name.
+    RemoveHeader(String),
+    /// Replace the first field with this name, or add it.
+    ReplaceHeader {
+        name: String,
+        value: String,
+    },
+    AddRecipient(String),
+    RemoveRecipient(String),
+    ChangeReversePath(String),
+}
 
 /// Longest header field name.
 pub const MAX_HEADER_NAME: usize = 76;

@@ -6,8 +6,8 @@
 //! buffer under the RFC 5321 timeout that applies. A slow client costs a socket, this buffer and
 //! a parked task, never a thread.
 
-use super::Shared;
 use super::limits::Refusal;
+use super::shared::{Shared, stopped};
 use super::stages::SessionPolicy;
 use crate::config::server::ListenerConfig;
 use crate::policy::{Reply, SessionInfo, TlsInfo, Verdict};
@@ -398,7 +398,7 @@ impl Connection {
                     }
                     // Shutdown closes idle sessions at once; a transaction in flight finishes
                     // first (this branch is re-armed after its reply, when the session is idle).
-                    _ = super::stopped(&mut shutdown), if idle => {
+                    _ = stopped(&mut shutdown), if idle => {
                         self.session.refuse(Reply::new(
                             421,
                             "4.3.2",

@@ -1,6 +1,7 @@
 //! Accepting connections on one listener until shutdown, or until a reload removes or rebinds it.
 
-use super::Live;
+use super::shared::{Bound, Live, stopped};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,8 +22,8 @@ pub(crate) async fn accept_loop(
     let mut shutdown = live.current.load().shutdown.clone();
     loop {
         tokio::select! {
-            _ = super::stopped(&mut shutdown) => break,
-            _ = super::stopped(&mut stop) => break,
+            _ = stopped(&mut shutdown) => break,
+            _ = stopped(&mut stop) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -45,4 +46,36 @@ pub(crate) async fn accept_loop(
     drop(socket);
     tracing::info!(listener = %name, active = connections.len(), "listener closed");
     while connections.join_next().await.is_some() {}
+}
+
+impl Live {
+    /// Starts accepting on a bound socket under `name`.
+    pub(super) fn spawn_listener(
+        self: &Arc<Self>,
+        name: &str,
+        configured: SocketAddr,
+        socket: tokio::net::TcpListener,
+    ) -> anyhow::Result<SocketAddr> {
+        let bound = socket.local_addr()?;
+        self.current.load().metrics.listener_started(name);
+        let (stop, stop_rx) = watch::channel(false);
+        self.tasks.lock().unwrap().spawn(accept_loop(
+            self.clone(),
+            name.to_string(),
+            socket,
+            stop_rx,
+        ));
+        let previous = self.listeners.lock().unwrap().insert(
+            name.to_string(),
+            Bound {
+                configured,
+                bound,
+                stop,
+            },
+        );
+        if let Some(previous) = previous {
+            let _ = previous.stop.send(true);
+        }
+        Ok(bound)
+    }
 }

@@ -9,7 +9,8 @@
 //! old ones. Established sessions keep the settings they started with and finish normally, also
 //! on a listener that was removed.
 
-use super::{Live, Shared, load_users, tls};
+use super::shared::{Live, Shared, load_users};
+use super::tls;
 use crate::config::Config;
 use anyhow::{Context, bail};
 use std::net::SocketAddr;

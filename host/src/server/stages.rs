@@ -2,9 +2,9 @@
 //! hooks (plugins), then the core's defaults and safety nets (built-in users file, relay control,
 //! local mailboxes, Received header, durable spool before 250).
 
-use super::Shared;
 use super::received::Trace;
 use super::relay::{self, RecipientDomain};
+use super::shared::Shared;
 use crate::mailauth::Origin;
 use crate::policy::{
     AuthResult, Credentials, Envelope, ListenerRole, Message, Recipient, Reply, ReversePath,

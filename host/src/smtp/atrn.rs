@@ -9,9 +9,9 @@
 //! allowed, 451 busy, 453 no mail) and the session goes on. Without a domain list the engine
 //! picks every domain the user may collect.
 
+use super::events::{Answer, Event};
 use super::reply::{self, push_reply};
 use super::session::{Pending, Phase, Session};
-use super::{Answer, Event};
 
 impl Session {
     pub(super) fn cmd_atrn(&mut self, arg: &str) -> Option<Event> {
@@ -79,7 +79,8 @@ fn is_domain(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Answer, Event, Session, SessionConfig};
+    use super::super::events::{Answer, Event, SessionConfig};
+    use super::super::session::Session;
     use crate::policy::Reply;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as BASE64;

@@ -12,10 +12,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::Credentials;
+use super::events::Credentials;
+use super::events::{Answer, Event};
 use super::reply::{self, push_reply};
 use super::session::{Pending, Phase, SaslStep, Session};
-use super::{Answer, Event};
 
 /// "Username:" and "Password:" in base64, the de-facto LOGIN prompts.
 const LOGIN_USERNAME_PROMPT: &[u8] = b"334 VXNlcm5hbWU6\r\n";

@@ -2,7 +2,7 @@
 //! (no transaction, size exceeded), so they are never read as commands. The reply to each chunk
 //! comes after its bytes; `BDAT n LAST` completes the message.
 
-use super::Event;
+use super::events::Event;
 use super::reply;
 use super::session::{Body, Chunk, Pending, Phase, Session};
 use super::text::Defect;

@@ -1,10 +1,10 @@
 //! DATA: the stage's command handling; the dot-unstuffing decoder it feeds is
 //! [`super::text::DataDecoder`].
 
+use super::events::{Answer, Event};
 use super::reply::{self, push_reply};
 use super::session::{Body, Pending, Phase, Session};
 use super::text::{DataDecoder, Defect};
-use super::{Answer, Event};
 
 impl Session {
     pub(super) fn cmd_data(&mut self) {

@@ -1,9 +1,9 @@
 //! EHLO and HELO (RFC 5321 §4.1.1.1). EHLO advertises the extensions this session offers now;
 //! HELO advertises nothing. Either resets a transaction in progress.
 
+use super::events::{Answer, Event};
 use super::reply::{self, push_reply};
 use super::session::{Pending, Phase, Session};
-use super::{Answer, Event};
 
 impl Session {
     pub(super) fn cmd_ehlo(&mut self, arg: &str, extended: bool) -> Option<Event> {

@@ -3,9 +3,9 @@
 //!
 //! Used by the unit tests below with a fixed-seed generator, and by `fuzz/` (cargo-fuzz).
 
-use super::TlsInfo;
+use super::events::{Answer, Event, SessionConfig, TlsInfo};
+use super::session::Session;
 use super::text::{DataDecoder, Defect, TextCheck};
-use super::{Answer, Event, Session, SessionConfig};
 use crate::mail::Reply;
 
 /// Feeds `input` to a session (in pieces whose sizes come from the input itself) and answers every

@@ -2,10 +2,10 @@
 //! RET/ENVID (RFC 3461), AUTH= (RFC 4954) and REQUIRETLS (RFC 8689). Starts a transaction once the engine accepts.
 
 use super::address::{self, PathError};
+use super::events::{Answer, Event};
 use super::params;
 use super::reply::{self, push_reply};
 use super::session::{Body, Pending, Phase, Session, Transaction};
-use super::{Answer, Event};
 use crate::mail::{Envelope, ReversePath};
 
 impl Session {

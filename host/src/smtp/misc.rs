@@ -1,9 +1,9 @@
 //! The small commands: RSET, QUIT, HELP, ETRN (RFC 1985). NOOP, VRFY (252: never confirms a
 //! mailbox) and EXPN (502: never expands a list) are answered straight from `session.rs`.
 
+use super::events::{Answer, Event};
 use super::reply::{self, push_reply};
 use super::session::{Pending, Phase, Session};
-use super::{Answer, Event};
 
 impl Session {
     pub(super) fn cmd_rset(&mut self) {

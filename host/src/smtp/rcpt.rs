@@ -2,10 +2,10 @@
 //! and mailbox existence; this stage hands it a well-formed address.
 
 use super::address;
+use super::events::{Answer, Event};
 use super::params;
 use super::reply::{self, push_reply};
 use super::session::{Body, Pending, Phase, Session};
-use super::{Answer, Event};
 use crate::mail::Recipient;
 
 impl Session {

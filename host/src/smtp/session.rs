@@ -6,11 +6,10 @@
 
 use memchr::memchr;
 
-use super::TlsInfo;
 use super::command::{self, Command};
+use super::events::{Answer, Event, SessionConfig, Timeout, TlsInfo};
 use super::reply::{self, Static};
 use super::text::{DataDecoder, TextCheck};
-use super::{Answer, Event, SessionConfig, Timeout};
 use crate::mail::{Envelope, Recipient, Reply, ReversePath};
 
 /// RFC 4954 §4: AUTH command lines and SASL responses may be up to 12288 octets.

@@ -2,7 +2,7 @@
 //! discarded (CVE-2011-0411: plaintext injected before the handshake must never be read as if it
 //! came through TLS), and after `tls_started` the session starts over.
 
-use super::Event;
+use super::events::Event;
 use super::reply;
 use super::session::{Phase, Session};
 

@@ -159,3 +159,44 @@ pub fn python(dir: &str) -> PathBuf {
 pub fn js(dir: &str) -> PathBuf {
     ready(Lang::Js, dir)
 }
+
+/// A language SDK's chaos plugin (`plugins/<lang>/testing/<lang>-chaos`) in three roles on the
+/// mx pipeline's mail hook: `looper` runs past its 200 ms time limit and `hog` past its 96 MiB
+/// memory limit (both `on_error = "continue"`), then `failing` throws or raises in mode
+/// `failing_mode` (`on_error = "reject"`). Over two connections each MAIL gets 554 5.3.0 and the session goes on; the log
+/// names each failure, the last one as `failure_log`.
+pub fn assert_chaos_contained(chaos: &Path, failing: &str, failing_mode: &str, failure_log: &str) {
+    use crate::support::{Client, TestServer, config};
+    let chaos = chaos.display();
+    let plugin = |name: &str, mode: &str, memory_mib: u32, time_ms: u32, on_error: &str| {
+        format!(
+            "[plugins.{name}]\npath = \"{chaos}\"\ngrants = [\"config\", \"log\"]\n\
+             config = {{ mail = \"{mode}\" }}\n\
+             limits = {{ memory_mib = {memory_mib}, time_ms = {time_ms} }}\n\
+             on_error = \"{on_error}\"\n\n"
+        )
+    };
+    let text = config(
+        &cache_setting(),
+        &format!(
+            "{}{}{}[pipelines.mx]\nmail = [\"looper\", \"hog\", \"{failing}\"]\n",
+            plugin("looper", "loop", 128, 200, "continue"),
+            plugin("hog", "alloc", 96, 5000, "continue"),
+            plugin(failing, failing_mode, 128, 5000, "reject"),
+        ),
+    );
+    let server = TestServer::with_config(&text);
+    for _round in 0..2 {
+        let mut client = Client::connect(server.addr("mx"));
+        client.expect("EHLO c.example.test", 250);
+        let reply = client.cmd("MAIL FROM:<alice@example.test>");
+        assert_eq!(reply.code, 554, "{reply:?}");
+        assert_eq!(reply.enhanced(), "5.3.0");
+        client.expect("NOOP", 250);
+        client.expect("QUIT", 221);
+    }
+    let log = server.log();
+    assert!(log.contains("time limit of 200 ms exceeded"), "{log}");
+    assert!(log.contains("memory limit of 96 MiB exceeded"), "{log}");
+    assert!(log.contains(failure_log), "{log}");
+}

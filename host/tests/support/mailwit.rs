@@ -146,6 +146,27 @@ impl TestServer {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Waits (bounded, only against hangs) until the server's log contains `text`; returns it.
+    pub fn wait_log(&self, text: &str) -> String {
+        super::until_blocking(
+            &format!("{text:?} in the log"),
+            || self.log(),
+            || self.log().contains(text),
+        );
+        self.log()
+    }
+
+    /// `mailwit reload` against this server's state directory: (success, stdout + stderr).
+    pub fn reload(&self) -> (bool, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailwit"))
+            .arg("reload")
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .output()
+            .expect("run mailwit reload");
+        (out.status.success(), super::printed(&out))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

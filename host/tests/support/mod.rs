@@ -12,7 +12,8 @@
 //! - [`outbound`]: fixtures for the delivery tests (client config, envelopes, messages).
 //! - [`tls`]: test CAs and certificates (good, expired, wrong-name, self-signed), a DNSSEC-signed
 //!   zone served by BIND, an HTTPS server (MTA-STS policy host); [`https_collector`]: an HTTPS
-//!   server keeping POSTed bodies (TLS-RPT report endpoint).
+//!   server keeping POSTed bodies (TLS-RPT report endpoint); [`tls_peer`]: a STARTTLS peer with a
+//!   given certificate and the checks of the outbound TLS tests (DANE, verified relays).
 #![allow(dead_code)]
 
 pub mod dns;
@@ -27,12 +28,22 @@ pub mod peer;
 pub mod rspamd;
 pub mod sink;
 pub mod tls;
+pub mod tls_peer;
 pub mod wait;
 
 #[allow(unused_imports)]
 pub use mailwit::*;
 #[allow(unused_imports)]
 pub use wait::{until, until_async, until_blocking};
+
+/// What a finished command printed: its stdout, then its stderr.
+pub fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 /// A port free on `ip` right now.
 pub fn free_port(ip: &str) -> u16 {

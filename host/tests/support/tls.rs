@@ -202,6 +202,7 @@ fn sign_zone(
 }
 
 /// What goes into the zones.
+#[derive(Default)]
 pub struct Zones {
     /// Records of the signed zone `test.`, zone-file lines relative to `test.`
     /// (e.g. `mx.dane IN A 127.0.0.1`).
@@ -210,6 +211,16 @@ pub struct Zones {
     pub unsigned: Vec<(String, Vec<String>)>,
     /// Owner names (relative to `test.`) whose TLSA signature is to be corrupted after signing.
     pub corrupt_tlsa: Vec<String>,
+}
+
+impl Zones {
+    /// The signed zone `test.` with these records, and nothing else.
+    pub fn signed(records: Vec<String>) -> Zones {
+        Zones {
+            signed: records,
+            ..Zones::default()
+        }
+    }
 }
 
 impl SignedZone {

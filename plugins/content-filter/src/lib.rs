@@ -3,24 +3,12 @@
 
 mod rules;
 
-use std::sync::OnceLock;
-
 use mailwit_plugin::headers::MessageExt;
 use mailwit_plugin::prelude::*;
-use mailwit_plugin::{config, log, reply};
-use rules::{Filter, Settings};
+use mailwit_plugin::{config, log};
+use rules::Filter;
 
 struct ContentFilter;
-
-/// Compiled once per instance (one SMTP session); a reload applies from the next session on.
-fn filter() -> &'static Result<Filter, String> {
-    static FILTER: OnceLock<Result<Filter, String>> = OnceLock::new();
-    FILTER.get_or_init(|| {
-        config::load::<Settings>()
-            .map_err(|e| e.to_string())
-            .and_then(Filter::new)
-    })
-}
 
 impl DataHook for ContentFilter {
     fn on_data(
@@ -29,14 +17,12 @@ impl DataHook for ContentFilter {
         message: &Message,
         _authentication: Authentication,
     ) -> DataResult {
-        let filter = match filter() {
+        // Compiled once per instance (one SMTP session); a reload applies from the next session on.
+        let filter = match config::cached_with(Filter::new) {
             Ok(filter) => filter,
             Err(error) => {
                 log::error(&format!("content-filter: {error}"));
-                return DataResult {
-                    verdict: reply::misconfigured("content-filter"),
-                    modifications: Vec::new(),
-                };
+                return Verdict::misconfigured("content-filter").into();
             }
         };
         let headers = message.headers();

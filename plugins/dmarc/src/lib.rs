@@ -9,18 +9,11 @@
 
 mod policy;
 
-use std::sync::OnceLock;
-
 use mailwit_plugin::prelude::*;
-use mailwit_plugin::{address, config, dns, log, reply};
+use mailwit_plugin::{address, config, dns, log};
 use policy::{Facts, Settings};
 
 struct Dmarc;
-
-fn settings() -> &'static Result<Settings, String> {
-    static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
-    SETTINGS.get_or_init(|| config::load::<Settings>().map_err(|e| e.to_string()))
-}
 
 impl DataHook for Dmarc {
     fn on_data(
@@ -29,21 +22,15 @@ impl DataHook for Dmarc {
         message: &Message,
         authentication: Authentication,
     ) -> DataResult {
-        let settings = match settings() {
+        let settings = match config::cached::<Settings>() {
             Ok(settings) => settings,
             Err(error) => {
                 log::error(&format!("dmarc: {error}"));
-                return DataResult {
-                    verdict: reply::misconfigured("dmarc"),
-                    modifications: Vec::new(),
-                };
+                return Verdict::misconfigured("dmarc").into();
             }
         };
         let Some(dmarc) = authentication.dmarc else {
-            return DataResult {
-                verdict: Verdict::Continue,
-                modifications: Vec::new(),
-            };
+            return Verdict::Continue.into();
         };
         let from = message.header("From");
         let message_id = message.header("Message-ID").unwrap_or_default();

@@ -10,20 +10,15 @@ use std::sync::OnceLock;
 
 use lists::{Answer, Settings};
 use mailwit_plugin::prelude::*;
-use mailwit_plugin::{config, dns, log, reply};
+use mailwit_plugin::{config, dns, log};
 
 struct Dnsbl;
-
-fn settings() -> &'static Result<Settings, String> {
-    static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
-    SETTINGS.get_or_init(|| config::load::<Settings>().map_err(|e| e.to_string()))
-}
 
 /// The verdict for this session's client, decided once.
 fn verdict(session: &SessionInfo) -> Verdict {
     static VERDICT: OnceLock<Verdict> = OnceLock::new();
     VERDICT
-        .get_or_init(|| match settings() {
+        .get_or_init(|| match config::cached::<Settings>() {
             Ok(settings) => settings.check(&session.client_ip, &mut |name| {
                 let answer = match dns::lookup_a(name) {
                     Ok(addresses) => Answer::Addresses(addresses),
@@ -37,7 +32,7 @@ fn verdict(session: &SessionInfo) -> Verdict {
             }),
             Err(error) => {
                 log::error(&format!("dnsbl: {error}"));
-                reply::misconfigured("dnsbl")
+                Verdict::misconfigured("dnsbl")
             }
         })
         .clone()
@@ -51,10 +46,7 @@ impl ConnectHook for Dnsbl {
 
 impl RcptHook for Dnsbl {
     fn on_rcpt(session: SessionInfo, _from: ReversePath, _recipient: Recipient) -> RcptResult {
-        RcptResult {
-            verdict: verdict(&session),
-            rewrite: None,
-        }
+        verdict(&session).into()
     }
 }
 

@@ -5,18 +5,11 @@
 
 mod triplet;
 
-use std::sync::OnceLock;
-
 use mailwit_plugin::prelude::*;
-use mailwit_plugin::{clock, config, kv, log, reply};
+use mailwit_plugin::{clock, config, kv, log};
 use triplet::{Settings, Store};
 
 struct Greylist;
-
-fn settings() -> &'static Result<Settings, String> {
-    static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
-    SETTINGS.get_or_init(|| config::load::<Settings>().map_err(|e| e.to_string()))
-}
 
 /// The host's kv store.
 struct Kv;
@@ -35,7 +28,7 @@ impl Store for Kv {
 
 impl RcptHook for Greylist {
     fn on_rcpt(session: SessionInfo, from: ReversePath, recipient: Recipient) -> RcptResult {
-        let verdict = match settings() {
+        let verdict = match config::cached::<Settings>() {
             Ok(settings) => settings
                 .check(
                     &mut Kv,
@@ -52,13 +45,10 @@ impl RcptHook for Greylist {
                 }),
             Err(error) => {
                 log::error(&format!("greylist: {error}"));
-                reply::misconfigured("greylist")
+                Verdict::misconfigured("greylist")
             }
         };
-        RcptResult {
-            verdict,
-            rewrite: None,
-        }
+        verdict.into()
     }
 }
 

@@ -13,18 +13,11 @@
 
 mod service;
 
-use std::sync::OnceLock;
-
 use mailwit_plugin::prelude::*;
-use mailwit_plugin::{config, http, kv, log, reply};
+use mailwit_plugin::{config, http, kv, log};
 use service::{Answer, AuthQuery, RecipientQuery, Settings};
 
 struct HttpAuth;
-
-fn settings() -> &'static Result<Settings, String> {
-    static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
-    SETTINGS.get_or_init(|| config::load::<Settings>().map_err(|e| e.to_string()))
-}
 
 /// POSTs `body` as JSON to `url` and reads the service's answer.
 fn ask(settings: &Settings, url: &str, body: &impl serde::Serialize) -> Result<Answer, String> {
@@ -54,7 +47,7 @@ fn remember(key: &str, value: &str, ttl_ms: u64) {
 
 impl AuthHook for HttpAuth {
     fn check(session: SessionInfo, credentials: Credentials) -> AuthResult {
-        let settings = match settings() {
+        let settings = match config::cached::<Settings>() {
             Ok(s) => s,
             Err(e) => {
                 log::error(&format!("http-auth: {e}"));
@@ -99,25 +92,21 @@ impl AuthHook for HttpAuth {
 
 impl RcptHook for HttpAuth {
     fn on_rcpt(session: SessionInfo, _from: ReversePath, recipient: Recipient) -> RcptResult {
-        let verdict = |verdict| RcptResult {
-            verdict,
-            rewrite: None,
-        };
-        let settings = match settings() {
+        let settings = match config::cached::<Settings>() {
             Ok(s) => s,
             Err(e) => {
                 log::error(&format!("http-auth: {e}"));
-                return verdict(reply::misconfigured("http-auth"));
+                return Verdict::misconfigured("http-auth").into();
             }
         };
         let address = recipient.address.to_ascii_lowercase();
         if !settings.checks_recipient(&address) {
-            return verdict(Verdict::Continue);
+            return Verdict::Continue.into();
         }
         let key = format!("rcpt:{address}");
         match cached(&key).as_deref() {
-            Some("exists") => return verdict(Verdict::Continue),
-            Some("unknown") => return verdict(service::unknown_recipient(&recipient.address)),
+            Some("exists") => return Verdict::Continue.into(),
+            Some("unknown") => return service::unknown_recipient(&recipient.address).into(),
             _ => {}
         }
         let url = settings.recipients_url.as_deref().unwrap_or_default();
@@ -128,16 +117,16 @@ impl RcptHook for HttpAuth {
         match ask(settings, url, &query).and_then(|a| a.recipient_exists()) {
             Ok(Some(true)) => {
                 remember(&key, "exists", settings.cache_recipient_ms);
-                verdict(Verdict::Continue)
+                Verdict::Continue.into()
             }
             Ok(Some(false)) => {
                 remember(&key, "unknown", settings.cache_recipient_ms);
-                verdict(service::unknown_recipient(&recipient.address))
+                service::unknown_recipient(&recipient.address).into()
             }
-            Ok(None) => verdict(service::recipient_tempfail()),
+            Ok(None) => service::recipient_tempfail().into(),
             Err(e) => {
                 log::warn(&format!("http-auth: recipient check failed: {e}"));
-                verdict(service::recipient_tempfail())
+                service::recipient_tempfail().into()
             }
         }
     }

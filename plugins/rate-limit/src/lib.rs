@@ -6,21 +6,14 @@
 
 mod limits;
 
-use std::sync::OnceLock;
-
 use limits::{Settings, Stage};
 use mailwit_plugin::prelude::*;
-use mailwit_plugin::{config, kv, log, reply};
+use mailwit_plugin::{config, kv, log};
 
 struct RateLimit;
 
-fn settings() -> &'static Result<Settings, String> {
-    static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
-    SETTINGS.get_or_init(|| config::load::<Settings>().map_err(|e| e.to_string()))
-}
-
 fn decide(stage: Stage, session: &SessionInfo, sender: Option<&str>) -> Verdict {
-    match settings() {
+    match config::cached::<Settings>() {
         Ok(settings) => settings.decide(stage, session, sender, &mut |key, window_ms| {
             kv::count(key, window_ms).map_err(|error| {
                 log::warn(&format!("rate-limit: kv failed, not limiting: {error}"));
@@ -28,7 +21,7 @@ fn decide(stage: Stage, session: &SessionInfo, sender: Option<&str>) -> Verdict 
         }),
         Err(error) => {
             log::error(&format!("rate-limit: {error}"));
-            reply::misconfigured("rate-limit")
+            Verdict::misconfigured("rate-limit")
         }
     }
 }

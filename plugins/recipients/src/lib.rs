@@ -6,45 +6,25 @@
 
 mod table;
 
-use std::sync::OnceLock;
-
 use mailwit_plugin::prelude::*;
-use mailwit_plugin::{config, log, reply};
+use mailwit_plugin::{config, log};
 use table::{Lookup, Settings};
 
 struct Recipients;
 
-/// Parsed once per instance (one SMTP session), so a reload applies from the next session on.
-fn settings() -> &'static Result<Settings, String> {
-    static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
-    SETTINGS.get_or_init(|| {
-        config::load::<Settings>()
-            .map_err(|e| e.to_string())
-            .and_then(Settings::validated)
-    })
-}
-
 impl RcptHook for Recipients {
     fn on_rcpt(_session: SessionInfo, _from: ReversePath, recipient: Recipient) -> RcptResult {
-        let settings = match settings() {
+        // Parsed once per instance (one SMTP session), so a reload applies from the next session on.
+        let settings = match config::cached_with(Settings::validated) {
             Ok(settings) => settings,
             Err(error) => {
                 log::error(&format!("recipients: {error}"));
-                return RcptResult {
-                    verdict: reply::misconfigured("recipients"),
-                    rewrite: None,
-                };
+                return Verdict::misconfigured("recipients").into();
             }
         };
         match settings.lookup(&recipient.address) {
-            Lookup::NotLocal => RcptResult {
-                verdict: Verdict::Continue,
-                rewrite: None,
-            },
-            Lookup::Mailbox => RcptResult {
-                verdict: settings.known_verdict(),
-                rewrite: None,
-            },
+            Lookup::NotLocal => Verdict::Continue.into(),
+            Lookup::Mailbox => settings.known_verdict().into(),
             Lookup::Rewrite(target) => RcptResult {
                 verdict: settings.known_verdict(),
                 rewrite: Some(target),

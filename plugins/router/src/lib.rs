@@ -12,26 +12,15 @@
 
 mod table;
 
-use std::sync::OnceLock;
-
 use mailwit_plugin::prelude::*;
 use mailwit_plugin::{config, log};
-use table::{Settings, Table};
+use table::Table;
 
 struct Router;
 
-fn table() -> &'static Result<Table, String> {
-    static TABLE: OnceLock<Result<Table, String>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        config::load::<Settings>()
-            .map_err(|e| e.to_string())
-            .and_then(Table::new)
-    })
-}
-
 impl RouteHook for Router {
     fn on_route(_from: ReversePath, recipient: Recipient) -> RouteDecision {
-        match table() {
+        match config::cached_with(Table::new) {
             Ok(table) => table.route(&recipient.address),
             Err(error) => {
                 // No opinion: the configuration's own route table still applies.

@@ -6,18 +6,11 @@
 
 mod scan;
 
-use std::sync::OnceLock;
-
 use mailwit_plugin::prelude::*;
-use mailwit_plugin::{config, http, log, reply};
+use mailwit_plugin::{config, http, log};
 use scan::{CheckReply, Settings, Transaction};
 
 struct Rspamd;
-
-fn settings() -> &'static Result<Settings, String> {
-    static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
-    SETTINGS.get_or_init(|| config::load::<Settings>().map_err(|e| e.to_string()))
-}
 
 impl DataHook for Rspamd {
     fn on_data(
@@ -26,20 +19,14 @@ impl DataHook for Rspamd {
         message: &Message,
         _authentication: Authentication,
     ) -> DataResult {
-        let settings = match settings() {
+        let settings = match config::cached::<Settings>() {
             Ok(settings) => settings,
             Err(error) => {
                 log::error(&format!("rspamd: {error}"));
-                return DataResult {
-                    verdict: reply::misconfigured("rspamd"),
-                    modifications: Vec::new(),
-                };
+                return Verdict::misconfigured("rspamd").into();
             }
         };
-        let unscanned = DataResult {
-            verdict: Verdict::Continue,
-            modifications: Vec::new(),
-        };
+        let unscanned: DataResult = Verdict::Continue.into();
         if session.authenticated.is_some() && !settings.scan_authenticated {
             return unscanned;
         }
@@ -93,10 +80,7 @@ impl DataHook for Rspamd {
             }
             Err(error) => {
                 log::warn(&format!("rspamd: scan failed, on_error applies: {error}"));
-                DataResult {
-                    verdict: scan::on_error(settings),
-                    modifications: Vec::new(),
-                }
+                scan::on_error(settings).into()
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Client TLS for STARTTLS.
 //!
-//! Two modes, chosen per target:
+//! The modes, chosen per target (every one checks the handshake signatures with the presented
+//! certificate's key, `checked_config` for the custom ones):
 //! - [`TlsVerify::AcceptAny`] (MX hosts, opportunistic TLS): any certificate is accepted, since
 //!   without DANE/MTA-STS there is no trustworthy name to check against (RFC 7435 opportunistic
 //!   security). Handshake signatures are still verified, so the session key is bound to the
@@ -8,6 +9,8 @@
 //! - [`TlsVerify::Verify`] (a configured smarthost): the chain must lead to a trusted root and
 //!   name the host we connected to, as for HTTPS.
 //! - [`TlsVerify::Dane`] (an MX host with secure TLSA records): see `delivery::dane`.
+//! - [`TlsVerify::Testing`] (an MX host under an MTA-STS `testing` policy): verified as
+//!   `enforce` would, a refusal only logged; see `delivery::mta_sts`.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -100,34 +103,85 @@ fn accept_any_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let algorithms = provider().signature_verification_algorithms;
-            let config = rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { algorithms }))
-                .with_no_client_auth();
+            let config = checked_config(AcceptAnyCertificate, provider())
+                .expect("ring supports the default protocol versions");
             Arc::new(config)
         })
         .clone()
 }
 
-/// Accepts any certificate but checks the handshake signatures made with it.
+/// How a client configuration judges the server's certificate chain. Whatever it decides, the
+/// handshake signatures made with the certificate are verified ([`checked_config`]), so a peer
+/// that presents a certificate without its private key fails.
+pub(crate) trait CertificateCheck: std::fmt::Debug + Send + Sync + 'static {
+    fn check(&self, chain: Presented<'_>) -> Result<ServerCertVerified, rustls::Error>;
+}
+
+/// What the server presented, as rustls hands it to a [`ServerCertVerifier`].
+#[derive(Clone, Copy)]
+pub(crate) struct Presented<'a> {
+    pub end_entity: &'a CertificateDer<'a>,
+    pub intermediates: &'a [CertificateDer<'a>],
+    pub server_name: &'a ServerName<'a>,
+    pub ocsp_response: &'a [u8],
+    pub now: UnixTime,
+}
+
+impl Presented<'_> {
+    /// The verdict of another verifier (e.g. rustls' WebPKI one) on this chain.
+    pub fn verify_with(
+        self,
+        verifier: &dyn ServerCertVerifier,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        verifier.verify_server_cert(
+            self.end_entity,
+            self.intermediates,
+            self.server_name,
+            self.ocsp_response,
+            self.now,
+        )
+    }
+}
+
+/// A client configuration that judges certificates by `check` and verifies handshake
+/// signatures with `provider`'s algorithms.
+pub(crate) fn checked_config(
+    check: impl CertificateCheck,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let verifier = CheckedSignatures {
+        check,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct CheckedSignatures<C> {
+    check: C,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl<C: CertificateCheck> ServerCertVerifier for CheckedSignatures<C> {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        self.check.check(Presented {
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        })
     }
 
     fn verify_tls12_signature(
@@ -150,6 +204,16 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// Accepts any certificate (its handshake signatures are still checked).
+#[derive(Debug)]
+struct AcceptAnyCertificate;
+
+impl CertificateCheck for AcceptAnyCertificate {
+    fn check(&self, _: Presented<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
     }
 }
 

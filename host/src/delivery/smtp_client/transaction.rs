@@ -2,7 +2,7 @@
 //! parameters, RCPTs, then DATA or BDAT, pipelined when the peer allows; one outcome per recipient.
 
 use super::encode::{dot_stuff, has_8bit, needs_smtputf8, notify_param};
-use super::{Connection, Failure, Protocol};
+use super::{Connection, Failure, Protocol, ServerReply};
 use crate::delivery::{Attempt, Outbound, RecipientOutcome};
 use crate::mail::xtext;
 use crate::policy::{BodyType, DsnRet, Recipient, Reply};
@@ -240,19 +240,9 @@ impl Connection {
             return Err(failure);
         }
         if reset_first && pipelining {
-            let reply = match self.read(t.command, "RSET").await {
-                Ok(reply) => reply,
-                Err(failure) => {
-                    self.failed_before_transaction = true;
-                    return Err(failure);
-                }
-            };
-            if reply.class() != 2 {
-                // The session is not fit for use; MAIL and the rest are not looked at.
-                self.failed_before_transaction = true;
-                self.usable = false;
-                return Err(self.broken_by(&reply));
-            }
+            // On failure MAIL and the rest are not looked at.
+            let reply = self.read(t.command, "RSET").await;
+            self.reset_answered(reply)?;
         }
         let mail_reply = self.read(t.mail, "MAIL").await?;
         let mail_ok = mail_reply.class() == 2;
@@ -317,7 +307,16 @@ impl Connection {
     /// RSET on its own (peers without PIPELINING).
     async fn reset(&mut self) -> Result<(), Failure> {
         let t = self.config.timeouts.command;
-        let reply = match self.command("RSET", t, "RSET").await {
+        let reply = self.command("RSET", t, "RSET").await;
+        self.reset_answered(reply)?;
+        self.needs_reset = false;
+        Ok(())
+    }
+
+    /// The answer to RSET: anything but 2xx leaves the session unfit for use, and a failure
+    /// here is one before the transaction (the message was not offered).
+    fn reset_answered(&mut self, reply: Result<ServerReply, Failure>) -> Result<(), Failure> {
+        let reply = match reply {
             Ok(reply) => reply,
             Err(failure) => {
                 self.failed_before_transaction = true;
@@ -329,7 +328,6 @@ impl Connection {
             self.usable = false;
             return Err(self.broken_by(&reply));
         }
-        self.needs_reset = false;
         Ok(())
     }
 

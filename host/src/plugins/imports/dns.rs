@@ -45,16 +45,8 @@ impl HostState {
     async fn lookup_txt_uncounted(&mut self, name: String) -> Result<Vec<String>, DnsError> {
         let dns = self.ctx.dns.clone();
         let resolver = dns.resolver().await?;
-        dns.lookup(resolver.txt_lookup(name.as_str()), |d| match d {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|part| String::from_utf8_lossy(part))
-                    .collect::<String>(),
-            ),
-            _ => None,
-        })
-        .await
+        dns.lookup(resolver.txt_lookup(name.as_str()), crate::dns::txt_text)
+            .await
     }
 
     async fn lookup_ptr_uncounted(&mut self, ip: String) -> Result<Vec<String>, DnsError> {

@@ -19,7 +19,7 @@
 //! Expired entries are invisible at once and removed when the table is full (and by
 //! [`EmbeddedKv::purge_expired`] at open). The limits are [`MemoryKv`](super::MemoryKv)'s.
 
-use super::{KvStore, MAX_ENTRIES, MAX_VALUE, check_key};
+use super::store::{KvStore, MAX_ENTRIES, MAX_VALUE, check_key};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     TableError,

@@ -8,6 +8,10 @@
 
 pub mod embedded;
 pub mod redis;
+mod store;
+
+use store::check_key;
+pub use store::{KvStore, MAX_ENTRIES, MAX_KEY, MAX_VALUE};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,22 +19,6 @@ use std::time::{Duration, Instant};
 
 /// Makes the kv store of a plugin (by plugin name).
 pub type KvFactory = Arc<dyn Fn(&str) -> Arc<dyn KvStore> + Send + Sync>;
-
-/// Bounds that keep one plugin from eating the host's memory through kv.
-pub const MAX_KEY: usize = 1024;
-pub const MAX_VALUE: usize = 64 * 1024;
-pub const MAX_ENTRIES: usize = 100_000;
-
-/// A plugin's key-value store. Counters are stored as decimal ASCII ("42"), so `get` reads them.
-#[async_trait::async_trait]
-pub trait KvStore: Send + Sync {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), String>;
-    /// Adds `delta` to the counter (missing counts as 0); `ttl` applies when it is created.
-    async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String>;
-    /// Whether the key existed.
-    async fn delete(&self, key: &str) -> Result<bool, String>;
-}
 
 /// In-memory store with lazy expiry.
 #[derive(Default)]
@@ -47,14 +35,6 @@ impl Entry {
     fn live(&self, now: Instant) -> bool {
         self.expires.is_none_or(|at| at > now)
     }
-}
-
-/// The key limit every backend applies.
-pub(crate) fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > MAX_KEY {
-        return Err(format!("key must be 1..={MAX_KEY} bytes"));
-    }
-    Ok(())
 }
 
 impl MemoryKv {

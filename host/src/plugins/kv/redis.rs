@@ -12,7 +12,7 @@
 //! [`OPERATION_TIMEOUT`], so a dead Redis makes a plugin's kv call fail (the plugin's own error
 //! handling decides) instead of holding the SMTP session.
 
-use super::{KvStore, MAX_VALUE, check_key};
+use super::store::{KvStore, MAX_VALUE, check_key};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,13 +3,72 @@
 
 use std::sync::Arc;
 
-use super::{HookCall, HookOutput, MAX_MODIFICATION_BYTES, MAX_MODIFICATIONS};
 use crate::config::plugins::OnError;
-use crate::plugins::bindings::exports::mailwit::plugin::{auth, data, outbound};
+use crate::plugins::bindings::exports::mailwit::plugin::{
+    auth, auth_challenge, data, delivery, outbound, rcpt, route,
+};
+use crate::plugins::bindings::mailwit::plugin::types as wit;
 use crate::plugins::breaker::PluginStats;
 use crate::plugins::generation::PluginEntry;
 use crate::plugins::instance::{LiveInstance, PoolExhausted};
 use crate::policy::{Hook, Reply, Verdict};
+
+/// Most modifications one plugin may return from one data call, and their total size.
+pub const MAX_MODIFICATIONS: usize = 256;
+pub const MAX_MODIFICATION_BYTES: usize = 64 * 1024;
+/// Longest reply text passed on to the client.
+pub const MAX_REPLY_TEXT: usize = 400;
+
+/// One hook call with its arguments.
+pub(super) enum HookCall<'a> {
+    Connect(&'a wit::SessionInfo),
+    Ehlo(&'a wit::SessionInfo, &'a str),
+    Auth(&'a wit::SessionInfo, &'a auth::Credentials),
+    /// The auth hook's challenge-response companion (answered as an `Auth` output).
+    AuthChallenge(&'a wit::SessionInfo, &'a auth_challenge::ChallengeResponse),
+    Mail(&'a wit::SessionInfo, &'a wit::ReversePath),
+    Rcpt(
+        &'a wit::SessionInfo,
+        &'a wit::ReversePath,
+        &'a wit::Recipient,
+    ),
+    Data(
+        &'a wit::SessionInfo,
+        &'a wit::Envelope,
+        Arc<[u8]>,
+        &'a data::Authentication,
+    ),
+    Route(&'a wit::ReversePath, &'a wit::Recipient),
+    Delivery(&'a delivery::DeliveryEvent),
+    Outbound(&'a outbound::OutboundAttempt, Arc<[u8]>),
+}
+
+impl HookCall<'_> {
+    pub(super) fn hook(&self) -> Hook {
+        match self {
+            HookCall::Connect(..) => Hook::Connect,
+            HookCall::Ehlo(..) => Hook::Ehlo,
+            HookCall::Auth(..) | HookCall::AuthChallenge(..) => Hook::Auth,
+            HookCall::Mail(..) => Hook::Mail,
+            HookCall::Rcpt(..) => Hook::Rcpt,
+            HookCall::Data(..) => Hook::Data,
+            HookCall::Route(..) => Hook::Route,
+            HookCall::Delivery(..) => Hook::Delivery,
+            HookCall::Outbound(..) => Hook::Outbound,
+        }
+    }
+}
+
+/// What a plugin answered.
+pub(super) enum HookOutput {
+    Verdict(wit::Verdict),
+    Auth(auth::AuthResult),
+    Rcpt(rcpt::RcptResult),
+    Data(data::DataResult),
+    Route(route::RouteDecision),
+    Delivered,
+    Outbound(outbound::OutboundResult),
+}
 
 /// Calls one plugin in `slot` (instantiating it first if empty). `None` means the plugin failed
 /// or its breaker is open: the caller applies `on_error`. A failed instance is discarded.

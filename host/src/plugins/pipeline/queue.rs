@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::call::{call_plugin, failed};
+use super::call::{HookCall, HookOutput, call_plugin, failed};
 use super::sanitize::sanitize_reply;
-use super::{HookCall, HookOutput};
 use crate::config::plugins::OnError;
 use crate::plugins::convert;
 use crate::plugins::generation::{Generation, PluginEntry};
@@ -249,5 +248,12 @@ impl QueueHooks for PipelineQueueHooks {
                 .call(&generation, entry, &session, HookCall::Delivery(&e))
                 .await;
         }
+    }
+}
+
+impl Plugins {
+    /// The queue manager's route and delivery hooks (the pipeline named "queue").
+    pub fn queue_hooks(self: &Arc<Self>) -> Arc<dyn QueueHooks> {
+        Arc::new(PipelineQueueHooks::new(self.clone()))
     }
 }

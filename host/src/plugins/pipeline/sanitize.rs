@@ -1,6 +1,6 @@
 //! A plugin's verdict made safe to send to an SMTP client.
 
-use super::MAX_REPLY_TEXT;
+use super::call::MAX_REPLY_TEXT;
 use crate::mail::reply::enhanced_code_fits;
 use crate::policy::{Hook, Reply, Verdict};
 

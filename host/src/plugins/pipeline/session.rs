@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::call::{call_plugin, failed, failure_verdict};
+use super::call::{HookCall, HookOutput, MAX_REPLY_TEXT, call_plugin, failed, failure_verdict};
 use super::sanitize::{clean_text, sanitize};
-use super::{HookCall, HookOutput, MAX_REPLY_TEXT};
 use crate::config::plugins::OnError;
 use crate::plugins::bindings::exports::mailwit::plugin::data;
 use crate::plugins::convert;
@@ -385,5 +384,14 @@ impl SessionHooks for PipelineSession {
             }
         }
         outcome
+    }
+}
+
+impl Plugins {
+    /// The engine's per-connection hooks.
+    pub fn hook_factory(self: &Arc<Self>) -> Arc<dyn HookFactory> {
+        Arc::new(PipelineHookFactory {
+            plugins: self.clone(),
+        })
     }
 }

@@ -14,10 +14,12 @@ struct Hello;
 
 impl MailHook for Hello {
     fn on_mail(_session: SessionInfo, from: ReversePath) -> Verdict {
-        let settings: Settings = mailwit_plugin::config::load().unwrap_or_default();
+        // Parsed once per plugin instance; an unusable table blocks nothing.
+        let blocked_domains = mailwit_plugin::config::cached::<Settings>()
+            .map(|settings| settings.blocked_domains.as_slice())
+            .unwrap_or_default();
         let domain = domain_of(&from.address).unwrap_or_default();
-        let blocked = settings
-            .blocked_domains
+        let blocked = blocked_domains
             .iter()
             .any(|b| b.eq_ignore_ascii_case(domain));
         if blocked {
