@@ -95,6 +95,10 @@ async fn call_plugin_unmeasured(
             .route(loaded, from, to)
             .await
             .map(HookOutput::Route),
+        HookCall::RouteHold(from, to) => instance
+            .route_hold(loaded, from, to)
+            .await
+            .map(HookOutput::Hold),
         HookCall::Delivery(event) => instance
             .delivery(loaded, event)
             .await

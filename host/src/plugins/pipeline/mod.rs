@@ -55,6 +55,8 @@ enum HookCall<'a> {
         &'a data::Authentication,
     ),
     Route(&'a wit::ReversePath, &'a wit::Recipient),
+    /// The route hook's hold companion (answered as a `Hold` output).
+    RouteHold(&'a wit::ReversePath, &'a wit::Recipient),
     Delivery(&'a delivery::DeliveryEvent),
     Outbound(&'a outbound::OutboundAttempt, Arc<[u8]>),
 }
@@ -68,7 +70,7 @@ impl HookCall<'_> {
             HookCall::Mail(..) => Hook::Mail,
             HookCall::Rcpt(..) => Hook::Rcpt,
             HookCall::Data(..) => Hook::Data,
-            HookCall::Route(..) => Hook::Route,
+            HookCall::Route(..) | HookCall::RouteHold(..) => Hook::Route,
             HookCall::Delivery(..) => Hook::Delivery,
             HookCall::Outbound(..) => Hook::Outbound,
         }
@@ -82,6 +84,8 @@ enum HookOutput {
     Rcpt(rcpt::RcptResult),
     Data(data::DataResult),
     Route(route::RouteDecision),
+    /// `route-hold`: whether to hold the recipient for ODMR collection.
+    Hold(bool),
     Delivered,
     Outbound(outbound::OutboundResult),
 }
