@@ -4,7 +4,8 @@
 //! what fetchmail cannot show (refusals inside the turned session, the DSN, one session per
 //! domain). CRAM-MD5 is answered by the users file and by an auth plugin (auth-static's
 //! `{CRAM-MD5}` secrets through the `auth-challenge` hook), with Python's smtplib and fetchmail
-//! as the clients.
+//! as the clients. A domain can also be held by a route plugin (the router's `"hold"` route,
+//! through the `route-hold` hook) with no `[routes]` hold at all.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -625,6 +626,125 @@ fn cram_md5_is_answered_by_an_auth_plugin() {
     );
     let (code, out) = fetchmail(&server, CAROL, "not-her-password", "odmr.test", sink.addr);
     assert_ne!(code, 0, "{out}");
+}
+
+// ---------------------------------------------------------------- held by a route plugin
+
+/// No `[routes]` hold at all: the router plugin holds hookheld.test (its `"hold"` route, asked
+/// through `route-hold`), alice may collect it. Everything else goes to the smarthost at
+/// `smarthost`, so mail that was not held would reach it.
+fn hook_held_config(smarthost: SocketAddr) -> String {
+    crate::support::config(
+        "",
+        &format!(
+            r#"
+[[listeners]]
+name = "odmr"
+address = "127.0.0.1:0"
+role = "odmr"
+
+[routes]
+smarthost = {{ host = "{ip}", port = {port} }}
+
+[odmr]
+users = {{ "alice@example.test" = ["hookheld.test"] }}
+
+[plugins.router]
+builtin = "router"
+grants = ["config", "log"]
+config = {{ routes = {{ "hookheld.test" = "hold" }} }}
+
+[pipelines.queue]
+route = ["router"]
+
+[queue]
+retry_first = "1s"
+retry_max = "2s"
+client_timeout = "30s"
+"#,
+            ip = smarthost.ip(),
+            port = smarthost.port(),
+        ),
+    )
+}
+
+#[test]
+fn a_route_plugin_holds_mail_for_atrn_collection_like_a_routes_hold() {
+    let smarthost = Sink::start(&[]);
+    let customer = Sink::start(&[]);
+    let server = TestServer::with_config(&hook_held_config(smarthost.addr));
+    // Accepted unauthenticated on the mx listener: [odmr] users makes us the domain's MX.
+    send_to_held_domain(&server, &["dave@hookheld.test"], "held by the router");
+
+    // Held, not delivered: the same deferral as a [routes] hold, and `queue summary` says so.
+    crate::support::until_blocking(
+        "a held deferral",
+        || server.log(),
+        || log_has(&server, "held for hookheld.test until collected with ATRN"),
+    );
+    let summary = queue_summary(&server);
+    let line = summary
+        .lines()
+        .find(|l| l.contains("hookheld.test"))
+        .unwrap_or_else(|| panic!("hookheld.test in the summary:\n{summary}"));
+    assert!(line.contains("held for ATRN"), "{summary}");
+    let spooled = spooled_message(&server);
+    assert!(
+        smarthost.messages().is_empty(),
+        "{:?}",
+        smarthost.messages()
+    );
+    assert!(customer.messages().is_empty());
+
+    // fetchmail, as alice, collects it byte for byte.
+    let (code, out) = fetchmail(
+        &server,
+        ALICE,
+        ALICE_PASSWORD,
+        "hookheld.test",
+        customer.addr,
+    );
+    assert_eq!(code, 0, "fetchmail failed:\n{out}\n{}", server.log());
+    let dumps = customer.wait_messages(1);
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let dump = &dumps[0];
+    assert!(dump.contains(&format!("X-Mail-Args: <{ALICE}>")), "{dump}");
+    assert!(dump.contains("X-Rcpt-Args: <dave@hookheld.test>"), "{dump}");
+    let sent = String::from_utf8(spooled).unwrap().replace("\r\n", "\n");
+    let ours = dump
+        .find("Received: from sender.test")
+        .expect("our Received header");
+    assert_eq!(&dump[ours..], format!("{sent}\n"), "dump:\n{dump}");
+    crate::support::until_blocking(
+        "the queue is empty",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
+    assert!(!queue_summary(&server).contains("hookheld.test"));
+    assert!(
+        smarthost.messages().is_empty(),
+        "{:?}",
+        smarthost.messages()
+    );
+}
+
+#[test]
+fn an_odmr_user_domain_needs_a_routes_hold_or_a_route_plugin() {
+    // Without [pipelines.queue] route plugins nothing could hold hookheld.test: refused.
+    let config = hook_held_config("127.0.0.1:1".parse().unwrap())
+        .replace("[pipelines.queue]\nroute = [\"router\"]\n", "");
+    let path = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(path.path(), config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mailwit"))
+        .args(["check-config", "--config"])
+        .arg(path.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("odmr.users"), "{text}");
+    assert!(text.contains("hookheld.test"), "{text}");
 }
 
 // ---------------------------------------------------------------- the quickstart

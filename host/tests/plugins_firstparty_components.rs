@@ -30,7 +30,7 @@ const FIRST_PARTY: &[(&str, &[&str], &[&str])] = &[
     ("dmarc", &["data"], &["config", "dns", "log"]),
     ("rate-limit", &["connect", "mail"], &["config", "kv", "log"]),
     ("recipients", &["rcpt"], &["config", "log"]),
-    ("router", &["route"], &["config", "log"]),
+    ("router", &["route", "route-hold"], &["config", "log"]),
     ("rspamd", &["data"], &["config", "http", "log"]),
 ];
 

@@ -331,6 +331,59 @@ async fn quickstart_router_routes_local_to_maildir_and_the_rest_to_the_smarthost
     );
 }
 
+/// A route chain of the router (exports `route` and `route-hold`, holds hookheld.test) and
+/// chaos (exports `route` only, answers maildir), in the given order.
+fn hold_chain(order: &str) -> Arc<Plugins> {
+    runtime(&format!(
+        r#"
+        [plugins.router]
+        builtin = "router"
+        grants = ["config", "log"]
+        config = {{ routes = {{ "hookheld.test" = "hold" }} }}
+        [plugins.old]
+        path = "mailwit_test_chaos.wasm"
+        grants = ["config", "log", "kv", "clock"]
+        config = {{ route = "maildir" }}
+        [pipelines.queue]
+        route = [{order}]
+        "#
+    ))
+}
+
+#[tokio::test]
+async fn route_hold_is_asked_in_chain_order_and_plugins_without_it_are_asked_route() {
+    // The router first: it holds hookheld.test (its `route-hold` answers true).
+    let plugins = hold_chain(r#""router", "old""#);
+    let q = plugins.queue_hooks();
+    assert_eq!(
+        q.route(&from("a@x.test"), &to("carol@hookheld.test")).await,
+        RouteDecision::Hold
+    );
+    // Not held and no route of its own: the router has no opinion, and chaos, which never
+    // heard of `route-hold`, is asked `route` as before.
+    assert_eq!(
+        q.route(&from("a@x.test"), &to("dave@elsewhere.test")).await,
+        RouteDecision::Maildir("dave@elsewhere.test".into())
+    );
+    // chaos first: its `route` answer decides before the router is asked anything.
+    let plugins = hold_chain(r#""old", "router""#);
+    let q = plugins.queue_hooks();
+    assert_eq!(
+        q.route(&from("a@x.test"), &to("carol@hookheld.test")).await,
+        RouteDecision::Maildir("carol@hookheld.test".into())
+    );
+    // The same plugins loaded from the components: the router exports `route-hold`, chaos not.
+    let exports = |name: &str| {
+        plugins
+            .current()
+            .plugins
+            .get(name)
+            .map(|p| p.loaded.indices.route_hold.is_some())
+    };
+    assert_eq!(exports("router"), Some(true));
+    assert_eq!(exports("old"), Some(false));
+}
+
 #[tokio::test]
 async fn rate_limit_counts_connections_across_sessions_on_the_shared_kv() {
     let plugins = runtime(

@@ -115,6 +115,13 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// Whether mail for `domain` is kept for an ODMR customer: a `[routes]` hold, or a domain
+    /// `[odmr] users` may collect (held by a route plugin's `route-hold`). We are its MX: the
+    /// relay check accepts it like a local domain.
+    pub fn is_odmr_domain(&self, domain: &str) -> bool {
+        self.routes.is_odmr(domain) || self.odmr.collects(domain)
+    }
+
     /// Reads, parses and validates a configuration file. Relative paths inside it (TLS files,
     /// users file) are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -374,7 +381,11 @@ impl Config {
             let (key, message) = e.split_once(": ").unwrap_or(("routes", &e));
             return Err((key.to_string(), message.to_string()));
         }
-        if let Err(e) = self.odmr.validate(&self.routes) {
+        let route_plugins = self
+            .pipelines
+            .get(plugins::QUEUE_PIPELINE)
+            .is_some_and(|p| !p.route.is_empty());
+        if let Err(e) = self.odmr.validate(&self.routes, route_plugins) {
             let (key, message) = e.split_once(": ").unwrap_or(("odmr", &e));
             return Err((key.to_string(), message.to_string()));
         }

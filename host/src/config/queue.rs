@@ -446,17 +446,61 @@ impl OdmrConfig {
             .unwrap_or_default()
     }
 
-    /// Every domain is an `odmr = true` route (else its mail would never be held).
-    pub fn validate(&self, routes: &RoutesConfig) -> Result<(), String> {
+    /// Whether some user may collect `domain` (exact match, any case, trailing dot ignored).
+    pub fn collects(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.');
+        self.users
+            .values()
+            .flatten()
+            .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain))
+    }
+
+    /// Every domain is held: an `odmr = true` route, or, when `route_plugins` (the queue
+    /// pipeline has a route chain), a domain without a [routes.domains] entry of its own, left
+    /// for a route plugin's `route-hold` (else its mail would never be held).
+    pub fn validate(&self, routes: &RoutesConfig, route_plugins: bool) -> Result<(), String> {
         for (user, domains) in &self.users {
             for domain in domains {
-                if !routes.is_odmr(domain) {
+                let listed = routes
+                    .domains
+                    .contains_key(&domain.trim_end_matches('.').to_ascii_lowercase());
+                if !routes.is_odmr(domain) && (listed || !route_plugins) {
                     return Err(format!(
-                        "odmr.users.{user}: {domain:?} has no [routes.domains.\"{domain}\"] odmr = true"
+                        "odmr.users.{user}: {domain:?} has no [routes.domains.\"{domain}\"] odmr = true \
+                         (nor is it left to a [pipelines.queue] route plugin that holds it)"
                     ));
                 }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod odmr_tests {
+    use super::*;
+
+    #[test]
+    fn odmr_users_domains_are_held_by_routes_or_left_to_a_route_plugin() {
+        let routes: RoutesConfig = toml::from_str(
+            "[domains.\"held.test\"]\nodmr = true\n[domains.\"lmtp.test\"]\nlmtp = \"127.0.0.1:24\"\n",
+        )
+        .unwrap();
+        let odmr = |domain: &str| -> OdmrConfig {
+            toml::from_str(&format!("users = {{ \"a@b.test\" = [\"{domain}\"] }}")).unwrap()
+        };
+        // A [routes] hold is enough, with or without route plugins.
+        assert!(odmr("held.test").validate(&routes, false).is_ok());
+        assert!(odmr("Held.Test.").collects("held.test"));
+        // A domain with no [routes] entry: only a route plugin could hold it.
+        assert!(odmr("hook.test").validate(&routes, true).is_ok());
+        let err = odmr("hook.test").validate(&routes, false).unwrap_err();
+        assert!(
+            err.contains("odmr.users.a@b.test") && err.contains("hook.test"),
+            "{err}"
+        );
+        // A domain the route table sends elsewhere is a mistake either way.
+        assert!(odmr("lmtp.test").validate(&routes, true).is_err());
+        assert!(!odmr("hook.test").collects("other.test"));
     }
 }

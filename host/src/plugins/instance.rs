@@ -50,6 +50,7 @@ struct Guests {
     rcpt: Option<hooks::rcpt::Guest>,
     data: Option<hooks::data::Guest>,
     route: Option<hooks::route::Guest>,
+    route_hold: Option<hooks::route_hold::Guest>,
     delivery: Option<hooks::delivery::Guest>,
     outbound: Option<hooks::outbound::Guest>,
 }
@@ -309,6 +310,24 @@ impl LiveInstance {
         )
         .await;
         let _ = self.store.data_mut().table.delete(handle);
+        result.map_err(|e| describe(e, &self.store, &self.limits))
+    }
+
+    /// Whether the plugin holds this recipient for ODMR collection. Only current-contract
+    /// plugins that export `route-hold` are asked (the pipeline checks).
+    pub async fn route_hold(
+        &mut self,
+        plugin: &LoadedPlugin,
+        from: &wit::ReversePath,
+        to: &wit::Recipient,
+    ) -> Result<bool> {
+        self.arm(plugin.engine.fuel)?;
+        let guest = guest!(self, plugin, route_hold);
+        let result = bounded(
+            &self.limits,
+            guest.call_on_route_hold(&mut self.store, from, to),
+        )
+        .await;
         result.map_err(|e| describe(e, &self.store, &self.limits))
     }
 

@@ -50,6 +50,8 @@ pub struct HookIndices {
     pub auth: Option<hooks::auth::GuestIndices>,
     /// Challenge-response mechanisms (CRAM-MD5); only with `auth` (see `wit/hooks.wit`).
     pub auth_challenge: Option<hooks::auth_challenge::GuestIndices>,
+    /// ODMR holds decided by a route plugin; only with `route` (see `wit/hooks.wit`).
+    pub route_hold: Option<hooks::route_hold::GuestIndices>,
     pub mail: Option<hooks::mail::GuestIndices>,
     pub rcpt: Option<hooks::rcpt::GuestIndices>,
     pub data: Option<hooks::data::GuestIndices>,
@@ -85,6 +87,7 @@ fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result
     let (indices, legacy) = if contract == WIT_VERSION {
         let mut indices = hook_indices(&pre, &hooks)?;
         indices.auth_challenge = auth_challenge_index(&component, &pre, &hooks)?;
+        indices.route_hold = route_hold_index(&component, &pre, &hooks)?;
         (indices, BTreeMap::new())
     } else {
         (
@@ -283,7 +286,7 @@ pub fn inspect(
         };
         let found = check_version(name, version)?;
         agree(name, found)?;
-        if interface == AUTH_CHALLENGE && found != WIT_VERSION {
+        if (interface == AUTH_CHALLENGE || interface == ROUTE_HOLD) && found != WIT_VERSION {
             bail!("exports `{name}`, which {WIT_PACKAGE}@{found} does not define");
         }
         if let Some(hook) = Hook::from_name(interface) {
@@ -321,6 +324,32 @@ fn auth_challenge_index(
         );
     }
     hooks::auth_challenge::GuestIndices::new(pre)
+        .map(Some)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("export `{name}` does not match the contract"))
+}
+
+/// The hold companion of the `route` hook (contract 0.2).
+const ROUTE_HOLD: &str = "route-hold";
+
+/// The `route-hold` export of a current-contract plugin, if it has one. It extends the `route`
+/// hook, so it comes with it: the route chain is where it is asked.
+fn route_hold_index(
+    component: &Component,
+    pre: &InstancePre<HostState>,
+    hooks: &BTreeSet<Hook>,
+) -> Result<Option<hooks::route_hold::GuestIndices>> {
+    let name = format!("{WIT_PACKAGE}/{ROUTE_HOLD}@{WIT_VERSION}");
+    if component.get_export_index(None, &name).is_none() {
+        return Ok(None);
+    }
+    if !hooks.contains(&Hook::Route) {
+        bail!(
+            "exports `{ROUTE_HOLD}` without `route`: a hold is decided in the route chain, so \
+             export `route` too (it may answer `continue`)"
+        );
+    }
+    hooks::route_hold::GuestIndices::new(pre)
         .map(Some)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("export `{name}` does not match the contract"))

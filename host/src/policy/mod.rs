@@ -158,6 +158,9 @@ pub enum RouteDecision {
     Relay(RelayTarget),
     Mx,
     Discard,
+    /// Keep in the queue until the recipient domain's customer collects it with ATRN (a route
+    /// plugin's `route-hold`), exactly like a `[routes]` entry with `odmr = true`.
+    Hold,
     /// No opinion: the next plugin, then the configuration's route table.
     Continue,
 }

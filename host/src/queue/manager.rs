@@ -267,7 +267,12 @@ impl Queue {
                     });
                 s.recipients += 1;
                 s.deferred += (r.status == RcptStatus::Deferred) as usize;
-                s.odmr_held |= settings.routes.is_odmr(&s.domain);
+                // A [routes] hold is known from the config; a route plugin's hold from the
+                // deferral it left on the recipient.
+                s.odmr_held |= settings.routes.is_odmr(&s.domain)
+                    || r.last_reply.as_ref().is_some_and(|reply| {
+                        route::is_hold_reply(reply.code, &reply.enhanced, &reply.text)
+                    });
                 s.oldest_age_secs = s.oldest_age_secs.max(age);
             }
         }
@@ -751,11 +756,7 @@ async fn route_all(
             // only finds it held again), delay warnings, and a bounce after the lifetime.
             Routed::Hold(domain) => answers.push(HopReport {
                 rcpt: i,
-                outcome: RecipientOutcome::Deferred(Reply::new(
-                    451,
-                    "4.4.0",
-                    format!("held for {domain} until collected with ATRN (ODMR)"),
-                )),
+                outcome: RecipientOutcome::Deferred(route::hold_reply(&domain)),
                 remote_mta: None,
                 dsn_passed_on: false,
                 final_hop: false,

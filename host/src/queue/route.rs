@@ -1,7 +1,7 @@
 //! Per-recipient routing: ODMR domains are held (the core decides: the operator's contract with
-//! the customer, not a policy question); then the route hook decides; on `Continue` the route
-//! table applies (local domains -> Maildir, listed domains -> their entry, the rest -> smarthost
-//! or MX).
+//! the customer, not a policy question); then the route hook decides (a plugin's `route-hold`
+//! may hold a recipient the same way); on `Continue` the route table applies (local domains ->
+//! Maildir, listed domains -> their entry, the rest -> smarthost or MX).
 
 use crate::config::queue::RoutesConfig;
 use crate::delivery::Destination;
@@ -39,6 +39,22 @@ pub enum Routed {
     Hold(String),
 }
 
+/// The deferral a held recipient gets on each scheduled attempt; the summary recognises a
+/// hold decided by a route plugin by it (the `[routes]` holds are known from the config).
+pub fn hold_reply(domain: &str) -> Reply {
+    Reply::new(451, "4.4.0", format!("held for {domain} {HOLD_UNTIL}"))
+}
+
+const HOLD_UNTIL: &str = "until collected with ATRN (ODMR)";
+
+/// Whether a recipient's last reply is [`hold_reply`].
+pub fn is_hold_reply(code: u16, enhanced: &str, text: &str) -> bool {
+    code == 451
+        && enhanced == "4.4.0"
+        && text.starts_with("held for ")
+        && text.ends_with(HOLD_UNTIL)
+}
+
 pub async fn route(
     hooks: &dyn QueueHooks,
     routes: &RoutesConfig,
@@ -56,6 +72,10 @@ pub async fn route(
         RouteDecision::Relay(target) => return Routed::To(Destination::Relay(target)),
         RouteDecision::Mx => return Routed::To(Destination::Mx(domain)),
         RouteDecision::Discard => return Routed::Discard,
+        // Held for the recipient domain's ATRN customer (a route plugin's `route-hold`); an
+        // address without a domain has no customer and fails in the table below.
+        RouteDecision::Hold if !domain.is_empty() => return Routed::Hold(domain),
+        RouteDecision::Hold => {}
         RouteDecision::Continue => {}
     }
     table_route(routes, local, &rcpt.address)
@@ -110,6 +130,37 @@ mod tests {
                 _ => None,
             }
         }
+    }
+
+    /// A route plugin that holds every recipient.
+    struct HoldAll;
+    #[async_trait::async_trait]
+    impl QueueHooks for HoldAll {
+        async fn route(&self, _from: &ReversePath, _rcpt: &Recipient) -> RouteDecision {
+            RouteDecision::Hold
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hook_hold_is_a_hold_for_the_recipient_domain() {
+        let rcpt = |address: &str| Recipient {
+            address: address.into(),
+            ..Default::default()
+        };
+        let routes = RoutesConfig::default();
+        let from = ReversePath::default();
+        assert_eq!(
+            route(&HoldAll, &routes, &Local, &from, &rcpt("carol@Hook.Test")).await,
+            Routed::Hold("hook.test".into())
+        );
+        // No domain, no customer to collect it: the table's failure stands.
+        assert!(matches!(
+            route(&HoldAll, &routes, &Local, &from, &rcpt("carol")).await,
+            Routed::Fail(r) if r.enhanced == "5.1.3"
+        ));
+        let held = hold_reply("hook.test");
+        assert!(is_hold_reply(held.code, &held.enhanced, &held.text));
+        assert!(!is_hold_reply(451, "4.4.0", "connection refused"));
     }
 
     #[test]

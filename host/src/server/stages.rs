@@ -236,7 +236,7 @@ impl SessionPolicy {
         // An ODMR domain's mail is accepted here for its customer (we are its MX): like a
         // local domain for relay control.
         let held = crate::mail::address::split(&rcpt.address)
-            .is_some_and(|(_, domain)| self.shared.config.routes.is_odmr(domain));
+            .is_some_and(|(_, domain)| self.shared.config.is_odmr_domain(domain));
         match relay::check(&rcpt.address, authenticated || held, local) {
             Ok(RecipientDomain::Local(address)) | Ok(RecipientDomain::Remote(address)) => {
                 rcpt.address = address
@@ -398,7 +398,7 @@ impl SessionPolicy {
             let config = &self.shared.config;
             let forwarded = envelope.recipients.iter().any(|r| {
                 crate::mail::address::split(&r.address).is_some_and(|(_, domain)| {
-                    !config.local.is_local_domain(domain) && !config.routes.is_odmr(domain)
+                    !config.local.is_local_domain(domain) && !config.is_odmr_domain(domain)
                 })
             });
             let origin = Origin {

@@ -7,6 +7,7 @@
 //! "lists.example.test" = { lmtp = "127.0.0.1:24" }
 //! ".partner.test" = { relay = { host = "mx.partner.test", port = 25, tls = "required" } }
 //! "void.example.test" = "discard"
+//! "odmr.test" = "hold"                            # kept for ATRN collection (route-hold hook)
 //! "*" = "mx"
 //! ```
 
@@ -31,4 +32,11 @@ impl RouteHook for Router {
     }
 }
 
-mailwit_plugin::export!(Router: route);
+impl RouteHoldHook for Router {
+    fn on_route_hold(_from: ReversePath, recipient: Recipient) -> bool {
+        // An unusable table holds nothing; `on_route` logs why.
+        matches!(config::cached_with(Table::new), Ok(table) if table.holds(&recipient.address))
+    }
+}
+
+mailwit_plugin::export!(Router: route, route_hold);

@@ -15,6 +15,8 @@ pub enum Word {
     /// The recipient domain's MX hosts.
     Mx,
     Discard,
+    /// Keep in the queue for ODMR collection (ATRN), via the `route-hold` hook.
+    Hold,
     /// No opinion (the next plugin, then the server's route table).
     Continue,
 }
@@ -111,21 +113,16 @@ impl Table {
         Ok(table)
     }
 
+    /// Whether the recipient's route is `"hold"` (the `route-hold` hook's answer).
+    pub fn holds(&self, recipient: &str) -> bool {
+        self.lookup(recipient) == Some(&Route::Word(Word::Hold))
+    }
+
+    /// The `route` hook's answer. A `"hold"` route is no opinion here: the host asks
+    /// [`Table::holds`] first and never gets this far for a held recipient.
     pub fn route(&self, recipient: &str) -> RouteDecision {
-        let domain = domain_of(recipient).unwrap_or("").to_ascii_lowercase();
-        let route = self
-            .addresses
-            .get(&normalize(recipient, true))
-            .or_else(|| self.domains.get(&domain))
-            .or_else(|| {
-                self.suffixes
-                    .iter()
-                    .find(|(suffix, _)| domain_matches(&domain, suffix))
-                    .map(|(_, route)| route)
-            })
-            .or(self.fallback.as_ref());
-        match route {
-            None | Some(Route::Word(Word::Continue)) => RouteDecision::Continue,
+        match self.lookup(recipient) {
+            None | Some(Route::Word(Word::Continue | Word::Hold)) => RouteDecision::Continue,
             Some(Route::Word(Word::Maildir)) => RouteDecision::Maildir(recipient.to_string()),
             Some(Route::Word(Word::Mx)) => RouteDecision::Mx,
             Some(Route::Word(Word::Discard)) => RouteDecision::Discard,
@@ -144,6 +141,21 @@ impl Table {
                 credentials: relay.credentials.clone(),
             }),
         }
+    }
+
+    /// The most specific route for the recipient: address, domain, longest ".domain", "*".
+    fn lookup(&self, recipient: &str) -> Option<&Route> {
+        let domain = domain_of(recipient).unwrap_or("").to_ascii_lowercase();
+        self.addresses
+            .get(&normalize(recipient, true))
+            .or_else(|| self.domains.get(&domain))
+            .or_else(|| {
+                self.suffixes
+                    .iter()
+                    .find(|(suffix, _)| domain_matches(&domain, suffix))
+                    .map(|(_, route)| route)
+            })
+            .or(self.fallback.as_ref())
     }
 }
 
@@ -200,6 +212,19 @@ mod tests {
         assert_eq!(t.route("z@elsewhere.test"), RouteDecision::Mx);
         // ".partner.test" is for subdomains only.
         assert_eq!(t.route("z@partner.test"), RouteDecision::Mx);
+    }
+
+    #[test]
+    fn hold_is_answered_by_holds_and_is_no_opinion_for_route() {
+        let t = table(
+            "[routes]\n\"odmr.test\" = \"hold\"\n\"keep@odmr.test\" = \"mx\"\n\"*\" = \"mx\"",
+        );
+        assert!(t.holds("someone@ODMR.test"));
+        assert_eq!(t.route("someone@odmr.test"), RouteDecision::Continue);
+        // The most specific key still wins: this address is not held.
+        assert!(!t.holds("keep@odmr.test"));
+        assert_eq!(t.route("keep@odmr.test"), RouteDecision::Mx);
+        assert!(!t.holds("a@other.test"));
     }
 
     #[test]

@@ -89,6 +89,12 @@ hook_world!(
     "mailwit_plugin::bindings::route"
 );
 hook_world!(
+    route_hold,
+    "package mailwit-sdk:hooks; world route-hold-hook { import mailwit:plugin/message@0.2.0; export mailwit:plugin/route-hold@0.2.0; }",
+    "export_route_hold",
+    "mailwit_plugin::bindings::route_hold"
+);
+hook_world!(
     delivery,
     "package mailwit-sdk:hooks; world delivery-hook { import mailwit:plugin/message@0.2.0; export mailwit:plugin/delivery@0.2.0; }",
     "export_delivery",

@@ -1,8 +1,8 @@
 //! The Rust SDK for mailwit plugins.
 //!
 //! A mailwit plugin is a WebAssembly component that exports one or more *hooks* (`connect`, `ehlo`,
-//! `auth` and its challenge-response companion `auth_challenge`, `mail`, `rcpt`, `data`, `route`,
-//! `delivery`, `outbound`) of the `mailwit:plugin@0.2.0` contract and
+//! `auth` and its challenge-response companion `auth_challenge`, `mail`, `rcpt`, `data`, `route`
+//! and its ODMR companion `route_hold`, `delivery`, `outbound`) of the `mailwit:plugin@0.2.0` contract and
 //! imports only the host capabilities it uses (`log`, `config`, `kv`, `dns`, `clock`; `message` is
 //! always available). This crate holds the generated bindings, so a plugin crate needs neither the WIT
 //! files nor `wit-bindgen`: it implements the hook traits and calls [`export!`].
@@ -114,6 +114,9 @@ pub mod hooks {
     pub use crate::bindings::outbound::exports::mailwit::plugin::outbound::Guest as OutboundHook;
     pub use crate::bindings::rcpt::exports::mailwit::plugin::rcpt::Guest as RcptHook;
     pub use crate::bindings::route::exports::mailwit::plugin::route::Guest as RouteHook;
+    /// `on_route_hold` returns `true` to hold the recipient for ODMR collection (ATRN); asked
+    /// before the same plugin's `RouteHook::on_route`. Export it with `route` (see [`export!`]).
+    pub use crate::bindings::route_hold::exports::mailwit::plugin::route_hold::Guest as RouteHoldHook;
 }
 
 /// `use mailwit_plugin::prelude::*;` brings the hook traits, the types and the common helpers.
@@ -128,8 +131,9 @@ pub mod prelude {
 /// `mailwit_plugin::export!(MyPlugin: mail, rcpt);`
 ///
 /// Each hook name is one of `connect`, `ehlo`, `auth`, `auth_challenge` (with `auth`), `mail`,
-/// `rcpt`, `data`, `route`, `delivery`, `outbound`; the type must implement the matching trait
-/// from [`hooks`] (e.g. `MailHook`, `AuthChallengeHook`).
+/// `rcpt`, `data`, `route`, `route_hold` (with `route`), `delivery`, `outbound`; the type must
+/// implement the matching trait from [`hooks`] (e.g. `MailHook`, `AuthChallengeHook`,
+/// `RouteHoldHook`).
 #[macro_export]
 macro_rules! export {
     ($ty:ident : $($hook:ident),+ $(,)?) => {
@@ -164,6 +168,9 @@ macro_rules! __export_hook {
     (route, $ty:ident) => {
         $crate::bindings::route::export_route!($ty with_types_in $crate::bindings::route);
     };
+    (route_hold, $ty:ident) => {
+        $crate::bindings::route_hold::export_route_hold!($ty with_types_in $crate::bindings::route_hold);
+    };
     (outbound, $ty:ident) => {
         $crate::bindings::outbound::export_outbound!($ty with_types_in $crate::bindings::outbound);
     };
@@ -174,7 +181,7 @@ macro_rules! __export_hook {
         compile_error!(concat!(
             "unknown mailwit hook `",
             stringify!($other),
-            "`: expected connect, ehlo, auth, auth_challenge, mail, rcpt, data, route, delivery or outbound"
+            "`: expected connect, ehlo, auth, auth_challenge, mail, rcpt, data, route, route_hold, delivery or outbound"
         ));
     };
 }

@@ -39,6 +39,8 @@ pub(super) enum HookCall<'a> {
         &'a data::Authentication,
     ),
     Route(&'a wit::ReversePath, &'a wit::Recipient),
+    /// The route hook's hold companion (answered as a `Hold` output).
+    RouteHold(&'a wit::ReversePath, &'a wit::Recipient),
     Delivery(&'a delivery::DeliveryEvent),
     Outbound(&'a outbound::OutboundAttempt, Arc<[u8]>),
 }
@@ -52,7 +54,7 @@ impl HookCall<'_> {
             HookCall::Mail(..) => Hook::Mail,
             HookCall::Rcpt(..) => Hook::Rcpt,
             HookCall::Data(..) => Hook::Data,
-            HookCall::Route(..) => Hook::Route,
+            HookCall::Route(..) | HookCall::RouteHold(..) => Hook::Route,
             HookCall::Delivery(..) => Hook::Delivery,
             HookCall::Outbound(..) => Hook::Outbound,
         }
@@ -66,6 +68,8 @@ pub(super) enum HookOutput {
     Rcpt(rcpt::RcptResult),
     Data(data::DataResult),
     Route(route::RouteDecision),
+    /// `route-hold`: whether to hold the recipient for ODMR collection.
+    Hold(bool),
     Delivered,
     Outbound(outbound::OutboundResult),
 }
@@ -154,6 +158,10 @@ async fn call_plugin_unmeasured(
             .route(loaded, from, to)
             .await
             .map(HookOutput::Route),
+        HookCall::RouteHold(from, to) => instance
+            .route_hold(loaded, from, to)
+            .await
+            .map(HookOutput::Hold),
         HookCall::Delivery(event) => instance
             .delivery(loaded, event)
             .await

@@ -125,6 +125,15 @@ impl QueueHooks for PipelineQueueHooks {
         let f = convert::reverse_path(from);
         let r = convert::recipient(rcpt);
         for entry in &chain {
+            // A plugin that exports `route-hold` is asked it first; a failed call is no opinion,
+            // like a failed `route` (then its `route` is asked).
+            if entry.loaded.indices.route_hold.is_some()
+                && let Some(HookOutput::Hold(true)) = self
+                    .call(&generation, entry, &session, HookCall::RouteHold(&f, &r))
+                    .await
+            {
+                return RouteDecision::Hold;
+            }
             // A failing route plugin has no opinion: the route table decides.
             if let Some(HookOutput::Route(decision)) = self
                 .call(&generation, entry, &session, HookCall::Route(&f, &r))
