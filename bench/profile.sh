@@ -9,6 +9,7 @@
 #   bash bench/profile.sh CONFIG [CONNECTIONS] [MESSAGES_PER_CONN] [OUT_PREFIX]
 #   bash bench/profile.sh bench/configs/mailwit-plugins.toml 1 2000 bench/results/profile-plugins-1
 #   MAILWIT_BIN=old/mailwit bash bench/profile.sh ...    # another build, for a before/after
+#   bash bench/profile.sh bench/configs/mailwit-relay.toml 50 100   # starts an smtp-sink for @SINK_PORT@
 #
 # Writes OUT_PREFIX.txt (the summary and top symbols) when OUT_PREFIX is given.
 # Needs release builds (cargo build --release -p mailwit -p mailwit-bench) and perf.
@@ -22,10 +23,17 @@ mkdir -p "$root"
 work=$(mktemp -d "$root/profile.XXXXXX")
 port=$((20000 + RANDOM % 20000))
 mkdir -p "$work/etc"
-sed "s/@PORT@/$port/" "$config" > "$work/etc/mailwit.toml"
+sink=""
+if grep -q @SINK_PORT@ "$config"; then
+    # The relay config delivers to a second server: Postfix's smtp-sink (its CPU is not counted).
+    sink_port=$((port + 1))
+    smtp-sink $( [ "$(id -u)" -eq 0 ] && echo "-u nobody" ) 127.0.0.1:$sink_port 1000 &
+    sink=$!
+fi
+sed "s/@PORT@/$port/; s/@SINK_PORT@/${sink_port:-0}/" "$config" > "$work/etc/mailwit.toml"
 MAILWIT_WASM_PERFMAP=1 RUST_LOG=warn "$mailwit" serve --config "$work/etc/mailwit.toml" --state-dir "$work/state" > "$work/log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work" /tmp/perf-$pid.map' EXIT
+trap 'kill $pid $sink 2>/dev/null; wait $pid 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work" /tmp/perf-$pid.map' EXIT
 for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 cpu() { awk '{print $14, $15}' /proc/$pid/stat; }
 "$bench" load --addr 127.0.0.1:$port -c "$connections" -m 20 --no-pipelining > /dev/null
