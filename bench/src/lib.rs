@@ -4,9 +4,11 @@
 //! - [`targets`] starts and stops the servers under test on free loopback ports.
 //! - [`procstat`] reads their CPU time and memory from /proc.
 //! - [`scenario`] defines the scenarios and measures one against a running target.
+//! - [`engines`] runs the spool's write path on the segment log, redb and fjall, side by side.
 //! - [`report`] writes the markdown table, the JSON file and the SVG chart.
 
 pub mod client;
+pub mod engines;
 pub mod loadgen;
 pub mod procstat;
 pub mod report;

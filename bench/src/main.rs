@@ -29,6 +29,8 @@ enum Command {
     Run(RunArgs),
     /// Send load to one already running SMTP server and print the result.
     Load(LoadArgs),
+    /// The spool's write path on the segment log, redb and fjall, side by side (on the disk).
+    Engines(EnginesArgs),
     /// Re-render results.md and throughput.svg from a results.json.
     Report {
         /// The results.json to read.
@@ -94,6 +96,43 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct EnginesArgs {
+    /// Engines in order (segment-log, redb, fjall).
+    #[arg(long, value_delimiter = ',', default_value = "segment-log,redb,fjall")]
+    engines: Vec<String>,
+    /// Concurrent writers (sessions), each waiting for durability before its next operation.
+    #[arg(long, default_value_t = 50)]
+    writers: usize,
+    /// Each engine stops after this many messages or --secs, whichever comes first.
+    #[arg(long, default_value_t = 50_000)]
+    messages: u64,
+    #[arg(long, default_value_t = 60)]
+    secs: u64,
+    /// Message size in octets.
+    #[arg(long, default_value_t = 10 * 1024)]
+    size: usize,
+    /// Per-recipient state records per message (between the store and the done record).
+    #[arg(long, default_value_t = 1)]
+    states: u32,
+    /// A body of random base64 (an attachment) instead of repeated words: what an engine that
+    /// compresses cannot shrink.
+    #[arg(long)]
+    incompressible: bool,
+    /// Interleaved rounds (A B C A B C ...), each with a share of the messages and time.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Scratch directory (default target/bench-work/engines-<pid>, on the disk; removed after).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where engines.md and engines.json go (default bench/results).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run only this engine in this process and print its result as JSON (used by the parent).
+    #[arg(long, hide = true)]
+    one: Option<String>,
+}
+
+#[derive(Args)]
 struct LoadArgs {
     #[arg(long)]
     addr: SocketAddr,
@@ -122,6 +161,7 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Load(args) => load(args).await,
+        Command::Engines(args) => engines(args).await,
         Command::Report { json, out } => {
             let report = mailwit_bench::report::Report::read_json(&json)?;
             let out = out.unwrap_or_else(|| json.parent().map(PathBuf::from).unwrap_or_default());
@@ -237,6 +277,54 @@ async fn run(args: RunArgs) -> Result<()> {
     if args.smoke && failed > 0 {
         bail!("{failed} smoke measurements failed");
     }
+    Ok(())
+}
+
+async fn engines(args: EnginesArgs) -> Result<()> {
+    use mailwit_bench::engines;
+    let load = engines::Load {
+        writers: args.writers,
+        messages: args.messages,
+        secs: args.secs,
+        size: args.size,
+        states: args.states,
+        incompressible: args.incompressible,
+    };
+    let dir = args.dir.unwrap_or_else(engines::default_dir);
+    if let Some(engine) = args.one {
+        let outcome = engines::run_one(&engine, &load, &dir).await?;
+        println!("{}", serde_json::to_string(&outcome)?);
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let filesystem = procstat::filesystem_of(&dir).unwrap_or_else(|| "unknown".into());
+    if filesystem == "tmpfs" || filesystem == "ramfs" {
+        eprintln!("warning: {} is on {filesystem}, not a disk", dir.display());
+    }
+    let outcomes =
+        tokio::task::block_in_place(|| engines::compare(&args.engines, &load, args.rounds, &dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    let outcomes = outcomes?;
+    let markdown = engines::markdown(&outcomes, &load, args.rounds, &dir, &filesystem);
+    let out = args.out.unwrap_or_else(|| bench_dir().join("results"));
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("engines.md"), &markdown)?;
+    std::fs::write(
+        out.join("engines.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "load": load,
+            "rounds": args.rounds,
+            "filesystem": filesystem,
+            "load_average_after": procstat::load_average(),
+            "outcomes": outcomes,
+        }))?,
+    )?;
+    println!("{markdown}");
+    println!(
+        "wrote {}, {}",
+        out.join("engines.md").display(),
+        out.join("engines.json").display()
+    );
     Ok(())
 }
 

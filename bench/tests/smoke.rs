@@ -179,3 +179,30 @@ async fn smoke_comparison_writes_table_json_and_chart() {
         "chart has a labelled series"
     );
 }
+
+/// The spool-engines comparison, tiny: every engine finishes every message it took, through
+/// the same store → state → done path, and counts its commit groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spool_engine_finishes_its_messages() {
+    use mailwit_bench::engines::{ENGINES, Load, run_one};
+    let work = tempfile::tempdir().unwrap();
+    let load = Load {
+        writers: 4,
+        messages: 40,
+        secs: 60,
+        size: 2048,
+        states: 1,
+        incompressible: true,
+    };
+    for engine in ENGINES {
+        let outcome = run_one(engine, &load, &work.path().join(engine))
+            .await
+            .unwrap();
+        assert_eq!(outcome.engine, engine);
+        assert_eq!(outcome.messages, 40, "{engine}");
+        // 120 durable operations, each writer's 30 one after the other: each writer needs a
+        // group per operation, and a group may serve all four writers.
+        assert!(outcome.groups >= 30, "{engine}: {} groups", outcome.groups);
+        assert!(outcome.groups <= 120, "{engine}: {} groups", outcome.groups);
+    }
+}
