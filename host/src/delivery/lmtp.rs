@@ -5,8 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::Attempt;
-use super::Outbound;
+use super::contract::{Attempt, Outbound};
 use super::smtp_client::{ClientConfig, Connection, Failure, Protocol};
 use crate::policy::Reply;
 

@@ -7,7 +7,7 @@
 //! whose rename an fsync started after has already covered skips its own. Names follow the
 //! Maildir convention `SECS.M<usec>P<pid>Q<counter>R<random>.<host>`, unique per host.
 
-use super::{Attempt, Outbound, RecipientOutcome};
+use super::contract::{Attempt, Outbound, RecipientOutcome};
 use crate::policy::Reply;
 use std::collections::HashMap;
 use std::io::Write;

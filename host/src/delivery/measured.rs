@@ -2,7 +2,7 @@
 //! attempt (`mailwit_deliveries_total`, `mailwit_delivery_duration_seconds`). Wraps the
 //! production agents at the composition root, so neither the queue nor the agents know metrics.
 
-use super::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
+use super::contract::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use crate::metrics::{DeliveryLabels, KindLabels, Metrics};
 use std::sync::Arc;
 

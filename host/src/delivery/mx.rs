@@ -19,12 +19,12 @@ use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 
+use super::contract::{Attempt, Outbound, RecipientOutcome};
 use super::dane::{self, DaneMode, Tlsa};
 use super::mta_sts::Mode as StsMode;
 use super::pool::SessionPool;
 use super::smtp_client::{ClientConfig, Connection, Failure, TlsVerify, send_and_quit};
 use super::tls_rpt::{self, TlsRpt};
-use super::{Attempt, Outbound, RecipientOutcome};
 use crate::dns::{LookupError, Resolver};
 use crate::policy::{Recipient, Reply, TlsPolicy};
 

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use super::contract::{Attempt, Outbound};
 use super::smtp_client::{Connection, Failure};
-use super::{Attempt, Outbound};
 
 /// How long and how much a session is reused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use super::contract::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use super::dane::DaneMode;
 use super::lmtp::{self, LmtpTarget};
 use super::maildir::Maildir;
@@ -20,7 +21,6 @@ use super::pool::{PoolSettings, SessionPool};
 use super::smtp_client::{
     self, ClientConfig, Connection, Failure, RelayCredentials, Timeouts, TlsVerify,
 };
-use super::{Agents, Attempt, Destination, Outbound, RecipientOutcome};
 use crate::config::queue::RoutesConfig;
 use crate::policy::{RelayTarget, Reply, TlsPolicy};
 

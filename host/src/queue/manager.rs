@@ -2,11 +2,12 @@
 
 use super::bounce;
 use super::dsn::Action as DsnAction;
+use super::options::{MessageSigner, QueueOptions};
 use super::route::{self, Routed};
 use super::schedule;
 use super::state::{self, MessageState, RcptStatus, Record};
 use super::table::{Entry, Table};
-use super::{DomainSummary, MessageView, QueueOptions, RecipientView};
+use super::view::{DomainSummary, MessageView, RecipientView};
 use crate::delivery::{Destination, Outbound, RecipientOutcome};
 use crate::mail::address;
 use crate::policy::{DeliveryEvent, DeliveryOutcome, Recipient, Reply};
@@ -38,7 +39,7 @@ struct Inner {
     /// ODMR domains an ATRN session is collecting right now (one session per domain).
     collecting: Mutex<HashSet<String>>,
     /// Signs the DSNs (None: they go unsigned).
-    dsn_signer: Option<Arc<dyn super::MessageSigner>>,
+    dsn_signer: Option<Arc<dyn MessageSigner>>,
 }
 
 /// The part of the queue's options a reload replaces.
@@ -71,7 +72,7 @@ impl Queue {
     pub async fn start_signed(
         spool: Arc<Spool>,
         opts: QueueOptions,
-        dsn_signer: Option<Arc<dyn super::MessageSigner>>,
+        dsn_signer: Option<Arc<dyn MessageSigner>>,
     ) -> std::io::Result<Queue> {
         let arrivals = spool
             .arrivals()

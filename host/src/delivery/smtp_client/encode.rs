@@ -1,7 +1,7 @@
 //! Encodings on the wire: dot-stuffing, RFC 3461 NOTIFY, and the checks that decide
 //! whether a message needs 8BITMIME or SMTPUTF8.
 
-use crate::delivery::Outbound;
+use crate::delivery::contract::Outbound;
 use crate::mail::{Notify, header};
 
 /// Whether any byte has the high bit set.

@@ -7,10 +7,11 @@ use base64::Engine as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::capabilities::Capabilities;
+use super::config::{AuthMechanism, ClientConfig};
+use super::connection::{Connection, Failure, Protocol, Stream};
+use super::reply::ServerReply;
 use super::tls::HandshakeFailure;
-use super::{
-    AuthMechanism, Capabilities, ClientConfig, Connection, Failure, Protocol, ServerReply, Stream,
-};
 use crate::policy::{Reply, TlsPolicy};
 
 impl Connection {

@@ -1,9 +1,10 @@
 //! One mail transaction: what can be decided before talking (size, 8-bit, UTF-8), MAIL with its
 //! parameters, RCPTs, then DATA or BDAT, pipelined when the peer allows; one outcome per recipient.
 
+use super::connection::{Connection, Failure, Protocol};
 use super::encode::{dot_stuff, has_8bit, needs_smtputf8, notify_param};
-use super::{Connection, Failure, Protocol, ServerReply};
-use crate::delivery::{Attempt, Outbound, RecipientOutcome};
+use super::reply::ServerReply;
+use crate::delivery::contract::{Attempt, Outbound, RecipientOutcome};
 use crate::mail::xtext;
 use crate::policy::{BodyType, DsnRet, Recipient, Reply};
 
@@ -137,7 +138,7 @@ impl Connection {
         // RFC 8689 §4.1: a REQUIRETLS message goes only over TLS whose certificate was
         // authenticated (DANE, an enforced MTA-STS policy, a verified relay) to a peer that
         // offers REQUIRETLS; anything else is a permanent failure with 5.7.30.
-        if out.reverse_path.requiretls && self.protocol == super::Protocol::Smtp {
+        if out.reverse_path.requiretls && self.protocol == Protocol::Smtp {
             if !self.tls_authenticated {
                 return Err(Failure::Permanent(Reply::new(
                     550,

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Connection, Failure, ReplyError, ServerReply, parse_reply};
+use super::connection::{Connection, Failure};
+use super::reply::{ReplyError, ServerReply, parse_reply};
 use crate::policy::Reply;
 
 /// Why a session broke; becomes a 4.4.x deferral.
