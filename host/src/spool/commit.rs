@@ -10,10 +10,13 @@
 //! of a message at or after the message's own record, so a deletion can never bring a delivered
 //! message back or drop a live message's states.
 
+use super::id::QueueId;
 use super::index::{Index, Segment};
+use super::message::MessageMeta;
+use super::options::{Counters, SpoolOptions};
 use super::record::{self, Entry, Frame};
+use super::segment::fsync_dir;
 use super::segment::{self, Span};
-use super::{Counters, MessageMeta, QueueId, SpoolOptions, fsync_dir};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;

@@ -2,8 +2,9 @@
 //! record lies, its metadata and its states, and per segment how many queued messages live in it
 //! (a segment with none is deleted; one with few is compacted).
 
+use super::id::QueueId;
+use super::message::MessageMeta;
 use super::segment::Span;
-use super::{MessageMeta, QueueId};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::Arc;

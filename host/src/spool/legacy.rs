@@ -8,9 +8,12 @@
 //! duplicated. A file that cannot be read is moved to `quarantine/` with an error log line.
 
 use super::commit::Active;
+use super::id::QueueId;
 use super::index::Index;
+use super::message::MessageMeta;
+use super::record;
 use super::segment::Span;
-use super::{MessageMeta, QueueId, fsync_dir, record};
+use super::segment::fsync_dir;
 use std::io::BufRead;
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -44,95 +44,22 @@ mod commit;
 mod id;
 mod index;
 mod legacy;
+mod message;
+mod options;
 mod record;
 mod segment;
 
-use crate::policy::Envelope;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 pub use id::QueueId;
-
-/// What the engine hands the spool once a message is accepted by every policy.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub envelope: Envelope,
-    /// The complete message as it will be delivered (Received header included), CRLF line ends.
-    pub message: Vec<u8>,
-    /// Hold the message for an operator instead of delivering it (a plugin's quarantine verdict).
-    pub quarantine: Option<String>,
-    /// The session id, for logs.
-    pub session_id: String,
-}
-
-/// Everything about a message except its octets (JSON in its message record).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MessageMeta {
-    pub id: QueueId,
-    /// Arrival time, milliseconds since the Unix epoch.
-    pub arrived_ms: u64,
-    /// Length of the message part in octets.
-    pub size: u64,
-    pub envelope: Envelope,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quarantine: Option<String>,
-    #[serde(default)]
-    pub session_id: String,
-}
-
-/// A message read back from the spool.
-#[derive(Debug, Clone)]
-pub struct SpooledMessage {
-    pub meta: MessageMeta,
-    pub message: Vec<u8>,
-}
-
-/// Counters for measuring the cost of durability.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpoolStats {
-    pub stored: u64,
-    /// `fdatasync`s of segment data (one per group-commit batch).
-    pub file_fsyncs: u64,
-    /// Directory fsyncs (a segment created or deleted).
-    pub dir_fsyncs: u64,
-    /// Group-commit batches.
-    pub batches: u64,
-    /// Segments deleted.
-    pub reclaimed: u64,
-    /// Messages copied forward by compaction.
-    pub compacted: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    stored: AtomicU64,
-    file_fsyncs: AtomicU64,
-    dir_fsyncs: AtomicU64,
-    batches: AtomicU64,
-    reclaimed: AtomicU64,
-    compacted: AtomicU64,
-}
-
-/// Tuning of the segment log (the defaults suit a server; tests make segments small).
-#[derive(Debug, Clone, Copy)]
-pub struct SpoolOptions {
-    /// A segment stops taking appends once it holds this many octets.
-    pub segment_bytes: u64,
-    /// How long a closed segment waits before its remaining messages are copied forward.
-    pub compact_after: Duration,
-}
-
-impl Default for SpoolOptions {
-    fn default() -> Self {
-        SpoolOptions {
-            segment_bytes: 64 << 20,
-            compact_after: Duration::from_secs(30),
-        }
-    }
-}
+pub use message::{Incoming, MessageMeta, SpooledMessage};
+use options::Counters;
+pub use options::{SpoolOptions, SpoolStats};
+pub(crate) use segment::fsync_dir;
 
 pub struct Spool {
     ids: id::IdGenerator,
@@ -302,10 +229,6 @@ pub(crate) fn now_ms() -> u64 {
 
 fn invalid(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
-}
-
-pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Reads every segment into a fresh index, starts a new active segment, migrates old-format

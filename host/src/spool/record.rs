@@ -14,7 +14,8 @@
 //! records); the spool keeps them in order per message. A message record carries states too when
 //! compaction moves a live message to a newer segment, so the copy holds everything known so far.
 
-use super::{MessageMeta, QueueId};
+use super::id::QueueId;
+use super::message::MessageMeta;
 
 /// First octets of every segment file (format version 1 of the segment log).
 pub(super) const SEGMENT_MAGIC: &[u8; 16] = b"mailwit-segment1";

@@ -51,7 +51,7 @@ pub(super) fn create(dir: &Path, seq: u64) -> std::io::Result<File> {
         .open(&path)?;
     file.write_all_at(record::SEGMENT_MAGIC, 0)?;
     file.sync_all()?;
-    super::fsync_dir(dir)?;
+    fsync_dir(dir)?;
     Ok(file)
 }
 
@@ -165,4 +165,9 @@ fn set_aside(
             tracing::error!(file = %path.display(), error = %e, "cannot copy damaged spool record")
         }
     }
+}
+
+/// Makes a directory's entries (a created, renamed or deleted file) durable.
+pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }

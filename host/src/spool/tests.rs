@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::{Recipient, ReversePath};
+use crate::policy::{Envelope, Recipient, ReversePath};
 use std::time::Duration;
 
 fn incoming(n: usize) -> Incoming {
