@@ -25,6 +25,7 @@ mod hardening_random;
 mod hardening_relay;
 mod hardening_smuggling;
 mod inbound_tls;
+mod layers;
 mod mailauth_dkim;
 mod mailauth_dmarc;
 mod mailauth_downgrade;
