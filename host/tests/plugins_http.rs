@@ -2,12 +2,13 @@
 //! real HTTP(S) services on loopback: what `http.allow` lets through and what never leaves,
 //! the host's TLS verification, the request timeout, the response cap, and the hook's time_ms.
 
+use crate::support::policy::mx_session;
 use std::path::Path;
 use std::sync::Arc;
 
 use mailwit::plugins::generation::PluginSettings;
 use mailwit::plugins::{Plugins, RuntimeOptions};
-use mailwit::policy::{ListenerRole, ReversePath, SessionHooks, SessionInfo, Verdict};
+use mailwit::policy::{ReversePath, SessionHooks, Verdict};
 
 use crate::support::http_service::{HttpReply, HttpService};
 use crate::support::tls::{HttpsServer, Pki, Validity};
@@ -40,19 +41,6 @@ fn load(settings: PluginSettings) -> anyhow::Result<Arc<Plugins>> {
     Plugins::from_settings(settings, Path::new("/"), RuntimeOptions::default())
 }
 
-fn session(id: &str) -> SessionInfo {
-    SessionInfo {
-        id: id.into(),
-        listener: "mx".into(),
-        role: ListenerRole::Mx,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        local: "127.0.0.1:25".parse().unwrap(),
-        helo: Some("client.example.test".into()),
-        tls: None,
-        authenticated: None,
-    }
-}
-
 /// The probe's verdict at MAIL FROM `from`.
 async fn mail_from(plugins: &Arc<Plugins>, from: &str) -> Verdict {
     let mut hooks: Box<dyn SessionHooks> = plugins.hook_factory().session_hooks("mx");
@@ -61,7 +49,7 @@ async fn mail_from(plugins: &Arc<Plugins>, from: &str) -> Verdict {
         address: from.into(),
         ..Default::default()
     };
-    hooks.mail(&session("s1"), &from).await
+    hooks.mail(&mx_session("s1"), &from).await
 }
 
 /// What the probe saw: "status=200 bytes=5 body=hello" or "error=...".

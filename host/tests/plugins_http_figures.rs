@@ -7,34 +7,20 @@
 //! and the cost of one HTTP call from a plugin (the http-probe test plugin at MAIL: a request the
 //! allow-list refuses, against a GET answered by a loopback service).
 
+use crate::support::policy::mx_session;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailwit::plugins::generation::PluginSettings;
 use mailwit::plugins::{Plugins, RuntimeOptions};
-use mailwit::policy::{
-    Envelope, ListenerRole, Message, Recipient, ReversePath, SessionHooks, SessionInfo,
-};
+use mailwit::policy::{Envelope, Message, Recipient, ReversePath, SessionHooks};
 
 use crate::support::http_service::HttpService;
 use crate::support::rspamd::Rspamd;
 
 const MESSAGES: usize = 200;
 const CALLS: usize = 500;
-
-fn session() -> SessionInfo {
-    SessionInfo {
-        id: "figures".into(),
-        listener: "mx".into(),
-        role: ListenerRole::Mx,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        local: "127.0.0.1:25".parse().unwrap(),
-        helo: Some("client.example.test".into()),
-        tls: None,
-        authenticated: None,
-    }
-}
 
 /// This process's user + system CPU time.
 fn own_cpu() -> Duration {
@@ -137,7 +123,7 @@ async fn data_calls(
         }],
     };
     let bytes = sample_message();
-    let s = session();
+    let s = mx_session("figures");
     // One warm-up call (instantiation, first connection).
     hooks.begin_transaction().await;
     let first = hooks.data(&s, &envelope, Message { bytes: &bytes }).await;
@@ -165,7 +151,7 @@ async fn mail_calls(plugins: &Arc<Plugins>, what: &'static str, n: usize) -> Row
         address: "alice@example.test".into(),
         ..Default::default()
     };
-    let s = session();
+    let s = mx_session("figures");
     hooks.begin_transaction().await;
     println!("{what}: first verdict {:?}", hooks.mail(&s, &from).await);
     let (own0, wall0) = (own_cpu(), Instant::now());

@@ -10,6 +10,7 @@
 //! compiled by Cranelift as in release; the host glue unoptimised).
 
 use crate::lang_support;
+use crate::support::policy::mx_session;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,22 +18,7 @@ use std::time::{Duration, Instant};
 
 use mailwit::plugins::generation::PluginSettings;
 use mailwit::plugins::{Plugins, RuntimeOptions};
-use mailwit::policy::{
-    Envelope, ListenerRole, Message, Recipient, ReversePath, SessionHooks, SessionInfo,
-};
-
-fn session() -> SessionInfo {
-    SessionInfo {
-        id: "bench".into(),
-        listener: "mx".into(),
-        role: ListenerRole::Mx,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        local: "127.0.0.1:25".parse().unwrap(),
-        helo: Some("client.example.test".into()),
-        tls: None,
-        authenticated: None,
-    }
-}
+use mailwit::policy::{Envelope, Message, Recipient, ReversePath, SessionHooks, SessionInfo};
 
 fn from() -> ReversePath {
     ReversePath {
@@ -118,7 +104,7 @@ struct Figures {
 }
 
 async fn measure(path: &str, grants: &str) -> Figures {
-    let s = session();
+    let s = mx_session("bench");
     let msg = message();
     let p = plugins(path, grants, false);
     // Warm up the engine and the page cache.

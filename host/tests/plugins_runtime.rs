@@ -1,15 +1,15 @@
 //! The plugin runtime at the HookFactory level: real components built from plugins/testing,
 //! running under wasmtime with their limits, failure policies and breakers.
 
+use crate::support::policy::mx_session;
 use std::path::Path;
 use std::sync::Arc;
 
 use mailwit::plugins::generation::PluginSettings;
 use mailwit::plugins::{Plugins, RuntimeOptions};
 use mailwit::policy::{
-    AuthResult, Credentials, DeliveryEvent, DeliveryOutcome, Envelope, ListenerRole, Message,
-    Modification, RcptResult, Recipient, Reply, ReversePath, RouteDecision, SessionHooks,
-    SessionInfo, Verdict,
+    AuthResult, Credentials, DeliveryEvent, DeliveryOutcome, Envelope, Message, Modification,
+    RcptResult, Recipient, Reply, ReversePath, RouteDecision, SessionHooks, Verdict,
 };
 
 fn wasm(name: &str) -> String {
@@ -33,19 +33,6 @@ fn load(toml: &str) -> anyhow::Result<Arc<Plugins>> {
     Plugins::from_settings(settings(toml), Path::new("/"), RuntimeOptions::default())
 }
 
-fn session(id: &str) -> SessionInfo {
-    SessionInfo {
-        id: id.into(),
-        listener: "mx".into(),
-        role: ListenerRole::Mx,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        local: "127.0.0.1:25".parse().unwrap(),
-        helo: Some("client.example.test".into()),
-        tls: None,
-        authenticated: None,
-    }
-}
-
 fn from(address: &str) -> ReversePath {
     ReversePath {
         address: address.into(),
@@ -66,7 +53,7 @@ fn hooks(plugins: &Arc<Plugins>) -> Box<dyn SessionHooks> {
 
 async fn mail(hooks: &mut Box<dyn SessionHooks>, sender: &str) -> Verdict {
     hooks.begin_transaction().await;
-    hooks.mail(&session("s1"), &from(sender)).await
+    hooks.mail(&mx_session("s1"), &from(sender)).await
 }
 
 fn tempfail_policy() -> Verdict {
@@ -96,7 +83,7 @@ async fn echo_plugin_rejects_at_mail_and_otherwise_has_no_opinion() {
     );
     assert_eq!(mail(&mut h, "alice@example.test").await, Verdict::Continue);
     // Hooks the pipeline does not use have no opinion and instantiate nothing.
-    assert_eq!(h.connect(&session("s1")).await, Verdict::Continue);
+    assert_eq!(h.connect(&mx_session("s1")).await, Verdict::Continue);
     let stats = plugins.stats("echo").unwrap();
     assert_eq!(
         (stats.calls, stats.instantiations, stats.failures),
@@ -189,7 +176,7 @@ async fn memory_hungry_plugin_fails_with_reject_policy_and_session_keeps_serving
     // The same session goes on with a fresh instance.
     let RcptResult { verdict, .. } = h
         .rcpt(
-            &session("s1"),
+            &mx_session("s1"),
             &from("a@example.test"),
             &rcpt("b@example.test"),
         )
@@ -218,7 +205,7 @@ async fn panicking_plugin_gets_disconnect_policy() {
     .unwrap();
     let mut h = hooks(&plugins);
     assert_eq!(
-        h.connect(&session("s1")).await,
+        h.connect(&mx_session("s1")).await,
         Verdict::Disconnect(Reply::new(
             421,
             "4.3.0",
@@ -280,7 +267,7 @@ async fn hostile_replies_are_sanitised_and_modification_floods_fail() {
     };
     let result = h
         .data(
-            &session("s1"),
+            &mx_session("s1"),
             &envelope,
             Message {
                 bytes: b"Subject: x\r\n\r\nhi\r\n",
@@ -323,7 +310,7 @@ async fn instance_state_lives_for_one_session_and_kv_is_shared() {
     assert_eq!(mail(&mut a, "x@example.test").await, calls(1));
     let r = a
         .rcpt(
-            &session("a"),
+            &mx_session("a"),
             &from("x@example.test"),
             &rcpt("y@example.test"),
         )
@@ -331,7 +318,7 @@ async fn instance_state_lives_for_one_session_and_kv_is_shared() {
     assert_eq!(r.verdict, count(1));
     let r = b
         .rcpt(
-            &session("b"),
+            &mx_session("b"),
             &from("x@example.test"),
             &rcpt("y@example.test"),
         )
@@ -373,7 +360,7 @@ async fn rewrites_and_modifications_accumulate_in_order() {
     h.begin_transaction().await;
     let r = h
         .rcpt(
-            &session("s"),
+            &mx_session("s"),
             &from("a@example.test"),
             &rcpt("alias@example.test"),
         )
@@ -387,7 +374,7 @@ async fn rewrites_and_modifications_accumulate_in_order() {
         recipients: vec![rcpt("real@example.test")],
     };
     let result = h
-        .data(&session("s"), &envelope, Message { bytes: message })
+        .data(&mx_session("s"), &envelope, Message { bytes: message })
         .await;
     assert_eq!(
         result.modifications,
@@ -438,11 +425,11 @@ async fn auth_chain_asks_backends_in_order() {
         challenge: None,
     };
     assert_eq!(
-        h.auth(&session("s"), &creds("secret")).await,
+        h.auth(&mx_session("s"), &creds("secret")).await,
         AuthResult::Ok("alice".into())
     );
     assert_eq!(
-        h.auth(&session("s"), &creds("wrong")).await,
+        h.auth(&mx_session("s"), &creds("wrong")).await,
         AuthResult::Invalid
     );
 }
@@ -580,7 +567,7 @@ async fn reload_swaps_between_transactions_and_uses_the_compile_cache() {
     assert_eq!((report.generation, report.from_cache), (2, 1), "{report}");
     // Inside the transaction in flight, the old generation still answers...
     assert_eq!(
-        h.mail(&session("s1"), &from("a@example.test")).await,
+        h.mail(&mx_session("s1"), &from("a@example.test")).await,
         chaos("one")
     );
     // ...and the next transaction runs on the new one.

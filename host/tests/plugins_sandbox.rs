@@ -2,13 +2,14 @@
 //! without and with the "clock" and "random" grants, the breaker's half-open trial, instance
 //! reuse across sessions for `stateless` plugins, and per-plugin instance limits.
 
+use crate::support::policy::mx_session;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailwit::plugins::generation::PluginSettings;
 use mailwit::plugins::{Plugins, RuntimeOptions};
-use mailwit::policy::{ListenerRole, Reply, ReversePath, SessionHooks, SessionInfo, Verdict};
+use mailwit::policy::{Reply, ReversePath, SessionHooks, Verdict};
 
 fn chaos() -> String {
     format!(
@@ -32,26 +33,13 @@ fn load(toml: &str) -> Arc<Plugins> {
     Plugins::from_settings(settings, Path::new("/"), RuntimeOptions::default()).expect("loads")
 }
 
-fn session(id: &str) -> SessionInfo {
-    SessionInfo {
-        id: id.into(),
-        listener: "mx".into(),
-        role: ListenerRole::Mx,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        local: "127.0.0.1:25".parse().unwrap(),
-        helo: Some("client.example.test".into()),
-        tls: None,
-        authenticated: None,
-    }
-}
-
 async fn mail(hooks: &mut Box<dyn SessionHooks>, id: &str) -> Verdict {
     hooks.begin_transaction().await;
     let from = ReversePath {
         address: "alice@example.test".into(),
         ..Default::default()
     };
-    hooks.mail(&session(id), &from).await
+    hooks.mail(&mx_session(id), &from).await
 }
 
 /// The reply text of a rejecting verdict.

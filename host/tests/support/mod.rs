@@ -25,6 +25,7 @@ pub mod mailwit;
 pub mod ops;
 pub mod outbound;
 pub mod peer;
+pub mod policy;
 pub mod rspamd;
 pub mod sink;
 pub mod tls;
