@@ -57,9 +57,8 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    #[serde(default)]
     pub format: LogFormat,
 }
 
@@ -76,18 +75,14 @@ pub enum KvBackend {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct KvConfig {
-    #[serde(default)]
     pub backend: KvBackend,
     /// `redis://host:port/db` (backend = "redis" only).
-    #[serde(default)]
     pub url: Option<String>,
     /// Key prefix in Redis, so several deployments can share one server.
-    #[serde(default)]
     pub prefix: Option<String>,
     /// The embedded store's file (default `<state>/kv.redb`).
-    #[serde(default)]
     pub path: Option<PathBuf>,
 }
 

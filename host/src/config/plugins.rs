@@ -209,26 +209,17 @@ impl Default for BreakerConfig {
 
 /// Per hook, the plugins that run, in order.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    #[serde(default)]
     pub connect: Vec<String>,
-    #[serde(default)]
     pub ehlo: Vec<String>,
-    #[serde(default)]
     pub auth: Vec<String>,
-    #[serde(default)]
     pub mail: Vec<String>,
-    #[serde(default)]
     pub rcpt: Vec<String>,
-    #[serde(default)]
     pub data: Vec<String>,
-    #[serde(default)]
     pub route: Vec<String>,
-    #[serde(default)]
     pub delivery: Vec<String>,
     /// Before each relay, MX or LMTP delivery attempt (pipeline `queue` only).
-    #[serde(default)]
     pub outbound: Vec<String>,
 }
 

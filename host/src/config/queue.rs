@@ -142,19 +142,15 @@ pub enum DaneMode {
 
 /// The route table: where a recipient goes when no route hook decided.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RoutesConfig {
     /// DANE for MX delivery, unless a domain's entry says otherwise.
-    #[serde(default)]
     pub dane: DaneMode,
     /// Relay every non-local domain without its own entry here; without it, deliver by MX.
-    #[serde(default)]
     pub smarthost: Option<RelayConfig>,
     /// Per destination domain (lower case; exact match, then parent domains).
-    #[serde(default)]
     pub domains: BTreeMap<String, DomainRoute>,
     /// Named credentials for relays (`credentials = "NAME"`).
-    #[serde(default)]
     pub credentials: BTreeMap<String, CredentialsConfig>,
 }
 
@@ -228,26 +224,20 @@ fn default_tls() -> TlsPolicy {
 
 /// One domain's route: exactly one of the keys.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DomainRoute {
     /// LMTP to "host:port" or a unix socket path.
-    #[serde(default)]
     pub lmtp: Option<String>,
-    #[serde(default)]
     pub relay: Option<RelayConfig>,
     /// Deliver by MX lookup (overrides the smarthost).
-    #[serde(default)]
     pub mx: bool,
     /// DANE for this domain's MX delivery (with `mx = true`); default: `[routes] dane`.
-    #[serde(default)]
     pub dane: Option<DaneMode>,
     /// Accept and drop.
-    #[serde(default)]
     pub discard: bool,
     /// Hold in the queue until the domain's customer collects it with ATRN on an odmr listener
     /// (who may collect it: `[odmr] users`). Decided by the core before any route hook; held
     /// mail gets the usual delay warnings and bounces after `[queue] lifetime`.
-    #[serde(default)]
     pub odmr: bool,
 }
 

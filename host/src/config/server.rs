@@ -286,17 +286,14 @@ impl ListenerConfig {
 
 /// Local domains, their mailboxes and aliases. Domains and local parts compare case-insensitively.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LocalConfig {
     /// Domains whose mail is delivered here (to Maildirs).
-    #[serde(default)]
     pub domains: Vec<String>,
     /// Full addresses of local mailboxes, e.g. "alice@example.test".
-    #[serde(default)]
     pub mailboxes: Vec<String>,
     /// Alias -> target address. The key is a full address, or a bare local part that applies to
     /// every local domain (e.g. `postmaster`). Targets may be aliases themselves (up to 8 hops).
-    #[serde(default)]
     pub aliases: BTreeMap<String, String>,
 }
 
@@ -340,13 +337,11 @@ impl LocalConfig {
 
 /// The built-in credential backend, asked when no auth plugin knows the user.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// A file of `user:argon2-PHC-hash` lines (`#` comments); make hashes with
     /// `mailwit hash-password`. Relative paths are relative to the configuration file.
-    #[serde(default)]
     pub users_file: Option<PathBuf>,
     /// The same lines inline (used by the embedded quickstart; handy in tests).
-    #[serde(default)]
     pub users: Vec<String>,
 }
