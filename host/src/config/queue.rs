@@ -96,34 +96,25 @@ impl QueueConfig {
 }
 
 fn ip_in_net(ip: std::net::IpAddr, net: &str) -> bool {
+    use std::net::IpAddr;
     let (addr, bits) = match net.split_once('/') {
         Some((a, b)) => (a, b.parse::<u32>().ok()),
         None => (net, None),
     };
-    let Ok(base) = addr.parse::<std::net::IpAddr>() else {
+    let Ok(base) = addr.parse::<IpAddr>() else {
         return false;
     };
-    match (ip, base) {
-        (std::net::IpAddr::V4(ip), std::net::IpAddr::V4(base)) => {
-            let bits = bits.unwrap_or(32).min(32);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(ip) & mask == u32::from(base) & mask
+    // Both families as integers of `width` bits (an IPv4 address in the low 32 bits).
+    let (ip, base, width) = match (ip, base) {
+        (IpAddr::V4(ip), IpAddr::V4(base)) => {
+            (u128::from(u32::from(ip)), u128::from(u32::from(base)), 32)
         }
-        (std::net::IpAddr::V6(ip), std::net::IpAddr::V6(base)) => {
-            let bits = bits.unwrap_or(128).min(128);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(ip) & mask == u128::from(base) & mask
-        }
-        _ => false,
-    }
+        (IpAddr::V6(ip), IpAddr::V6(base)) => (u128::from(ip), u128::from(base), 128),
+        _ => return false,
+    };
+    let bits = bits.unwrap_or(width).min(width);
+    // Inside when no bit of the prefix differs; /0 shifts everything out (checked_shr: by 128).
+    (ip ^ base).checked_shr(width - bits).unwrap_or(0) == 0
 }
 
 /// Use of DANE (RFC 7672) for MX delivery: `dane = "off" | "opportunistic" | "required"`.
@@ -409,6 +400,31 @@ mod tests {
         assert_eq!(cfg.retry_max, Duration::from_secs(3600));
         assert!(cfg.etrn_allowed("127.1.2.3".parse().unwrap()));
         assert!(!cfg.etrn_allowed("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn ip_in_net_matches_the_prefix_of_either_family() {
+        // (address, network, inside)
+        #[rustfmt::skip]
+        let cases = [
+            ("10.1.2.3", "10.0.0.0/8", true),
+            ("11.0.0.1", "10.0.0.0/8", false),
+            ("1.2.3.4", "0.0.0.0/0", true),
+            ("10.0.0.1", "10.0.0.1", true),
+            ("10.0.0.2", "10.0.0.1", false),
+            ("10.0.0.2", "10.0.0.1/40", false),
+            ("10.0.0.2", "10.0.0.1/x", false),
+            ("2001:db8::1", "2001:db8::/32", true),
+            ("2001:db9::1", "2001:db8::/32", false),
+            ("::1", "::/0", true),
+            ("::1", "::1", true),
+            ("::1", "10.0.0.0/8", false),
+            ("10.0.0.1", "::/0", false),
+            ("10.0.0.1", "bogus/8", false),
+        ];
+        for (ip, net, inside) in cases {
+            assert_eq!(ip_in_net(ip.parse().unwrap(), net), inside, "{ip} in {net}");
+        }
     }
 }
 
