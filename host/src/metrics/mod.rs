@@ -14,81 +14,51 @@
 pub mod http;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 use std::sync::RwLock;
 use std::time::Duration;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ListenerLabels {
-    pub listener: String,
+/// Declares label sets (the keys of the metric families), one line each: a struct of `pub`
+/// fields with the derives a `Family` key needs.
+macro_rules! label_sets {
+    ($($(#[$meta:meta])* $name:ident { $($field:ident: $ty:ty),+ })+) => {
+        $(
+            $(#[$meta])*
+            #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+            pub struct $name {
+                $(pub $field: $ty,)+
+            }
+        )+
+    };
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub listener: String,
-    /// `limit_total`, `limit_per_ip`, `proxy_untrusted`, `proxy_malformed`.
-    pub reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    /// `queued`, `rejected`, `discarded`, `no_recipients`, `spool_error`.
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ClassLabels {
-    /// `2xx`, `3xx`, `4xx`, `5xx`.
-    pub class: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HookLabels {
-    pub plugin: String,
-    pub hook: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeliveryLabels {
-    /// `delivered`, `deferred`, `failed` (per recipient).
-    pub outcome: &'static str,
-    /// `maildir`, `lmtp`, `relay`, `mx`.
-    pub kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
-    pub kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DnsLabels {
-    /// Record type asked for (`a`, `mx`, `txt`, `ptr`, ...).
-    pub r#type: &'static str,
-    /// `ok`, `nxdomain`, `error`.
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TlsLabels {
-    /// `TLSv1.3`, `TLSv1.2`, or `failed`.
-    pub version: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KvLabels {
-    /// `memory`, `embedded`, `redis`.
-    pub backend: &'static str,
-    /// `get`, `put`, `increment`, `delete`.
-    pub op: &'static str,
-    /// `ok`, `error`.
-    pub outcome: &'static str,
+label_sets! {
+    ListenerLabels { listener: String }
+    /// `reason`: `limit_total`, `limit_per_ip`, `proxy_untrusted`, `proxy_malformed`.
+    ReasonLabels { listener: String, reason: &'static str }
+    /// `outcome`: `queued`, `rejected`, `discarded`, `no_recipients`, `spool_error`.
+    OutcomeLabels { outcome: &'static str }
+    /// `class`: `2xx`, `3xx`, `4xx`, `5xx`.
+    ClassLabels { class: &'static str }
+    HookLabels { plugin: String, hook: &'static str }
+    /// `outcome`: `delivered`, `deferred`, `failed` (per recipient); `kind`: `maildir`, `lmtp`,
+    /// `relay`, `mx`.
+    DeliveryLabels { outcome: &'static str, kind: &'static str }
+    KindLabels { kind: &'static str }
+    /// `type`: the record type asked for (`a`, `mx`, `txt`, `ptr`, ...); `outcome`: `ok`,
+    /// `nxdomain`, `error`.
+    DnsLabels { r#type: &'static str, outcome: &'static str }
+    /// `version`: `TLSv1.3`, `TLSv1.2`, or `failed`.
+    TlsLabels { version: String }
+    /// `backend`: `memory`, `embedded`, `redis`; `op`: `get`, `put`, `increment`, `delete`;
+    /// `outcome`: `ok`, `error`.
+    KvLabels { backend: &'static str, op: &'static str, outcome: &'static str }
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -162,87 +132,33 @@ impl Metrics {
                 outcome: "error",
             });
         }
+        // Counters get their `_total` suffix from the encoder.
+        #[rustfmt::skip]
+        let families: [(&str, &str, Option<Unit>, AnyMetric); 15] = [
+            ("mailwit_connections", "Connections accepted, per listener", None, any(&m.connections)),
+            ("mailwit_connections_active", "Connections open now", None, any(&m.connections_active)),
+            ("mailwit_connections_refused", "Connections refused before the greeting, by reason", None, any(&m.connections_refused)),
+            ("mailwit_transactions", "Mail transactions that reached the end of data, by outcome", None, any(&m.transactions)),
+            ("mailwit_smtp_replies", "SMTP replies sent, by code class", None, any(&m.replies)),
+            ("mailwit_message_size", "Size of accepted messages (Received header included)", Some(Unit::Bytes), any(&m.message_size)),
+            ("mailwit_messages_accepted", "Messages accepted with 250 (durable in the spool)", None, any(&m.messages_accepted)),
+            ("mailwit_plugin_hook_calls", "Hook calls into plugins, per plugin and hook", None, any(&m.hook_calls)),
+            ("mailwit_plugin_hook_failures", "Hook calls that failed (trap, limit, bad output, open breaker)", None, any(&m.hook_failures)),
+            ("mailwit_plugin_hook_duration", "Time of a hook call into a plugin, instantiation included", Some(Unit::Seconds), any(&m.hook_duration)),
+            ("mailwit_deliveries", "Recipients delivered, deferred or failed, by destination kind", None, any(&m.deliveries)),
+            ("mailwit_delivery_duration", "Time of one delivery attempt to one destination", Some(Unit::Seconds), any(&m.delivery_duration)),
+            ("mailwit_dns_lookups", "DNS lookups made for plugins, by record type and outcome", None, any(&m.dns_lookups)),
+            ("mailwit_tls_handshakes", "Inbound TLS handshakes, by protocol version (or failed)", None, any(&m.tls_handshakes)),
+            ("mailwit_kv_operations", "Plugin kv operations, by backend, operation and outcome", None, any(&m.kv_operations)),
+        ];
         {
             let mut r = m.registry.write().unwrap();
-            // Counters get their `_total` suffix from the encoder.
-            r.register(
-                "mailwit_connections",
-                "Connections accepted, per listener",
-                m.connections.clone(),
-            );
-            r.register(
-                "mailwit_connections_active",
-                "Connections open now",
-                m.connections_active.clone(),
-            );
-            r.register(
-                "mailwit_connections_refused",
-                "Connections refused before the greeting, by reason",
-                m.connections_refused.clone(),
-            );
-            r.register(
-                "mailwit_transactions",
-                "Mail transactions that reached the end of data, by outcome",
-                m.transactions.clone(),
-            );
-            r.register(
-                "mailwit_smtp_replies",
-                "SMTP replies sent, by code class",
-                m.replies.clone(),
-            );
-            r.register_with_unit(
-                "mailwit_message_size",
-                "Size of accepted messages (Received header included)",
-                Unit::Bytes,
-                m.message_size.clone(),
-            );
-            r.register(
-                "mailwit_messages_accepted",
-                "Messages accepted with 250 (durable in the spool)",
-                m.messages_accepted.clone(),
-            );
-            r.register(
-                "mailwit_plugin_hook_calls",
-                "Hook calls into plugins, per plugin and hook",
-                m.hook_calls.clone(),
-            );
-            r.register(
-                "mailwit_plugin_hook_failures",
-                "Hook calls that failed (trap, limit, bad output, open breaker)",
-                m.hook_failures.clone(),
-            );
-            r.register_with_unit(
-                "mailwit_plugin_hook_duration",
-                "Time of a hook call into a plugin, instantiation included",
-                Unit::Seconds,
-                m.hook_duration.clone(),
-            );
-            r.register(
-                "mailwit_deliveries",
-                "Recipients delivered, deferred or failed, by destination kind",
-                m.deliveries.clone(),
-            );
-            r.register_with_unit(
-                "mailwit_delivery_duration",
-                "Time of one delivery attempt to one destination",
-                Unit::Seconds,
-                m.delivery_duration.clone(),
-            );
-            r.register(
-                "mailwit_dns_lookups",
-                "DNS lookups made for plugins, by record type and outcome",
-                m.dns_lookups.clone(),
-            );
-            r.register(
-                "mailwit_tls_handshakes",
-                "Inbound TLS handshakes, by protocol version (or failed)",
-                m.tls_handshakes.clone(),
-            );
-            r.register(
-                "mailwit_kv_operations",
-                "Plugin kv operations, by backend, operation and outcome",
-                m.kv_operations.clone(),
-            );
+            for (name, help, unit, metric) in families {
+                match unit {
+                    Some(unit) => r.register_with_unit(name, help, unit, metric),
+                    None => r.register(name, help, metric),
+                }
+            }
         }
         m
     }
@@ -359,6 +275,28 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+}
+
+/// A clone of any metric family, boxed so that families of different types fit one table.
+#[derive(Debug)]
+struct AnyMetric(Box<dyn Metric>);
+
+fn any(metric: &(impl Metric + Clone)) -> AnyMetric {
+    AnyMetric(Box::new(metric.clone()))
+}
+
+impl EncodeMetric for AnyMetric {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
