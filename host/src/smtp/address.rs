@@ -227,22 +227,14 @@ mod tests {
 
     #[test]
     fn quoted_local_parts() {
-        assert_eq!(
-            addr("<\"john doe\"@example.test>").unwrap(),
-            "\"john doe\"@example.test"
-        );
-        assert_eq!(
-            addr("<\"a@b\"@example.test>").unwrap(),
-            "\"a@b\"@example.test"
-        );
-        assert_eq!(
-            addr("<\"a>b\"@example.test>").unwrap(),
-            "\"a>b\"@example.test"
-        );
-        assert_eq!(
-            addr("<\"a\\\"b\"@example.test>").unwrap(),
-            "\"a\\\"b\"@example.test"
-        );
+        for (path, address) in [
+            ("<\"john doe\"@example.test>", "\"john doe\"@example.test"),
+            ("<\"a@b\"@example.test>", "\"a@b\"@example.test"),
+            ("<\"a>b\"@example.test>", "\"a>b\"@example.test"),
+            ("<\"a\\\"b\"@example.test>", "\"a\\\"b\"@example.test"),
+        ] {
+            assert_eq!(addr(path).unwrap(), address, "{path}");
+        }
         assert_eq!(
             addr("<\"unterminated@example.test>"),
             Err(PathError::Syntax)

@@ -15,22 +15,12 @@ use super::session::{Pending, Phase, Session};
 
 impl Session {
     pub(super) fn cmd_atrn(&mut self, arg: &str) -> Option<Event> {
-        if !self.config.atrn {
-            self.fail(reply::NOT_IMPLEMENTED);
-            return None;
-        }
-        if self.helo.is_none() {
-            self.fail(reply::SEND_HELO_FIRST);
-            return None;
-        }
-        if self.authenticated.is_none() {
-            self.fail(reply::AUTH_REQUIRED);
-            return None;
-        }
-        if self.transaction.is_some() {
-            self.fail(reply::ATRN_IN_TRANSACTION);
-            return None;
-        }
+        self.guard(&[
+            (!self.config.atrn, reply::NOT_IMPLEMENTED),
+            (self.helo.is_none(), reply::SEND_HELO_FIRST),
+            (self.authenticated.is_none(), reply::AUTH_REQUIRED),
+            (self.transaction.is_some(), reply::ATRN_IN_TRANSACTION),
+        ])?;
         let mut domains = Vec::new();
         for domain in arg.split(',').map(str::trim).filter(|d| !d.is_empty()) {
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
@@ -42,10 +32,7 @@ impl Session {
                 domains.push(domain);
             }
         }
-        if arg.contains(',') && domains.is_empty() {
-            self.fail(reply::SYNTAX);
-            return None;
-        }
+        self.guard(&[(arg.contains(',') && domains.is_empty(), reply::SYNTAX)])?;
         self.phase = Phase::Pending(Pending::Atrn);
         Some(Event::Atrn { domains })
     }

@@ -23,36 +23,20 @@ const LOGIN_PASSWORD_PROMPT: &[u8] = b"334 UGFzc3dvcmQ6\r\n";
 
 impl Session {
     pub(super) fn cmd_auth(&mut self, mechanism: &str, initial: Option<&str>) -> Option<Event> {
-        if !self.config.auth {
-            self.fail(reply::NOT_IMPLEMENTED);
-            return None;
-        }
-        if self.helo.is_none() {
-            self.fail(reply::SEND_HELO_FIRST);
-            return None;
-        }
         let cram = mechanism.eq_ignore_ascii_case("CRAM-MD5");
-        let offered = if cram {
-            self.cram_offered()
+        // Not offered: CRAM-MD5 is then unknown here (504), any other mechanism needs TLS (538).
+        let (offered, not_offered) = if cram {
+            (self.cram_offered(), reply::AUTH_UNKNOWN_MECHANISM)
         } else {
-            self.auth_offered()
+            (self.auth_offered(), reply::ENCRYPTION_REQUIRED)
         };
-        if !offered {
-            self.fail(if cram {
-                reply::AUTH_UNKNOWN_MECHANISM
-            } else {
-                reply::ENCRYPTION_REQUIRED
-            });
-            return None;
-        }
-        if self.authenticated.is_some() {
-            self.fail(reply::ALREADY_AUTHENTICATED);
-            return None;
-        }
-        if self.transaction.is_some() {
-            self.fail(reply::AUTH_IN_TRANSACTION);
-            return None;
-        }
+        self.guard(&[
+            (!self.config.auth, reply::NOT_IMPLEMENTED),
+            (self.helo.is_none(), reply::SEND_HELO_FIRST),
+            (!offered, not_offered),
+            (self.authenticated.is_some(), reply::ALREADY_AUTHENTICATED),
+            (self.transaction.is_some(), reply::AUTH_IN_TRANSACTION),
+        ])?;
         if mechanism.eq_ignore_ascii_case("PLAIN") {
             match initial {
                 Some(response) => self.plain_response(response.as_bytes()),
@@ -73,11 +57,8 @@ impl Session {
                 }
             }
         } else if cram {
-            if initial.is_some() {
-                // RFC 2195: the server speaks first; an initial response is a protocol error.
-                self.fail(reply::AUTH_MALFORMED);
-                return None;
-            }
+            // RFC 2195: the server speaks first; an initial response is a protocol error.
+            self.guard(&[(initial.is_some(), reply::AUTH_MALFORMED)])?;
             self.cram_attempts += 1;
             let challenge = format!(
                 "<{}.{}@{}>",

@@ -148,82 +148,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verbs_are_case_insensitive() {
-        assert_eq!(
-            parse(b"ehlo client.example"),
-            Ok(Command::Ehlo("client.example"))
-        );
-        assert_eq!(parse(b"QuIt"), Ok(Command::Quit));
-        assert_eq!(parse(b"mail from:<a@b.c>"), Ok(Command::Mail("<a@b.c>")));
-        assert_eq!(parse(b"RCPT TO: <a@b.c>"), Ok(Command::Rcpt("<a@b.c>")));
-    }
-
-    #[test]
-    fn unknown_and_not_offered() {
-        assert_eq!(parse(b"FOO"), Err(reply::UNRECOGNIZED));
-        assert_eq!(parse(b""), Err(reply::UNRECOGNIZED));
-        assert_eq!(parse(b"AVERYLONGVERBINDEED"), Err(reply::UNRECOGNIZED));
-        assert_eq!(parse(b"TURN"), Ok(Command::NotImplemented));
-    }
-
-    #[test]
-    fn arguments_where_none_allowed() {
-        assert_eq!(parse(b"DATA x"), Err(reply::SYNTAX));
-        assert_eq!(parse(b"RSET x"), Err(reply::SYNTAX));
-        assert_eq!(parse(b"MAIL TO:<a@b>"), Err(reply::SYNTAX));
-        assert_eq!(parse(b"VRFY"), Err(reply::SYNTAX));
-    }
-
-    #[test]
-    fn bdat_forms() {
-        assert_eq!(
-            parse(b"BDAT 10"),
-            Ok(Command::Bdat {
-                size: 10,
-                last: false
-            })
-        );
-        assert_eq!(
-            parse(b"BDAT 0 LAST"),
-            Ok(Command::Bdat {
-                size: 0,
-                last: true
-            })
-        );
-        assert_eq!(
-            parse(b"bdat 5 last"),
-            Ok(Command::Bdat {
-                size: 5,
-                last: true
-            })
-        );
-        assert_eq!(parse(b"BDAT"), Err(reply::SYNTAX));
-        assert_eq!(parse(b"BDAT -1"), Err(reply::SYNTAX));
-        assert_eq!(parse(b"BDAT 1 FIRST"), Err(reply::SYNTAX));
-        assert_eq!(parse(b"BDAT 99999999999999999999"), Err(reply::SYNTAX));
-    }
-
-    #[test]
-    fn auth_forms() {
-        assert_eq!(
-            parse(b"AUTH PLAIN AGEAYg=="),
-            Ok(Command::Auth {
-                mechanism: "PLAIN",
-                initial: Some("AGEAYg==")
-            })
-        );
-        assert_eq!(
-            parse(b"AUTH LOGIN"),
-            Ok(Command::Auth {
-                mechanism: "LOGIN",
-                initial: None
-            })
-        );
-        assert_eq!(parse(b"AUTH"), Err(reply::SYNTAX));
-    }
-
-    #[test]
-    fn invalid_utf8_argument() {
-        assert_eq!(parse(b"MAIL FROM:<\xff@b>"), Err(reply::INVALID_UTF8));
+    fn command_lines() {
+        #[rustfmt::skip]
+        let cases: &[(&[u8], Result<Command, Static>)] = &[
+            // Verbs are case-insensitive.
+            (b"ehlo client.example", Ok(Command::Ehlo("client.example"))),
+            (b"QuIt", Ok(Command::Quit)),
+            (b"mail from:<a@b.c>", Ok(Command::Mail("<a@b.c>"))),
+            (b"RCPT TO: <a@b.c>", Ok(Command::Rcpt("<a@b.c>"))),
+            // Unknown and not offered.
+            (b"FOO", Err(reply::UNRECOGNIZED)),
+            (b"", Err(reply::UNRECOGNIZED)),
+            (b"AVERYLONGVERBINDEED", Err(reply::UNRECOGNIZED)),
+            (b"TURN", Ok(Command::NotImplemented)),
+            // Arguments where none are allowed (or one is missing).
+            (b"DATA x", Err(reply::SYNTAX)),
+            (b"RSET x", Err(reply::SYNTAX)),
+            (b"MAIL TO:<a@b>", Err(reply::SYNTAX)),
+            (b"VRFY", Err(reply::SYNTAX)),
+            // BDAT forms.
+            (b"BDAT 10", Ok(Command::Bdat { size: 10, last: false })),
+            (b"BDAT 0 LAST", Ok(Command::Bdat { size: 0, last: true })),
+            (b"bdat 5 last", Ok(Command::Bdat { size: 5, last: true })),
+            (b"BDAT", Err(reply::SYNTAX)),
+            (b"BDAT -1", Err(reply::SYNTAX)),
+            (b"BDAT 1 FIRST", Err(reply::SYNTAX)),
+            (b"BDAT 99999999999999999999", Err(reply::SYNTAX)),
+            // AUTH forms.
+            (b"AUTH PLAIN AGEAYg==", Ok(Command::Auth { mechanism: "PLAIN", initial: Some("AGEAYg==") })),
+            (b"AUTH LOGIN", Ok(Command::Auth { mechanism: "LOGIN", initial: None })),
+            (b"AUTH", Err(reply::SYNTAX)),
+            // The argument must be UTF-8.
+            (b"MAIL FROM:<\xff@b>", Err(reply::INVALID_UTF8)),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(parse(line), *expected, "{}", String::from_utf8_lossy(line));
+        }
     }
 }

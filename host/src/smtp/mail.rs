@@ -10,53 +10,31 @@ use crate::mail::{Envelope, ReversePath};
 
 impl Session {
     pub(super) fn cmd_mail(&mut self, arg: &str) -> Option<Event> {
-        if self.helo.is_none() {
-            self.fail(reply::SEND_HELO_FIRST);
-            return None;
-        }
-        if self.transaction.is_some() {
-            self.fail(reply::NESTED_MAIL);
-            return None;
-        }
-        if self.config.auth_required && self.authenticated.is_none() {
-            self.fail(reply::AUTH_REQUIRED);
-            return None;
-        }
-        let path = match address::parse_path(arg, true, false) {
-            Ok(path) => path,
-            Err(_) => {
-                self.fail(reply::BAD_SENDER);
-                return None;
-            }
-        };
-        if !self.extended && !path.rest.is_empty() {
-            // HELO clients get no extensions, so no parameters either.
-            self.fail(reply::PARAM_NOT_OFFERED);
-            return None;
-        }
-        let params = match params::parse_mail(path.rest, self.auth_offered()) {
-            Ok(params) => params,
-            Err(reply) => {
-                self.fail(reply);
-                return None;
-            }
-        };
-        // RFC 8689 §4: REQUIRETLS is offered only on a TLS session.
-        if params.requiretls && self.tls.is_none() {
-            self.fail(reply::PARAM_NOT_OFFERED);
-            return None;
-        }
-        if path.utf8 && !params.smtputf8 {
-            self.fail(reply::UTF8_NOT_PERMITTED);
-            return None;
-        }
-        if params
-            .size
-            .is_some_and(|size| size > self.config.max_message_size as u64)
-        {
-            self.fail(reply::MESSAGE_TOO_BIG);
-            return None;
-        }
+        self.guard(&[
+            (self.helo.is_none(), reply::SEND_HELO_FIRST),
+            (self.transaction.is_some(), reply::NESTED_MAIL),
+            (
+                self.config.auth_required && self.authenticated.is_none(),
+                reply::AUTH_REQUIRED,
+            ),
+        ])?;
+        let path =
+            self.or_fail(address::parse_path(arg, true, false).map_err(|_| reply::BAD_SENDER))?;
+        self.params_allowed(path.rest)?;
+        let params = self.or_fail(params::parse_mail(path.rest, self.auth_offered()))?;
+        let max_size = self.config.max_message_size as u64;
+        self.guard(&[
+            // RFC 8689 §4: REQUIRETLS is offered only on a TLS session.
+            (
+                params.requiretls && self.tls.is_none(),
+                reply::PARAM_NOT_OFFERED,
+            ),
+            (path.utf8 && !params.smtputf8, reply::UTF8_NOT_PERMITTED),
+            (
+                params.size.is_some_and(|size| size > max_size),
+                reply::MESSAGE_TOO_BIG,
+            ),
+        ])?;
         let from = ReversePath {
             address: path.address,
             size: params.size,
@@ -86,6 +64,14 @@ impl Session {
             failed: None,
         });
         reply::push_static(&mut self.output, reply::SENDER_OK);
+    }
+
+    /// HELO clients get no extensions, so no MAIL or RCPT parameters either.
+    pub(super) fn params_allowed(&mut self, params: &str) -> Option<()> {
+        self.guard(&[(
+            !self.extended && !params.is_empty(),
+            reply::PARAM_NOT_OFFERED,
+        )])
     }
 }
 

@@ -43,22 +43,12 @@ impl Session {
     }
 
     pub(super) fn cmd_etrn(&mut self, domain: &str) -> Option<Event> {
-        if !self.config.etrn {
-            self.fail(reply::NOT_IMPLEMENTED);
-            return None;
-        }
-        if self.helo.is_none() {
-            self.fail(reply::SEND_HELO_FIRST);
-            return None;
-        }
-        if self.transaction.is_some() {
-            self.fail(reply::ETRN_IN_TRANSACTION);
-            return None;
-        }
-        if domain.contains(' ') {
-            self.fail(reply::SYNTAX);
-            return None;
-        }
+        self.guard(&[
+            (!self.config.etrn, reply::NOT_IMPLEMENTED),
+            (self.helo.is_none(), reply::SEND_HELO_FIRST),
+            (self.transaction.is_some(), reply::ETRN_IN_TRANSACTION),
+            (domain.contains(' '), reply::SYNTAX),
+        ])?;
         self.phase = Phase::Pending(Pending::Etrn);
         Some(Event::Etrn {
             domain: domain.to_string(),

@@ -23,28 +23,12 @@ impl Session {
             return None;
         }
         let smtputf8 = tx.envelope.reverse_path.smtputf8;
-        let path = match address::parse_path(arg, false, true) {
-            Ok(path) => path,
-            Err(error) => {
-                self.fail(super::mail::path_error(error, reply::BAD_RECIPIENT));
-                return None;
-            }
-        };
-        if !self.extended && !path.rest.is_empty() {
-            self.fail(reply::PARAM_NOT_OFFERED);
-            return None;
-        }
-        let params = match params::parse_rcpt(path.rest) {
-            Ok(params) => params,
-            Err(reply) => {
-                self.fail(reply);
-                return None;
-            }
-        };
-        if path.utf8 && !smtputf8 {
-            self.fail(reply::UTF8_NOT_PERMITTED);
-            return None;
-        }
+        let path = address::parse_path(arg, false, true)
+            .map_err(|error| super::mail::path_error(error, reply::BAD_RECIPIENT));
+        let path = self.or_fail(path)?;
+        self.params_allowed(path.rest)?;
+        let params = self.or_fail(params::parse_rcpt(path.rest))?;
+        self.guard(&[(path.utf8 && !smtputf8, reply::UTF8_NOT_PERMITTED)])?;
         let rcpt = Recipient {
             address: path.address,
             notify: params.notify,

@@ -16,103 +16,68 @@ pub struct Static {
     pub text: &'static str,
 }
 
-const fn r(code: u16, enhanced: &'static str, text: &'static str) -> Static {
-    Static {
-        code,
-        enhanced,
-        text,
-    }
+/// The session's reply constants, one row each: `NAME = code, "enhanced", "text";`.
+macro_rules! replies {
+    ($($name:ident = $code:literal, $enhanced:literal, $text:literal;)*) => {
+        $(pub const $name: Static = Static { code: $code, enhanced: $enhanced, text: $text };)*
+    };
 }
 
-// 2xx
-pub const OK: Static = r(250, "2.0.0", "Ok");
-pub const SENDER_OK: Static = r(250, "2.1.0", "Sender ok");
-pub const RECIPIENT_OK: Static = r(250, "2.1.5", "Recipient ok");
-pub const RESET_OK: Static = r(250, "2.0.0", "Reset ok");
-pub const ETRN_OK: Static = r(250, "2.0.0", "Queuing started");
-pub const ATRN_TURNING: Static = r(250, "2.0.0", "OK now reversing the connection");
-pub const AUTH_OK: Static = r(235, "2.7.0", "Authentication successful");
-pub const READY_FOR_TLS: Static = r(220, "2.0.0", "Ready to start TLS");
-pub const VRFY_CANNOT: Static = r(
-    252,
-    "2.5.0",
-    "Cannot VRFY user, but will accept message and attempt delivery",
-);
+replies! {
+    // 2xx
+    OK = 250, "2.0.0", "Ok";
+    SENDER_OK = 250, "2.1.0", "Sender ok";
+    RECIPIENT_OK = 250, "2.1.5", "Recipient ok";
+    RESET_OK = 250, "2.0.0", "Reset ok";
+    ETRN_OK = 250, "2.0.0", "Queuing started";
+    ATRN_TURNING = 250, "2.0.0", "OK now reversing the connection";
+    AUTH_OK = 235, "2.7.0", "Authentication successful";
+    READY_FOR_TLS = 220, "2.0.0", "Ready to start TLS";
+    VRFY_CANNOT = 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery";
 
-// 4xx
-pub const TOO_MANY_RECIPIENTS: Static = r(452, "4.5.3", "Too many recipients");
-pub const TOO_MANY_ERRORS: Static = r(421, "4.7.0", "Too many errors, closing connection");
-pub const TOO_MANY_AUTH_FAILURES: Static = r(
-    421,
-    "4.7.0",
-    "Too many authentication failures, closing connection",
-);
-pub const ATRN_UNAVAILABLE: Static = r(451, "4.3.0", "Unable to process ATRN request now");
-pub const TIMEOUT: Static = r(421, "4.4.2", "Timeout exceeded, closing connection");
+    // 4xx
+    TOO_MANY_RECIPIENTS = 452, "4.5.3", "Too many recipients";
+    TOO_MANY_ERRORS = 421, "4.7.0", "Too many errors, closing connection";
+    TOO_MANY_AUTH_FAILURES = 421, "4.7.0", "Too many authentication failures, closing connection";
+    ATRN_UNAVAILABLE = 451, "4.3.0", "Unable to process ATRN request now";
+    TIMEOUT = 421, "4.4.2", "Timeout exceeded, closing connection";
 
-// 5xx: syntax and sequence
-pub const UNRECOGNIZED: Static = r(500, "5.5.1", "Command unrecognized");
-pub const LINE_TOO_LONG: Static = r(500, "5.5.2", "Line too long");
-pub const TEXT_LINE_TOO_LONG: Static = r(
-    500,
-    "5.5.2",
-    "Message refused: a text line is longer than the limit",
-);
-pub const SYNTAX: Static = r(501, "5.5.4", "Syntax error in parameters or arguments");
-pub const INVALID_UTF8: Static = r(501, "5.5.4", "Invalid UTF-8 in command");
-pub const NOT_IMPLEMENTED: Static = r(502, "5.5.1", "Command not implemented");
-pub const EXPN_DISABLED: Static = r(502, "5.5.1", "EXPN not available");
-pub const SEND_HELO_FIRST: Static = r(503, "5.5.1", "Send HELO/EHLO first");
-pub const NESTED_MAIL: Static = r(503, "5.5.1", "Nested MAIL command");
-pub const NEED_MAIL: Static = r(503, "5.5.1", "Need MAIL command");
-pub const NEED_RCPT: Static = r(503, "5.5.1", "Need RCPT command");
-pub const RCPT_AFTER_BDAT: Static = r(503, "5.5.1", "RCPT not allowed after BDAT");
-pub const NO_VALID_RECIPIENTS: Static = r(554, "5.5.1", "No valid recipients");
-pub const DATA_AFTER_BDAT: Static = r(
-    503,
-    "5.5.1",
-    "DATA not allowed after BDAT in one transaction",
-);
-pub const ALREADY_TLS: Static = r(503, "5.5.1", "TLS already active");
-pub const ALREADY_AUTHENTICATED: Static = r(503, "5.5.1", "Already authenticated");
-pub const AUTH_IN_TRANSACTION: Static =
-    r(503, "5.5.1", "AUTH not allowed during a mail transaction");
-pub const ATRN_IN_TRANSACTION: Static =
-    r(503, "5.5.1", "ATRN not allowed during a mail transaction");
-pub const ETRN_IN_TRANSACTION: Static =
-    r(503, "5.5.1", "ETRN not allowed during a mail transaction");
-pub const PARAM_NOT_OFFERED: Static =
-    r(555, "5.5.4", "Parameter not recognized or not implemented");
-pub const BAD_SENDER: Static = r(501, "5.1.7", "Bad sender address syntax");
-pub const BAD_RECIPIENT: Static = r(501, "5.1.3", "Bad recipient address syntax");
-pub const UTF8_NOT_PERMITTED: Static = r(
-    553,
-    "5.6.7",
-    "Non-ASCII address requires the SMTPUTF8 parameter",
-);
+    // 5xx: syntax and sequence
+    UNRECOGNIZED = 500, "5.5.1", "Command unrecognized";
+    LINE_TOO_LONG = 500, "5.5.2", "Line too long";
+    TEXT_LINE_TOO_LONG = 500, "5.5.2", "Message refused: a text line is longer than the limit";
+    SYNTAX = 501, "5.5.4", "Syntax error in parameters or arguments";
+    INVALID_UTF8 = 501, "5.5.4", "Invalid UTF-8 in command";
+    NOT_IMPLEMENTED = 502, "5.5.1", "Command not implemented";
+    EXPN_DISABLED = 502, "5.5.1", "EXPN not available";
+    SEND_HELO_FIRST = 503, "5.5.1", "Send HELO/EHLO first";
+    NESTED_MAIL = 503, "5.5.1", "Nested MAIL command";
+    NEED_MAIL = 503, "5.5.1", "Need MAIL command";
+    NEED_RCPT = 503, "5.5.1", "Need RCPT command";
+    RCPT_AFTER_BDAT = 503, "5.5.1", "RCPT not allowed after BDAT";
+    NO_VALID_RECIPIENTS = 554, "5.5.1", "No valid recipients";
+    DATA_AFTER_BDAT = 503, "5.5.1", "DATA not allowed after BDAT in one transaction";
+    ALREADY_TLS = 503, "5.5.1", "TLS already active";
+    ALREADY_AUTHENTICATED = 503, "5.5.1", "Already authenticated";
+    AUTH_IN_TRANSACTION = 503, "5.5.1", "AUTH not allowed during a mail transaction";
+    ATRN_IN_TRANSACTION = 503, "5.5.1", "ATRN not allowed during a mail transaction";
+    ETRN_IN_TRANSACTION = 503, "5.5.1", "ETRN not allowed during a mail transaction";
+    PARAM_NOT_OFFERED = 555, "5.5.4", "Parameter not recognized or not implemented";
+    BAD_SENDER = 501, "5.1.7", "Bad sender address syntax";
+    BAD_RECIPIENT = 501, "5.1.3", "Bad recipient address syntax";
+    UTF8_NOT_PERMITTED = 553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter";
 
-// 5xx: message and auth
-pub const MESSAGE_TOO_BIG: Static = r(
-    552,
-    "5.3.4",
-    "Message size exceeds fixed maximum message size",
-);
-pub const BARE_LINE_ENDING: Static = r(
-    554,
-    "5.6.0",
-    "Message refused: bare CR or LF in message data (RFC 5321 2.3.8)",
-);
-pub const AUTH_REQUIRED: Static = r(530, "5.7.0", "Authentication required");
-pub const ENCRYPTION_REQUIRED: Static = r(
-    538,
-    "5.7.11",
-    "Encryption required for requested authentication mechanism",
-);
-pub const AUTH_FAILED: Static = r(535, "5.7.8", "Authentication credentials invalid");
-pub const AUTH_CANCELLED: Static = r(501, "5.7.0", "Authentication cancelled");
-pub const AUTH_BAD_BASE64: Static = r(501, "5.5.2", "Invalid base64 data");
-pub const AUTH_MALFORMED: Static = r(501, "5.5.2", "Malformed authentication response");
-pub const AUTH_UNKNOWN_MECHANISM: Static = r(504, "5.5.4", "Unrecognized authentication mechanism");
+    // 5xx: message and auth
+    MESSAGE_TOO_BIG = 552, "5.3.4", "Message size exceeds fixed maximum message size";
+    BARE_LINE_ENDING = 554, "5.6.0", "Message refused: bare CR or LF in message data (RFC 5321 2.3.8)";
+    AUTH_REQUIRED = 530, "5.7.0", "Authentication required";
+    ENCRYPTION_REQUIRED = 538, "5.7.11", "Encryption required for requested authentication mechanism";
+    AUTH_FAILED = 535, "5.7.8", "Authentication credentials invalid";
+    AUTH_CANCELLED = 501, "5.7.0", "Authentication cancelled";
+    AUTH_BAD_BASE64 = 501, "5.5.2", "Invalid base64 data";
+    AUTH_MALFORMED = 501, "5.5.2", "Malformed authentication response";
+    AUTH_UNKNOWN_MECHANISM = 504, "5.5.4", "Unrecognized authentication mechanism";
+}
 
 impl Static {
     pub fn to_reply(self) -> Reply {

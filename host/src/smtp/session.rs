@@ -425,6 +425,24 @@ impl Session {
         }
     }
 
+    /// A command's preconditions, as `(refused, reply)` in the order they are checked: the first
+    /// that holds is answered (through `fail`) and `None` returned, so a stage handler writes
+    /// `self.guard(&[..])?;` and goes on only when none holds.
+    pub(super) fn guard(&mut self, refusals: &[(bool, Static)]) -> Option<()> {
+        match refusals.iter().find(|(refused, _)| *refused) {
+            Some(&(_, reply)) => {
+                self.fail(reply);
+                None
+            }
+            None => Some(()),
+        }
+    }
+
+    /// The value of a parse step, or `None` once its error reply is sent (through `fail`).
+    pub(super) fn or_fail<T>(&mut self, result: Result<T, Static>) -> Option<T> {
+        result.map_err(|reply| self.fail(reply)).ok()
+    }
+
     /// Writes "<code> <enhanced> <hostname> <text>".
     pub(super) fn push_with_host(&mut self, reply: Static) {
         let text = format!("{} {}", self.config.hostname, reply.text);
@@ -481,13 +499,7 @@ impl Session {
         if let Phase::Sasl(_) = self.phase {
             return self.sasl_line(line);
         }
-        let command = match command::parse(line) {
-            Ok(command) => command,
-            Err(reply) => {
-                self.fail(reply);
-                return None;
-            }
-        };
+        let command = self.or_fail(command::parse(line))?;
         match command {
             Command::Ehlo(name) => self.cmd_ehlo(name, true),
             Command::Helo(name) => self.cmd_ehlo(name, false),

@@ -8,14 +8,10 @@ use super::session::{Phase, Session};
 
 impl Session {
     pub(super) fn cmd_starttls(&mut self) -> Option<Event> {
-        if !self.config.starttls {
-            self.fail(reply::NOT_IMPLEMENTED);
-            return None;
-        }
-        if self.tls.is_some() {
-            self.fail(reply::ALREADY_TLS);
-            return None;
-        }
+        self.guard(&[
+            (!self.config.starttls, reply::NOT_IMPLEMENTED),
+            (self.tls.is_some(), reply::ALREADY_TLS),
+        ])?;
         reply::push_static(&mut self.output, reply::READY_FOR_TLS);
         self.discard_input = true;
         self.phase = Phase::TlsHandshake;

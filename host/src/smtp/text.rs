@@ -110,72 +110,57 @@ impl DataDecoder {
         }
         let mut i = 0;
         while i < input.len() {
-            match self.state {
-                State::Middle => {
-                    let run_end = memchr2(b'\r', b'\n', &input[i..]).map_or(input.len(), |p| i + p);
-                    if run_end > i {
-                        self.count_line(run_end - i);
-                        self.emit(out, &input[i..run_end]);
-                        i = run_end;
-                        continue;
-                    }
-                    let b = input[i];
-                    i += 1;
-                    self.emit(out, &[b]);
-                    if b == b'\r' {
-                        self.state = State::Cr;
-                    } else {
-                        self.bare_line_ending = true;
-                        self.line_len = 0;
-                    }
+            // One transition: how many bytes it consumes (0: the byte is read again in the next
+            // state) and the next state.
+            let (used, next) = match (self.state, input[i]) {
+                (State::Middle, b'\r') => {
+                    self.emit(out, b"\r");
+                    (1, State::Cr)
                 }
-                State::Cr => {
-                    let b = input[i];
-                    if b == b'\n' {
-                        i += 1;
-                        self.emit(out, b"\n");
-                        self.line_len = 0;
-                        self.state = State::LineStart;
-                    } else {
-                        // Bare CR: the byte is reprocessed as ordinary data.
-                        self.bare_line_ending = true;
-                        self.count_line(1);
-                        self.state = State::Middle;
-                    }
+                (State::Middle, b'\n') => {
+                    // Bare LF: copied, refused at the end.
+                    self.emit(out, b"\n");
+                    self.bare_line_ending = true;
+                    self.line_len = 0;
+                    (1, State::Middle)
                 }
-                State::LineStart => {
-                    let b = input[i];
-                    if b == b'.' {
-                        i += 1;
-                        self.state = State::Dot;
-                    } else {
-                        self.state = State::Middle;
-                    }
+                (State::Middle, _) => {
+                    // A run of ordinary bytes, copied in bulk.
+                    let run = memchr2(b'\r', b'\n', &input[i..]).unwrap_or(input.len() - i);
+                    self.count_line(run);
+                    self.emit(out, &input[i..i + run]);
+                    (run, State::Middle)
                 }
-                State::Dot => {
-                    let b = input[i];
-                    if b == b'\r' {
-                        i += 1;
-                        self.state = State::DotCr;
-                    } else {
-                        // Transparency: the leading dot is dropped, the rest of the line is data.
-                        self.state = State::Middle;
-                    }
+                (State::Cr, b'\n') => {
+                    self.emit(out, b"\n");
+                    self.line_len = 0;
+                    (1, State::LineStart)
                 }
-                State::DotCr => {
-                    let b = input[i];
-                    if b == b'\n' {
-                        i += 1;
-                        self.state = State::LineStart;
-                        return (i, true);
-                    }
+                (State::Cr, _) => {
+                    // Bare CR: the byte is reprocessed as ordinary data.
+                    self.bare_line_ending = true;
+                    self.count_line(1);
+                    (0, State::Middle)
+                }
+                (State::LineStart, b'.') => (1, State::Dot),
+                (State::LineStart, _) => (0, State::Middle),
+                (State::Dot, b'\r') => (1, State::DotCr),
+                // Transparency: the leading dot is dropped, the rest of the line is data.
+                (State::Dot, _) => (0, State::Middle),
+                (State::DotCr, b'\n') => {
+                    self.state = State::LineStart;
+                    return (i + 1, true);
+                }
+                (State::DotCr, _) => {
                     // ".\r" then something else: a bare CR after an unstuffed dot.
                     self.emit(out, b"\r");
                     self.bare_line_ending = true;
                     self.count_line(1);
-                    self.state = State::Middle;
+                    (0, State::Middle)
                 }
-            }
+            };
+            i += used;
+            self.state = next;
         }
         (i, false)
     }
@@ -252,6 +237,19 @@ impl TextCheck {
     }
 }
 
+/// Byte sequences that look like the end of data to a lax reader but are not: the smuggling
+/// attempts the decoder (and, in `super::tests`, the whole session) is tested against.
+#[cfg(test)]
+pub(super) const END_OF_DATA_LOOKALIKES: &[&str] = &[
+    "\n.\n",
+    "\r.\r",
+    "\n.\r\n",
+    "\r\n.\n",
+    "\r.\r\n",
+    "\r\n.\r",
+    "\r\n\0.\r\n",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,15 +292,7 @@ mod tests {
 
     #[test]
     fn smuggling_variants_never_end_the_data() {
-        for sneaky in [
-            &b"\n.\n"[..],
-            b"\r.\r",
-            b"\n.\r\n",
-            b"\r\n.\n",
-            b"\r.\r\n",
-            b"\r\n.\r",
-            b"\r\n\0.\r\n",
-        ] {
+        for sneaky in END_OF_DATA_LOOKALIKES.iter().map(|s| s.as_bytes()) {
             let mut input = b"a".to_vec();
             input.extend_from_slice(sneaky);
             input.extend_from_slice(b"MAIL FROM:<x@y.z>\r\n");

@@ -84,23 +84,18 @@ fn auth_errors() {
 
 #[test]
 fn auth_in_plaintext_needs_configuration() {
-    let out = run(
-        auth_config(),
-        b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
-    );
-    assert_eq!(out.codes(), ["538 5.7.11"]);
-    assert_eq!(
-        run_default("EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n").codes(),
-        ["502 5.5.1"]
-    );
-    let cfg = SessionConfig {
+    let plaintext = SessionConfig {
         auth_plaintext: true,
         ..auth_config()
     };
-    assert_eq!(
-        run(cfg, b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n").codes(),
-        ["235 2.7.0"]
-    );
+    for (cfg, code) in [
+        (auth_config(), "538 5.7.11"),
+        (config(), "502 5.5.1"),
+        (plaintext, "235 2.7.0"),
+    ] {
+        let out = run(cfg, b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+        assert_eq!(out.codes(), [code]);
+    }
 }
 
 #[test]

@@ -1,6 +1,21 @@
 //! DATA: sequence, bare LF, smuggling, line and size limits, refusals.
 
 use super::*;
+use crate::smtp::text::END_OF_DATA_LOOKALIKES;
+
+/// The replies to a DATA transaction refused with `refusal`, then to a second one that is queued.
+fn refused_then_queued(refusal: &str) -> [&str; 8] {
+    [
+        "250 2.1.0",
+        "250 2.1.5",
+        "354 End",
+        refusal,
+        "250 2.1.0",
+        "250 2.1.5",
+        "354 End",
+        "250 2.0.0",
+    ]
+}
 
 #[test]
 fn data_sequence_errors() {
@@ -18,19 +33,7 @@ fn bare_lf_is_refused_and_the_next_transaction_is_clean() {
         "{TX}DATA\r\na\nb\r\n.\r\n{}DATA\r\nok\r\n.\r\n",
         &TX[21..]
     ));
-    assert_eq!(
-        out.codes(),
-        [
-            "250 2.1.0",
-            "250 2.1.5",
-            "354 End",
-            "554 5.6.0",
-            "250 2.1.0",
-            "250 2.1.5",
-            "354 End",
-            "250 2.0.0"
-        ]
-    );
+    assert_eq!(out.codes(), refused_then_queued("554 5.6.0"));
     assert_eq!(out.messages.len(), 1);
     assert_eq!(out.messages[0].1, b"ok\r\n");
 }
@@ -39,16 +42,8 @@ fn bare_lf_is_refused_and_the_next_transaction_is_clean() {
 fn smuggling_variants_yield_one_message_or_a_refusal_never_two() {
     let smuggled =
         "MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@mx.example>\r\nDATA\r\nforged\r\n";
-    for sneaky in [
-        "\n.\n",
-        "\r.\r",
-        "\n.\r\n",
-        "\r\n.\n",
-        "\r.\r\n",
-        "\r\n.\r",
-        "\r\n\0.\r\n",
-        "\r\n\x00.\n",
-    ] {
+    // Also a NUL before the dot and a bare LF after it.
+    for sneaky in END_OF_DATA_LOOKALIKES.iter().chain(&["\r\n\x00.\n"]) {
         let input = format!("{TX}DATA\r\nreal{sneaky}{smuggled}\r\n.\r\nQUIT\r\n");
         for step in [1, 3, input.len()] {
             let pieces: Vec<&[u8]> = input.as_bytes().chunks(step).collect();
@@ -98,19 +93,7 @@ fn oversized_message_is_read_discarded_and_refused() {
         &[format!(".\r\n{}DATA\r\nsmall\r\n.\r\n", &TX[21..]).as_bytes()],
     );
     out.output.push_str(&rest.output);
-    assert_eq!(
-        out.codes(),
-        [
-            "250 2.1.0",
-            "250 2.1.5",
-            "354 End",
-            "552 5.3.4",
-            "250 2.1.0",
-            "250 2.1.5",
-            "354 End",
-            "250 2.0.0"
-        ]
-    );
+    assert_eq!(out.codes(), refused_then_queued("552 5.3.4"));
     assert_eq!(rest.messages.len(), 1);
     assert_eq!(rest.messages[0].1, b"small\r\n");
 }

@@ -24,7 +24,7 @@ fn mail_parameters_reach_the_engine() {
 
 #[test]
 fn mail_errors() {
-    let cases: &[(&str, &str)] = &[
+    let cases = [
         ("MAIL FROM:<a@c.example> SIZE=26214401", "552 5.3.4"),
         ("MAIL FROM:<a@c.example> BODY=BINARYMIME", "555 5.5.4"),
         ("MAIL FROM:<a@c.example> FOO=BAR", "555 5.5.4"),
@@ -36,10 +36,7 @@ fn mail_errors() {
         ("MAIL TO:<a@c.example>", "501 5.5.4"),
         ("MAIL", "501 5.5.4"),
     ];
-    for (line, code) in cases {
-        let out = run_default(&format!("EHLO c\r\n{line}\r\n"));
-        assert_eq!(out.codes(), [*code], "{line}");
-    }
+    assert_replies("EHLO c\r\n", &[], &cases);
     let out = run(config(), b"EHLO c\r\nMAIL FROM:<\xff@c.example>\r\n");
     assert_eq!(out.codes(), ["501 5.5.4"]);
 }

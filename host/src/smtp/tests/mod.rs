@@ -130,6 +130,15 @@ pub(super) fn run_default(input: &str) -> Outcome {
     run(config(), input.as_bytes())
 }
 
+/// Each `(line, code)` on a fresh session: after `before` (whose replies are `before_codes`),
+/// `line` gets `code`.
+pub(super) fn assert_replies(before: &str, before_codes: &[&str], cases: &[(&str, &str)]) {
+    for (line, code) in cases {
+        let out = run_default(&format!("{before}{line}\r\n"));
+        assert_eq!(out.codes(), [before_codes, &[*code]].concat(), "{line}");
+    }
+}
+
 pub(super) const TX: &str =
     "EHLO client.example\r\nMAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx.example>\r\n";
 

@@ -2,13 +2,25 @@
 
 use super::*;
 
-#[test]
-fn starttls_discards_pipelined_input_and_resets_state() {
-    let cfg = SessionConfig {
+fn starttls_config() -> SessionConfig {
+    SessionConfig {
         starttls: true,
         ..config()
-    };
-    let mut s = greeted(cfg);
+    }
+}
+
+/// STARTTLS with AUTH PLAIN allowed before it.
+fn starttls_auth_config() -> SessionConfig {
+    SessionConfig {
+        auth: true,
+        auth_plaintext: true,
+        ..starttls_config()
+    }
+}
+
+#[test]
+fn starttls_discards_pipelined_input_and_resets_state() {
+    let mut s = greeted(starttls_config());
     s.receive(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@evil.example>\r\n");
     assert!(matches!(s.poll(), Some(Event::Ehlo { .. })));
     s.answer(Answer::Accept);
@@ -37,36 +49,21 @@ fn starttls_discards_pipelined_input_and_resets_state() {
 #[test]
 fn starttls_not_configured() {
     assert_eq!(run_default("EHLO c\r\nSTARTTLS\r\n").codes(), ["502 5.5.1"]);
-    let cfg = SessionConfig {
-        starttls: true,
-        ..config()
-    };
     assert_eq!(
-        run(cfg, b"EHLO c\r\nSTARTTLS now\r\n").codes(),
+        run(starttls_config(), b"EHLO c\r\nSTARTTLS now\r\n").codes(),
         ["501 5.5.4"]
     );
 }
 
 #[test]
 fn starttls_forgets_authentication_and_transaction() {
-    let cfg = SessionConfig {
-        starttls: true,
-        auth: true,
-        auth_plaintext: true,
-        ..config()
-    };
     let out = run(
-        cfg,
+        starttls_auth_config(),
         b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nSTARTTLS\r\n",
     );
     assert!(out.events.contains(&"auth PLAIN alice secret".to_string()));
     assert!(out.output.contains("235 2.7.0"));
-    let mut s = greeted(SessionConfig {
-        starttls: true,
-        auth: true,
-        auth_plaintext: true,
-        ..config()
-    });
+    let mut s = greeted(starttls_auth_config());
     drive(
         &mut s,
         &[b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<>\r\n"],
