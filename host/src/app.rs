@@ -244,16 +244,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(KvCounters(kv_for_server("@server")))
             as Arc<dyn server::auth_failures::SharedCounters>
     });
-    let server = Server::start_with_mailauth(
-        config.clone(),
-        hooks,
-        spool,
-        Some(queue.clone()),
-        metrics.clone(),
+    let parts = server::SharedParts {
+        metrics: metrics.clone(),
         mailauth,
         auth_failure_counters,
-    )
-    .await?;
+    };
+    let server =
+        Server::start_sharing(config.clone(), hooks, spool, Some(queue.clone()), parts).await?;
     server.write_listeners_json(&state_dir)?;
     let _ = reloader.server.set(server.handle());
     ready.store(true, std::sync::atomic::Ordering::Relaxed);

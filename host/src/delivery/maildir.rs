@@ -242,14 +242,18 @@ mod tests {
     fn group_sync_shares_one_sync_among_concurrent_changes_and_never_skips_a_lone_one() {
         let group = Arc::new(GroupSync::default());
         let syncs = Arc::new(AtomicU64::new(0));
-        // One after another: every change needs its own sync.
-        for _ in 0..3 {
+        // One change on its own, with a sync that only counts itself.
+        let lone_change = || {
             group
                 .after_change(|| {
                     syncs.fetch_add(1, Ordering::SeqCst);
                     Ok(())
                 })
-                .unwrap();
+                .unwrap()
+        };
+        // One after another: every change needs its own sync.
+        for _ in 0..3 {
+            lone_change();
         }
         assert_eq!(syncs.load(Ordering::SeqCst), 3);
         // Eight changes at once while a slow sync runs: they share syncs.
@@ -277,12 +281,7 @@ mod tests {
         let err = group.after_change(|| Err(std::io::Error::other("disk gone")));
         assert!(err.is_err());
         syncs.store(0, Ordering::SeqCst);
-        group
-            .after_change(|| {
-                syncs.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
-            .unwrap();
+        lone_change();
         assert_eq!(syncs.load(Ordering::SeqCst), 1);
     }
 

@@ -20,13 +20,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerified;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::smtp_client::tls::{self, CertificateCheck, Presented};
 use crate::config::mta_sts::MtaStsConfig;
-use crate::dns::{LookupError, Resolver};
+use crate::dns::Resolver;
 
 /// Largest policy body accepted (RFC 8461 §3.3 suggests 64 KiB).
 pub const MAX_POLICY_BYTES: usize = 64 * 1024;
@@ -241,25 +240,15 @@ impl MtaSts {
         config: MtaStsConfig,
         cache_dir: Option<PathBuf>,
     ) -> Result<MtaSts, String> {
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        if let Some(path) = &config.ca_file {
-            let extra = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("mta_sts.ca_file: {}: {e}", path.display()))?;
-            roots.add_parsable_certificates(extra);
-        }
+        let roots = tls::system_roots(config.ca_file.as_deref())
+            .map_err(|e| format!("mta_sts.ca_file: {e}"))?;
         let roots = Arc::new(roots);
-        let tls = rustls::ClientConfig::builder_with_provider(super::smtp_client::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth();
+        let tls = tls::verifying_config(roots.clone()).map_err(|e| e.to_string())?;
         Ok(MtaSts {
             resolver,
             config,
             cache_dir,
-            tls: Arc::new(tls),
+            tls,
             roots,
             memory: Mutex::new(HashMap::new()),
         })
@@ -332,21 +321,10 @@ impl MtaSts {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let now = now_ms();
         let cached = self.cached(&domain).filter(|c| c.expires_ms > now);
-        let txt = self.resolver.txt(&format!("_mta-sts.{domain}")).await;
-        let id = match txt {
-            Ok(answer) => match parse_txt(&answer.records) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    tracing::info!(%domain, error = %e, "MTA-STS: unusable TXT record");
-                    None
-                }
-            },
-            Err(LookupError::NxDomain(_) | LookupError::NoRecords(_)) => None,
-            Err(e) => {
-                tracing::info!(%domain, error = %e, "MTA-STS: TXT lookup failed");
-                None
-            }
-        };
+        let id = self
+            .resolver
+            .txt_policy(&format!("_mta-sts.{domain}"), "MTA-STS", parse_txt)
+            .await;
         let from_cache = |c: &Cached| {
             tracing::debug!(%domain, id = %c.id, "MTA-STS: policy from cache");
             parse_policy(&c.body, &c.id).ok()

@@ -23,7 +23,7 @@ use super::contract::{Attempt, Outbound, RecipientOutcome};
 use super::dane::{self, DaneMode, Tlsa};
 use super::mta_sts::Mode as StsMode;
 use super::pool::SessionPool;
-use super::smtp_client::{ClientConfig, Connection, Failure, TlsVerify, send_and_quit};
+use super::smtp_client::{ClientConfig, Connection, Failure, TlsVerify, outcome_of, send_and_quit};
 use super::tls_rpt::{self, TlsRpt};
 use crate::dns::{LookupError, Resolver};
 use crate::policy::{Recipient, Reply, TlsPolicy};
@@ -248,12 +248,8 @@ impl MxResolver {
             None => hosts,
         };
         if hosts.is_empty() {
-            let reply = Reply::new(
-                554,
-                "5.4.6",
-                format!("mail for {domain} loops back to myself"),
-            );
-            return Attempt::all(out, RecipientOutcome::Failed(reply));
+            let why = format!("mail for {domain} loops back to myself");
+            return no_host_left(out, Reply::new(554, "5.4.6", why));
         }
         // The policy is looked up once the domain is known to have mail exchangers.
         let (sts, sts_error) = match mta_sts {
@@ -293,12 +289,9 @@ impl MxResolver {
             None => hosts,
         };
         if hosts.is_empty() {
-            let reply = Reply::new(
-                451,
-                "4.7.5",
-                format!("no MX host of {domain} matches its MTA-STS policy (sts-policy-invalid)"),
-            );
-            return Attempt::all(out, RecipientOutcome::Deferred(reply));
+            let why =
+                format!("no MX host of {domain} matches its MTA-STS policy (sts-policy-invalid)");
+            return no_host_left(out, Reply::new(451, "4.7.5", why));
         }
         let mut outcomes: Vec<Option<RecipientOutcome>> = vec![None; out.recipients.len()];
         let mut report = Attempt {
@@ -555,25 +548,16 @@ impl MxResolver {
             Err(LookupError::NxDomain(_) | LookupError::NoRecords(_)) => {
                 return not_applicable(format!("{name} has no TLSA records"));
             }
-            Err(LookupError::Bogus(e)) => {
-                return Err((
-                    Failure::Transient(Reply::new(
-                        451,
-                        "4.7.5",
-                        format!("TLSA records {name} failed DNSSEC validation: {e}"),
-                    )),
-                    "dnssec-invalid",
-                ));
-            }
+            // No usable answer (bogus, or the lookup failed) is no proof of "no TLSA records".
             Err(e) => {
-                return Err((
-                    Failure::Transient(Reply::new(
-                        451,
-                        "4.7.5",
-                        format!("TLSA lookup of {name} failed: {e}"),
-                    )),
-                    "dnssec-invalid",
-                ));
+                let why = match e {
+                    LookupError::Bogus(e) => {
+                        format!("TLSA records {name} failed DNSSEC validation: {e}")
+                    }
+                    e => format!("TLSA lookup of {name} failed: {e}"),
+                };
+                let reply = Reply::new(451, "4.7.5", why);
+                return Err((Failure::Transient(reply), "dnssec-invalid"));
             }
         };
         if !answer.security.is_secure() {
@@ -622,6 +606,12 @@ fn literal(domain: &str) -> Option<IpAddr> {
         .or_else(|| inner.strip_prefix("ipv6:"))
         .unwrap_or(inner);
     inner.parse().ok()
+}
+
+/// A filter left no MX host to try: every recipient gets `reply` (failed for a 5xx, deferred
+/// for a 4xx).
+fn no_host_left(out: &Outbound<'_>, reply: Reply) -> Attempt {
+    Attempt::all(out, outcome_of(&reply))
 }
 
 #[cfg(test)]

@@ -270,6 +270,31 @@ impl Resolver {
         self.typed(name, RecordType::TXT, txt_text).await
     }
 
+    /// What the one TXT record of a policy-publishing name (MTA-STS `_mta-sts.`, TLS-RPT
+    /// `_smtp._tls.`) says, as `parse` reads it. None when there is no record, and when the
+    /// lookup fails or `parse` refuses the records: those two are logged, `what` first.
+    pub async fn txt_policy<T, E: std::fmt::Display>(
+        &self,
+        name: &str,
+        what: &str,
+        parse: impl FnOnce(&[String]) -> Result<T, E>,
+    ) -> Option<T> {
+        match self.txt(name).await {
+            Ok(answer) => match parse(&answer.records) {
+                Ok(policy) => Some(policy),
+                Err(e) => {
+                    tracing::info!(%name, error = %e, "{what}: unusable TXT record");
+                    None
+                }
+            },
+            Err(LookupError::NxDomain(_) | LookupError::NoRecords(_)) => None,
+            Err(e) => {
+                tracing::info!(%name, error = %e, "{what}: TXT lookup failed");
+                None
+            }
+        }
+    }
+
     /// TLSA records at `name` (e.g. `_25._tcp.mx.example.`).
     pub async fn tlsa(&self, name: &str) -> Result<Answer<TLSA>, LookupError> {
         self.typed(name, RecordType::TLSA, |d| match d {

@@ -45,15 +45,27 @@ mod tests {
 
     #[test]
     fn enhanced_codes() {
-        assert!(is_enhanced_code("5.1.1"));
-        assert!(is_enhanced_code("4.123.999"));
-        assert!(!is_enhanced_code("5.1"));
-        assert!(!is_enhanced_code("5.1.1.1"));
-        assert!(!is_enhanced_code("5.a.1"));
-        assert!(!is_enhanced_code("5..1"));
-        assert!(enhanced_code_fits(550, "5.1.1"));
-        assert!(!enhanced_code_fits(450, "5.1.1"));
-        assert!(!enhanced_code_fits(354, "3.0.0"));
-        assert!(!enhanced_code_fits(550, "55.1.1"));
+        for (code, valid) in [
+            ("5.1.1", true),
+            ("4.123.999", true),
+            ("5.1", false),
+            ("5.1.1.1", false),
+            ("5.a.1", false),
+            ("5..1", false),
+        ] {
+            assert_eq!(is_enhanced_code(code), valid, "{code}");
+        }
+        for (reply, enhanced, fits) in [
+            (550, "5.1.1", true),
+            (450, "5.1.1", false),
+            (354, "3.0.0", false),
+            (550, "55.1.1", false),
+        ] {
+            assert_eq!(
+                enhanced_code_fits(reply, enhanced),
+                fits,
+                "{reply} {enhanced}"
+            );
+        }
     }
 }

@@ -219,6 +219,13 @@ mod tests {
 
     const MSG: &[u8] = b"From: a@example.test\r\nSubject: hi\r\nX-Old: 1\r\n\r\nbody line\r\n";
 
+    fn add_header(name: &str, value: impl Into<String>) -> Modification {
+        Modification::AddHeader {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
     fn env() -> Envelope {
         Envelope {
             reverse_path: Default::default(),
@@ -233,10 +240,7 @@ mod tests {
     fn header_edits_keep_body_and_order() {
         let mut e = env();
         let mods = vec![
-            Modification::AddHeader {
-                name: "X-Spam-Score".into(),
-                value: "1.5".into(),
-            },
+            add_header("X-Spam-Score", "1.5"),
             Modification::InsertHeader {
                 name: "X-First".into(),
                 value: "yes".into(),
@@ -258,18 +262,9 @@ mod tests {
     fn injection_and_bad_names_are_refused() {
         let mut e = env();
         let mods = vec![
-            Modification::AddHeader {
-                name: "X-Evil".into(),
-                value: "a\r\nBcc: victim@x".into(),
-            },
-            Modification::AddHeader {
-                name: "Bad Name".into(),
-                value: "v".into(),
-            },
-            Modification::AddHeader {
-                name: "X-Long".into(),
-                value: "w".repeat(MAX_HEADER_VALUE + 1),
-            },
+            add_header("X-Evil", "a\r\nBcc: victim@x"),
+            add_header("Bad Name", "v"),
+            add_header("X-Long", "w".repeat(MAX_HEADER_VALUE + 1)),
             Modification::AddRecipient("not an address".into()),
             Modification::ChangeReversePath("<x@y>".into()),
         ];
@@ -283,10 +278,7 @@ mod tests {
         let mut e = env();
         let value = vec!["word"; 400].join(" ");
         let mods = vec![
-            Modification::AddHeader {
-                name: "X-Long".into(),
-                value,
-            },
+            add_header("X-Long", value),
             Modification::AddRecipient("carol@example.test".into()),
             Modification::AddRecipient("CAROL@example.test".into()),
             Modification::RemoveRecipient("BOB@example.test".into()),
@@ -303,23 +295,13 @@ mod tests {
     #[test]
     fn message_without_body_gets_a_separator() {
         let mut e = env();
-        let out = apply_modifications(
-            b"Subject: x\r\n",
-            &mut e,
-            &[Modification::AddHeader {
-                name: "X-A".into(),
-                value: "1".into(),
-            }],
-        );
+        let out = apply_modifications(b"Subject: x\r\n", &mut e, &[add_header("X-A", "1")]);
         assert_eq!(out, b"Subject: x\r\nX-A: 1\r\n\r\n");
     }
 
     #[test]
     fn mixed_line_endings_keep_the_header_body_boundary() {
-        let add = [Modification::AddHeader {
-            name: "X-A".into(),
-            value: "1".into(),
-        }];
+        let add = [add_header("X-A", "1")];
         let cases: [(&[u8], &[u8]); 4] = [
             (
                 b"Subject: x\n\r\nX-Body: 1\r\n",

@@ -8,7 +8,7 @@ use super::schedule;
 use super::state::{self, MessageState, RcptStatus, Record};
 use super::table::{Entry, Table};
 use super::view::{DomainSummary, MessageView, RecipientView};
-use crate::delivery::{Destination, Outbound, RecipientOutcome};
+use crate::delivery::{Attempt, Destination, Outbound, RecipientOutcome};
 use crate::mail::address;
 use crate::policy::{DeliveryEvent, DeliveryOutcome, Recipient, Reply};
 use crate::spool::{QueueId, Spool, SpooledMessage, now_ms};
@@ -453,23 +453,7 @@ impl Collection {
                 self.inner.finish(&id);
                 break;
             }
-            let answers = members
-                .iter()
-                .enumerate()
-                .map(|(k, &i)| HopReport {
-                    rcpt: i,
-                    outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
-                        RecipientOutcome::Deferred(Reply::new(
-                            451,
-                            "4.3.0",
-                            "no answer for this recipient",
-                        ))
-                    }),
-                    remote_mta: result.remote_mta.clone(),
-                    dsn_passed_on: result.dsn_passed_on,
-                    final_hop: false,
-                })
-                .collect();
+            let answers = hop_reports(&members, &result, false, "no answer for this recipient");
             record(&self.inner, &msg, answers).await;
             self.inner.finish(&id);
             sent += 1;
@@ -829,20 +813,34 @@ async fn deliver_group(
     let agents = inner.settings.load().agents.clone();
     let result = agents.deliver(&dest, &outbound).await;
     let final_hop = matches!(dest, Destination::Maildir(_) | Destination::Lmtp(_));
+    hop_reports(
+        &members,
+        &result,
+        final_hop,
+        "delivery agent gave no answer for this recipient",
+    )
+}
+
+/// One report per group member (`members[k]` is the recipient of `attempt.outcomes[k]`); a
+/// member the attempt gave no outcome for is deferred (451 4.3.0 `missing`).
+fn hop_reports(
+    members: &[usize],
+    attempt: &Attempt,
+    final_hop: bool,
+    missing: &str,
+) -> Vec<HopReport> {
     members
         .iter()
         .enumerate()
         .map(|(k, &i)| HopReport {
             rcpt: i,
-            outcome: result.outcomes.get(k).cloned().unwrap_or_else(|| {
-                RecipientOutcome::Deferred(Reply::new(
-                    451,
-                    "4.3.0",
-                    "delivery agent gave no answer for this recipient",
-                ))
-            }),
-            remote_mta: result.remote_mta.clone(),
-            dsn_passed_on: result.dsn_passed_on,
+            outcome: attempt
+                .outcomes
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| RecipientOutcome::Deferred(Reply::new(451, "4.3.0", missing))),
+            remote_mta: attempt.remote_mta.clone(),
+            dsn_passed_on: attempt.dsn_passed_on,
             final_hop,
         })
         .collect()

@@ -49,54 +49,46 @@ pub struct Server {
     live: Arc<Live>,
 }
 
+/// What the rest of the process shares with a server (see [`Server::start_sharing`]).
+pub struct SharedParts {
+    /// Where the server counts (the admin endpoint serves them).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// DKIM signers and verifier (the queue shares the signers for its DSNs).
+    pub mailauth: Arc<crate::mailauth::MailAuth>,
+    /// AUTH failures per client IP are also counted here when given (shared by instances, or
+    /// kept across restarts).
+    pub auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
+}
+
 impl Server {
     /// Binds every listener (port 0 gets a free port; see [`Server::addresses`]) and starts
     /// accepting. `hooks` makes each connection's policy hooks (`policy::NoHooks` without plugins);
-    /// `queue`, when given, serves ETRN.
+    /// `queue`, when given, serves ETRN. Metrics and AUTH failure counts are the server's own;
+    /// DKIM signers and verifier come from `config`.
     pub async fn start(
         config: Arc<Config>,
         hooks: Arc<dyn HookFactory>,
         spool: Arc<Spool>,
         queue: Option<Queue>,
     ) -> anyhow::Result<Server> {
-        Self::start_with_metrics(config, hooks, spool, queue, Arc::default(), None).await
-    }
-
-    /// [`Server::start`], counting into `metrics`; AUTH failures per IP also counted in
-    /// `auth_failure_counters` when given (shared by instances, or kept across restarts).
-    pub async fn start_with_metrics(
-        config: Arc<Config>,
-        hooks: Arc<dyn HookFactory>,
-        spool: Arc<Spool>,
-        queue: Option<Queue>,
-        metrics: Arc<crate::metrics::Metrics>,
-        auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
-    ) -> anyhow::Result<Server> {
         let mailauth = Arc::new(
             crate::mailauth::MailAuth::from_config(&config).context("mail authentication")?,
         );
-        Self::start_with_mailauth(
-            config,
-            hooks,
-            spool,
-            queue,
-            metrics,
+        let parts = SharedParts {
+            metrics: Arc::default(),
             mailauth,
-            auth_failure_counters,
-        )
-        .await
+            auth_failure_counters: None,
+        };
+        Self::start_sharing(config, hooks, spool, queue, parts).await
     }
 
-    /// [`Server::start_with_metrics`] with DKIM signers and verifier built by the caller (the
-    /// queue shares the signers for its DSNs).
-    pub async fn start_with_mailauth(
+    /// [`Server::start`] with the parts the rest of the process shares with the server.
+    pub async fn start_sharing(
         config: Arc<Config>,
         hooks: Arc<dyn HookFactory>,
         spool: Arc<Spool>,
         queue: Option<Queue>,
-        metrics: Arc<crate::metrics::Metrics>,
-        mailauth: Arc<crate::mailauth::MailAuth>,
-        auth_failure_counters: Option<Arc<dyn auth_failures::SharedCounters>>,
+        parts: SharedParts,
     ) -> anyhow::Result<Server> {
         let users = load_users(&config)?;
         let tls = tls::Acceptors::from_config(
@@ -107,6 +99,11 @@ impl Server {
             config.server.limits.max_connections,
             config.server.limits.max_connections_per_ip,
         );
+        let SharedParts {
+            metrics,
+            mailauth,
+            auth_failure_counters,
+        } = parts;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let boot = format!("{:x}", chrono::Utc::now().timestamp_millis());
         let shared = Arc::new(Shared {

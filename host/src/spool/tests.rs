@@ -20,11 +20,26 @@ fn incoming(n: usize) -> Incoming {
     }
 }
 
-fn small_segments() -> SpoolOptions {
-    SpoolOptions {
+/// A fresh queue directory's path, inside a temporary directory that lives as long as the
+/// returned guard.
+fn queue_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let qdir = dir.path().join("queue");
+    (dir, qdir)
+}
+
+/// A spool with small segments, compacted as soon as possible, in a fresh directory: the
+/// directory (keep it alive while the spool is used), the queue path to reopen it from, the spool.
+async fn small_segment_spool() -> (tempfile::TempDir, PathBuf, Spool) {
+    let (dir, qdir) = queue_dir();
+    let small_segments = SpoolOptions {
         segment_bytes: 4096,
         compact_after: Duration::ZERO,
-    }
+    };
+    let spool = Spool::open_with(qdir.clone(), small_segments)
+        .await
+        .unwrap();
+    (dir, qdir, spool)
 }
 
 /// Segment files in `dir`, oldest first.
@@ -49,8 +64,8 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn store_then_load_round_trips_envelope_and_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path().join("queue")).await.unwrap();
+    let (_dir, qdir) = queue_dir();
+    let spool = Spool::open(qdir.clone()).await.unwrap();
     let id = spool.store(incoming(7)).await.unwrap();
     let back = spool.load(&id).unwrap();
     assert_eq!(back.message, b"Subject: 7\r\n\r\nbody 7\r\n");
@@ -65,7 +80,7 @@ async fn store_then_load_round_trips_envelope_and_bytes() {
         (1, 1, 0)
     );
     // No file per message: the queue directory holds the one segment.
-    let names: Vec<_> = std::fs::read_dir(dir.path().join("queue"))
+    let names: Vec<_> = std::fs::read_dir(&qdir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
@@ -75,8 +90,8 @@ async fn store_then_load_round_trips_envelope_and_bytes() {
 
 #[tokio::test]
 async fn concurrent_stores_share_fsyncs_and_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(dir.path().join("queue")).await.unwrap());
+    let (_dir, qdir) = queue_dir();
+    let spool = Arc::new(Spool::open(qdir).await.unwrap());
     let mut tasks = Vec::new();
     for n in 0..200 {
         let spool = spool.clone();
@@ -108,8 +123,7 @@ async fn concurrent_stores_share_fsyncs_and_all_land() {
 
 #[tokio::test]
 async fn states_and_discards_survive_reopen_and_ids_keep_increasing() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdir = dir.path().join("queue");
+    let (_dir, qdir) = queue_dir();
     let (kept, gone) = {
         let spool = Spool::open(qdir.clone()).await.unwrap();
         let kept = spool.store(incoming(1)).await.unwrap();
@@ -150,8 +164,7 @@ async fn states_and_discards_survive_reopen_and_ids_keep_increasing() {
 
 #[tokio::test]
 async fn a_torn_last_record_is_ignored_at_every_cut() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdir = dir.path().join("queue");
+    let (dir, qdir) = queue_dir();
     let ids = {
         let spool = Spool::open(qdir.clone()).await.unwrap();
         let mut ids = Vec::new();
@@ -203,8 +216,7 @@ async fn a_torn_last_record_is_ignored_at_every_cut() {
 
 #[tokio::test]
 async fn a_corrupt_record_mid_segment_is_quarantined_and_the_rest_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdir = dir.path().join("queue");
+    let (_dir, qdir) = queue_dir();
     let (ids, middle) = {
         let spool = Spool::open(qdir.clone()).await.unwrap();
         let mut ids = Vec::new();
@@ -239,11 +251,7 @@ async fn a_corrupt_record_mid_segment_is_quarantined_and_the_rest_kept() {
 
 #[tokio::test]
 async fn segments_whose_messages_are_all_done_are_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdir = dir.path().join("queue");
-    let spool = Spool::open_with(qdir.clone(), small_segments())
-        .await
-        .unwrap();
+    let (_dir, qdir, spool) = small_segment_spool().await;
     let mut ids = Vec::new();
     for n in 0..40 {
         ids.push(spool.store(incoming(n)).await.unwrap());
@@ -265,11 +273,7 @@ async fn segments_whose_messages_are_all_done_are_deleted() {
 
 #[tokio::test]
 async fn a_long_queued_message_is_copied_forward_so_old_segments_go() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdir = dir.path().join("queue");
-    let spool = Spool::open_with(qdir.clone(), small_segments())
-        .await
-        .unwrap();
+    let (_dir, qdir, spool) = small_segment_spool().await;
     let deferred = spool.store(incoming(0)).await.unwrap();
     spool
         .append_state(&deferred, vec![b"{\"try\":1}".to_vec()])
@@ -300,8 +304,7 @@ async fn a_long_queued_message_is_copied_forward_so_old_segments_go() {
 
 #[tokio::test]
 async fn an_old_format_queue_is_migrated_into_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdir = dir.path().join("queue");
+    let (_dir, qdir) = queue_dir();
     std::fs::create_dir_all(&qdir).unwrap();
     // What earlier versions wrote: ID.msg (magic, JSON metadata line, message), ID.state (JSON
     // lines, the last one torn by a crash), a half-written ID.tmp.
@@ -357,8 +360,7 @@ async fn an_old_format_queue_is_migrated_into_the_log() {
 
 #[tokio::test]
 async fn snapshot_reads_the_queue_while_it_is_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let qdir = dir.path().join("queue");
+    let (dir, qdir) = queue_dir();
     let spool = Spool::open(qdir.clone()).await.unwrap();
     let a = spool.store(incoming(1)).await.unwrap();
     let b = spool.store(incoming(2)).await.unwrap();
@@ -372,8 +374,8 @@ async fn snapshot_reads_the_queue_while_it_is_open() {
 
 #[tokio::test]
 async fn arrivals_announce_each_stored_id_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path().join("queue")).await.unwrap();
+    let (_dir, qdir) = queue_dir();
+    let spool = Spool::open(qdir).await.unwrap();
     let mut rx = spool.arrivals().unwrap();
     assert!(spool.arrivals().is_none());
     let id = spool.store(incoming(1)).await.unwrap();

@@ -43,37 +43,18 @@ impl std::fmt::Debug for TlsVerify {
 }
 
 impl TlsVerify {
-    /// Verify against the operating system's trust store, plus `extra` roots (e.g. a private CA).
-    pub fn system_roots(extra: &[CertificateDer<'static>]) -> Result<TlsVerify, rustls::Error> {
-        let mut roots = RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        roots.add_parsable_certificates(extra.iter().cloned());
-        TlsVerify::with_roots(roots)
-    }
-
     /// From configuration: `verify = false` accepts any certificate; otherwise the system roots
     /// plus the CA certificates in the PEM file `ca_file`, if given.
     pub fn from_settings(verify: bool, ca_file: Option<&Path>) -> Result<TlsVerify, String> {
         if !verify {
             return Ok(TlsVerify::AcceptAny);
         }
-        let extra = match ca_file {
-            None => Vec::new(),
-            Some(path) => CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-        };
-        TlsVerify::system_roots(&extra).map_err(|e| e.to_string())
+        TlsVerify::with_roots(system_roots(ca_file)?).map_err(|e| e.to_string())
     }
 
     /// Verify against exactly these roots.
     pub fn with_roots(roots: RootCertStore) -> Result<TlsVerify, rustls::Error> {
-        let config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(TlsVerify::Verify(Arc::new(config)))
+        verifying_config(roots).map(TlsVerify::Verify)
     }
 
     /// Whether a handshake with this configuration authenticates the peer.
@@ -89,6 +70,32 @@ impl TlsVerify {
             TlsVerify::AcceptAny => accept_any_config(),
         }
     }
+}
+
+/// The operating system's trust store, plus the CA certificates in the PEM file `ca_file` if
+/// given (e.g. a private CA).
+pub fn system_roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let extra = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        roots.add_parsable_certificates(extra);
+    }
+    Ok(roots)
+}
+
+/// A client configuration that verifies the server against `roots`: the chain must lead to one
+/// of them and name the host, as for HTTPS.
+pub fn verifying_config(
+    roots: impl Into<Arc<RootCertStore>>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// The ring provider every client configuration uses.

@@ -298,28 +298,20 @@ mod tests {
     fn sessions_survive_reopening_and_aggregate_per_policy() {
         let dir = tempfile::tempdir().unwrap();
         let policy = Policy::tlsa("Dane.Test.", "mx.dane.test", vec!["3 1 1 AB".into()]);
+        // The same failed session, recorded once before and once after reopening.
+        let tlsa_invalid = Failure::new(
+            "tlsa-invalid",
+            "mx.dane.test",
+            Some("127.0.0.1".parse().unwrap()),
+        );
         {
             let rpt = TlsRpt::open(dir.path().join("r"), 3600).unwrap();
             rpt.success(&policy);
-            rpt.failure(
-                &policy,
-                Failure::new(
-                    "tlsa-invalid",
-                    "mx.dane.test",
-                    Some("127.0.0.1".parse().unwrap()),
-                ),
-            );
+            rpt.failure(&policy, tlsa_invalid.clone());
             rpt.sync();
         }
         let rpt = TlsRpt::open(dir.path().join("r"), 3600).unwrap();
-        rpt.failure(
-            &policy,
-            Failure::new(
-                "tlsa-invalid",
-                "mx.dane.test",
-                Some("127.0.0.1".parse().unwrap()),
-            ),
-        );
+        rpt.failure(&policy, tlsa_invalid);
         rpt.success(&Policy::none("other.test"));
         assert!(
             rpt.ended(now_secs()).is_empty(),

@@ -11,16 +11,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::outbox::{Outbox, Pending, backoff};
 use super::report::{Report, Rua, Submitter};
 use super::{TlsRpt, aggregate, now_secs};
 use crate::config::tls_rpt::TlsRptConfig;
-use crate::dns::{LookupError, Resolver};
+use crate::delivery::smtp_client::tls;
+use crate::dns::Resolver;
 use crate::mail::{Envelope, Notify, Recipient, ReversePath};
 use crate::spool::{Incoming, Spool};
 
@@ -63,20 +62,9 @@ impl Reporter {
             contact,
             name,
         };
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        if let Some(path) = &config.ca_file {
-            let extra = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("tls_rpt.ca_file: {}: {e}", path.display()))?;
-            roots.add_parsable_certificates(extra);
-        }
-        let provider = crate::delivery::smtp_client::tls::provider();
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let roots = tls::system_roots(config.ca_file.as_deref())
+            .map_err(|e| format!("tls_rpt.ca_file: {e}"))?;
+        let tls = tls::verifying_config(roots).map_err(|e| e.to_string())?;
         let outbox =
             Outbox::open(store.dir().join("outbox")).map_err(|e| format!("TLS-RPT outbox: {e}"))?;
         Ok(Reporter {
@@ -87,7 +75,7 @@ impl Reporter {
             spool,
             submitter,
             timeout: config.timeout,
-            tls: Arc::new(tls),
+            tls,
             signer: None,
         })
     }
@@ -202,20 +190,13 @@ impl Reporter {
 
     /// The domain's reporting URIs, or None (no record: no report).
     async fn rua(&self, domain: &str) -> Option<Vec<Rua>> {
-        match self.resolver.txt(&format!("_smtp._tls.{domain}")).await {
-            Ok(answer) => match super::report::parse_txt(&answer.records) {
-                Ok(ruas) => Some(ruas),
-                Err(e) => {
-                    tracing::info!(%domain, error = %e, "TLS-RPT: unusable _smtp._tls record");
-                    None
-                }
-            },
-            Err(LookupError::NxDomain(_) | LookupError::NoRecords(_)) => None,
-            Err(e) => {
-                tracing::info!(%domain, error = %e, "TLS-RPT: _smtp._tls lookup failed");
-                None
-            }
-        }
+        self.resolver
+            .txt_policy(
+                &format!("_smtp._tls.{domain}"),
+                "TLS-RPT",
+                super::report::parse_txt,
+            )
+            .await
     }
 
     /// Queues the report mail of outbox file `name` once: marked `enqueuing` first, and a mark

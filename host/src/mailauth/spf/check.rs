@@ -3,7 +3,7 @@
 //! names) shared across include and redirect.
 
 use super::macros::{Context, MacroString, Values};
-use super::record::{Directive, Mechanism, Qualifier, Record, is_spf};
+use super::record::{Directive, Hosts, Mechanism, Qualifier, Record, is_spf};
 use crate::dns::{LookupError, Resolver};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use mail_auth::SpfResult;
@@ -188,25 +188,15 @@ impl<'a> Evaluation<'a> {
                     SpfResult::PermError | SpfResult::None => Err(Abort::Perm),
                 }
             }
-            Mechanism::A {
-                domain: spec,
-                cidr4,
-                cidr6,
-            } => {
-                let Some(target) = self.optional_target(spec.as_ref(), domain).await else {
+            Mechanism::A(hosts) => {
+                let Some((target, prefix)) = self.hosts_target(hosts, domain).await else {
                     return Ok(false);
                 };
                 let addresses = self.addresses(&target).await?;
-                Ok(addresses
-                    .iter()
-                    .any(|a| in_network(self.ip, *a, self.prefix(*cidr4, *cidr6))))
+                Ok(addresses.iter().any(|a| in_network(self.ip, *a, prefix)))
             }
-            Mechanism::Mx {
-                domain: spec,
-                cidr4,
-                cidr6,
-            } => {
-                let Some(target) = self.optional_target(spec.as_ref(), domain).await else {
+            Mechanism::Mx(hosts) => {
+                let Some((target, prefix)) = self.hosts_target(hosts, domain).await else {
                     return Ok(false);
                 };
                 let exchanges = match self.resolver.mx(&target).await {
@@ -216,7 +206,6 @@ impl<'a> Evaluation<'a> {
                 if exchanges.len() > MAX_NAMES {
                     return Err(Abort::Perm);
                 }
-                let prefix = self.prefix(*cidr4, *cidr6);
                 for (_, exchange) in exchanges {
                     if exchange.is_empty() {
                         continue; // the null MX (RFC 7505) has no address
@@ -256,8 +245,16 @@ impl<'a> Evaluation<'a> {
         }
     }
 
-    fn prefix(&self, cidr4: u8, cidr6: u8) -> u8 {
-        if self.ip.is_ipv4() { cidr4 } else { cidr6 }
+    /// Where `a` and `mx` look (None: the target is no domain, so no match) and the prefix
+    /// length for the client's address family.
+    async fn hosts_target(&self, hosts: &Hosts, domain: &str) -> Option<(String, u8)> {
+        let target = self.optional_target(hosts.domain.as_ref(), domain).await?;
+        let prefix = if self.ip.is_ipv4() {
+            hosts.cidr4
+        } else {
+            hosts.cidr6
+        };
+        Some((target, prefix))
     }
 
     /// A/AAAA of `name` for the client's family; a void answer counts against the limit.
@@ -474,12 +471,17 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(well_formed("example.com"));
-        assert!(well_formed("_spf.example.com."));
-        assert!(!well_formed("com"));
-        assert!(!well_formed("a..example.com"));
-        assert!(!well_formed("[192.0.2.1]"));
-        assert!(!well_formed(&format!("{}.com", "a".repeat(64))));
+        let long_label = format!("{}.com", "a".repeat(64));
+        for (name, ok) in [
+            ("example.com", true),
+            ("_spf.example.com.", true),
+            ("com", false),
+            ("a..example.com", false),
+            ("[192.0.2.1]", false),
+            (long_label.as_str(), false),
+        ] {
+            assert_eq!(well_formed(name), ok, "{name}");
+        }
         assert!(is_within("mx.example.com", "example.com"));
         assert!(!is_within("mxexample.com", "example.com"));
         assert_eq!(

@@ -4,6 +4,7 @@
 
 use super::macros::{Context, MacroString};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Qualifier {
@@ -17,20 +18,21 @@ pub enum Qualifier {
 pub enum Mechanism {
     All,
     Include(MacroString),
-    A {
-        domain: Option<MacroString>,
-        cidr4: u8,
-        cidr6: u8,
-    },
-    Mx {
-        domain: Option<MacroString>,
-        cidr4: u8,
-        cidr6: u8,
-    },
+    A(Hosts),
+    Mx(Hosts),
     Ptr(Option<MacroString>),
     Ip4(Ipv4Addr, u8),
     Ip6(Ipv6Addr, u8),
     Exists(MacroString),
+}
+
+/// The argument of `a` and `mx` (§5.3, §5.4): `[":" domain-spec] [dual-cidr-length]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hosts {
+    /// None: the current domain.
+    pub domain: Option<MacroString>,
+    pub cidr4: u8,
+    pub cidr6: u8,
 }
 
 impl Mechanism {
@@ -126,50 +128,18 @@ fn directive(term: &str) -> Result<Directive, String> {
         "all" if args.is_empty() => Mechanism::All,
         "include" => Mechanism::Include(domain_spec(colon(args)?)?),
         "exists" => Mechanism::Exists(domain_spec(colon(args)?)?),
-        "a" | "mx" => {
-            let (spec, cidr4, cidr6) = dual_cidr(args)?;
-            let domain = match spec {
-                "" => None,
-                spec => Some(domain_spec(colon(spec)?)?),
-            };
-            if name == "a" {
-                Mechanism::A {
-                    domain,
-                    cidr4,
-                    cidr6,
-                }
-            } else {
-                Mechanism::Mx {
-                    domain,
-                    cidr4,
-                    cidr6,
-                }
-            }
-        }
+        "a" => Mechanism::A(hosts(args)?),
+        "mx" => Mechanism::Mx(hosts(args)?),
         "ptr" => Mechanism::Ptr(match args {
             "" => None,
             args => Some(domain_spec(colon(args)?)?),
         }),
         "ip4" => {
-            let value = colon(args)?;
-            let (addr, len) = match value.split_once('/') {
-                Some((addr, len)) => (addr, cidr(len, 32)?),
-                None => (value, 32),
-            };
-            let addr = addr
-                .parse::<Ipv4Addr>()
-                .map_err(|_| format!("bad ip4 address {addr:?}"))?;
+            let (addr, len) = network(args, "ip4", 32)?;
             Mechanism::Ip4(addr, len)
         }
         "ip6" => {
-            let value = colon(args)?;
-            let (addr, len) = match value.split_once('/') {
-                Some((addr, len)) => (addr, cidr(len, 128)?),
-                None => (value, 128),
-            };
-            let addr = addr
-                .parse::<Ipv6Addr>()
-                .map_err(|_| format!("bad ip6 address {addr:?}"))?;
+            let (addr, len) = network(args, "ip6", 128)?;
             Mechanism::Ip6(addr, len)
         }
         _ => return Err(format!("unknown or malformed mechanism {term:?}")),
@@ -186,6 +156,34 @@ fn colon(args: &str) -> Result<&str, String> {
         Some(value) if !value.is_empty() => Ok(value),
         _ => Err(format!("expected ':value', got {args:?}")),
     }
+}
+
+/// `[":" domain-spec] [dual-cidr-length]`, the argument of `a` and `mx`.
+fn hosts(args: &str) -> Result<Hosts, String> {
+    let (spec, cidr4, cidr6) = dual_cidr(args)?;
+    let domain = match spec {
+        "" => None,
+        spec => Some(domain_spec(colon(spec)?)?),
+    };
+    Ok(Hosts {
+        domain,
+        cidr4,
+        cidr6,
+    })
+}
+
+/// `":" address [ "/" prefix-length ]`, the argument of `ip4` and `ip6` (`max` bits long, the
+/// prefix length when none is given).
+fn network<A: FromStr>(args: &str, mechanism: &str, max: u8) -> Result<(A, u8), String> {
+    let value = colon(args)?;
+    let (addr, len) = match value.split_once('/') {
+        Some((addr, len)) => (addr, cidr(len, max)?),
+        None => (value, max),
+    };
+    let addr = addr
+        .parse::<A>()
+        .map_err(|_| format!("bad {mechanism} address {addr:?}"))?;
+    Ok((addr, len))
 }
 
 /// Splits `[":" domain-spec] [ "/" ip4-cidr ] [ "//" ip6-cidr ]` from the right. What does not
@@ -264,19 +262,19 @@ mod tests {
         assert_eq!(r.directives.len(), 6);
         assert_eq!(
             r.directives[1].mechanism,
-            Mechanism::Mx {
+            Mechanism::Mx(Hosts {
                 domain: None,
                 cidr4: 24,
                 cidr6: 128
-            }
+            })
         );
         assert!(matches!(
             r.directives[5].mechanism,
-            Mechanism::A {
+            Mechanism::A(Hosts {
                 cidr4: 30,
                 cidr6: 64,
                 ..
-            }
+            })
         ));
         assert!(r.redirect.is_some() && r.exp.is_some());
     }
@@ -303,9 +301,13 @@ mod tests {
 
     #[test]
     fn version_tag() {
-        assert!(is_spf("v=spf1"));
-        assert!(is_spf("V=SPF1 -all"));
-        assert!(!is_spf("v=spf10"));
-        assert!(!is_spf("v=spf1-all"));
+        for (text, spf) in [
+            ("v=spf1", true),
+            ("V=SPF1 -all", true),
+            ("v=spf10", false),
+            ("v=spf1-all", false),
+        ] {
+            assert_eq!(is_spf(text), spf, "{text}");
+        }
     }
 }
