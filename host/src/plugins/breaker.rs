@@ -153,76 +153,115 @@ impl PluginStats {
 mod tests {
     use super::*;
 
+    /// One step of a scenario: what is done to the breaker and what it must answer.
+    #[derive(Clone, Copy)]
+    enum Step {
+        /// `allows()` answers this.
+        Allows(bool),
+        /// `failure()` answers this (true: this failure opened the breaker).
+        Fails(bool),
+        Succeeds,
+        Abandons,
+        /// `position()` answers this.
+        Is(BreakerPosition),
+        /// Pacing past `open_ms`, not a timing assertion.
+        SleepMs(u64),
+    }
+    use Step::*;
+
+    /// Runs `steps` on a new breaker, naming the step that answered otherwise.
+    fn scenario(failures: u32, open_ms: u64, steps: &[Step]) {
+        let b = Breaker::new(BreakerConfig { failures, open_ms });
+        for (i, step) in steps.iter().enumerate() {
+            match *step {
+                Allows(expected) => assert_eq!(b.allows(), expected, "step {i}: allows"),
+                Fails(opens) => assert_eq!(b.failure(), opens, "step {i}: failure"),
+                Succeeds => b.success(),
+                Abandons => b.abandon(),
+                Is(position) => assert_eq!(b.position(), position, "step {i}: position"),
+                SleepMs(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            }
+        }
+    }
+
     #[test]
     fn opens_after_threshold_and_a_success_closes_it() {
-        let b = Breaker::new(BreakerConfig {
-            failures: 2,
-            open_ms: 60_000,
-        });
-        assert!(b.allows());
-        assert!(!b.failure());
-        assert!(b.failure());
-        assert_eq!(b.position(), BreakerPosition::Open);
-        assert!(!b.allows());
-        b.success();
-        assert_eq!(b.position(), BreakerPosition::Closed);
-        assert!(b.allows());
+        scenario(
+            2,
+            60_000,
+            &[
+                Allows(true),
+                Fails(false),
+                Fails(true),
+                Is(BreakerPosition::Open),
+                Allows(false),
+                Succeeds,
+                Is(BreakerPosition::Closed),
+                Allows(true),
+            ],
+        );
     }
 
     #[test]
     fn half_open_lets_exactly_one_trial_through() {
-        let b = Breaker::new(BreakerConfig {
-            failures: 1,
-            open_ms: 0,
-        });
-        assert!(b.failure());
-        // open_ms = 0: half-open at once; one caller gets the trial, the others are refused.
-        assert_eq!(b.position(), BreakerPosition::HalfOpen);
-        assert!(b.allows());
-        assert_eq!(b.position(), BreakerPosition::Trial);
-        assert!(!b.allows());
-        assert!(!b.allows());
-        // The trial succeeds: closed, everyone passes.
-        b.success();
-        assert!(b.allows());
-        assert!(b.allows());
+        scenario(
+            1,
+            0,
+            &[
+                Fails(true),
+                // open_ms = 0: half-open at once; one caller gets the trial, the others are
+                // refused.
+                Is(BreakerPosition::HalfOpen),
+                Allows(true),
+                Is(BreakerPosition::Trial),
+                Allows(false),
+                Allows(false),
+                // The trial succeeds: closed, everyone passes.
+                Succeeds,
+                Allows(true),
+                Allows(true),
+            ],
+        );
     }
 
     #[test]
     fn a_failed_trial_opens_the_breaker_again() {
-        let b = Breaker::new(BreakerConfig {
-            failures: 3,
-            open_ms: 50,
-        });
-        for _ in 0..2 {
-            assert!(!b.failure());
-        }
-        assert!(b.failure());
-        assert!(!b.allows());
-        // Pacing past open_ms, not a timing assertion.
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(b.allows(), "half-open after open_ms");
-        // One failure of the trial re-opens it (not `failures` of them).
-        assert!(b.failure());
-        assert_eq!(b.position(), BreakerPosition::Open);
-        assert!(!b.allows());
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(b.allows());
-        b.success();
-        assert_eq!(b.position(), BreakerPosition::Closed);
+        scenario(
+            3,
+            50,
+            &[
+                Fails(false),
+                Fails(false),
+                Fails(true),
+                Allows(false),
+                SleepMs(80),
+                // Half-open after open_ms.
+                Allows(true),
+                // One failure of the trial re-opens it (not `failures` of them).
+                Fails(true),
+                Is(BreakerPosition::Open),
+                Allows(false),
+                SleepMs(80),
+                Allows(true),
+                Succeeds,
+                Is(BreakerPosition::Closed),
+            ],
+        );
     }
 
     #[test]
     fn an_abandoned_trial_leaves_it_half_open() {
-        let b = Breaker::new(BreakerConfig {
-            failures: 1,
-            open_ms: 0,
-        });
-        assert!(b.failure());
-        assert!(b.allows());
-        assert!(!b.allows());
-        b.abandon();
-        assert_eq!(b.position(), BreakerPosition::HalfOpen);
-        assert!(b.allows());
+        scenario(
+            1,
+            0,
+            &[
+                Fails(true),
+                Allows(true),
+                Allows(false),
+                Abandons,
+                Is(BreakerPosition::HalfOpen),
+                Allows(true),
+            ],
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! Contract 0.1.0 (`wit/compat/0.1.0`): plugins built against it keep loading and working.
 //!
 //! Its imports are generated here; each 0.1 import calls the 0.2 implementation (the interfaces
-//! are identical, only their version differs), converting the few enum/variant/record types. Its hooks are called in `instance` through typed functions on the 0.2 Rust
-//! types, which wasmtime checks structurally against the 0.1 exports; only `data` (no
-//! authentication argument) and `delivery` (`message-id` instead of `queue-id`) differ in shape.
+//! are identical, only their version differs), converting the few enum/variant/record types.
+//! Its hooks are called in `instance` through typed functions on the 0.2 Rust types, which
+//! wasmtime checks structurally against the 0.1 exports; only `data` (no authentication
+//! argument) and `delivery` (`message-id` instead of `queue-id`) differ in shape.
 
 use wasmtime::component::{ComponentType, Lower, Resource};
 
@@ -43,123 +44,88 @@ impl v01::log::Host for HostState {
     }
 }
 
-impl v01::config::Host for HostState {
-    async fn get(&mut self, key: String) -> Option<v01::config::Value> {
-        use v01::config::Value as O;
-        use v02::config::Value as N;
-        Some(match v02::config::Host::get(self, key).await? {
-            N::Text(t) => O::Text(t),
-            N::Integer(i) => O::Integer(i),
-            N::Float(f) => O::Float(f),
-            N::Boolean(b) => O::Boolean(b),
-            N::TextList(l) => O::TextList(l),
-            N::Toml(t) => O::Toml(t),
-        })
+/// Implements 0.1 host traits by calling the same method of the 0.2 trait, with the same
+/// arguments; `=> convert` turns a 0.2 answer into the 0.1 type where the types differ.
+macro_rules! forward_to_v02 {
+    ($(impl $v01:path => $v02:path {
+        $(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $(=> $convert:expr)?;)*
+    })*) => {$(
+        impl $v01 for HostState {
+            $(async fn $name(&mut self, $($arg: $ty),*) -> $ret {
+                let answer = <Self as $v02>::$name(self, $($arg),*).await;
+                $(let answer = $convert(answer);)?
+                answer
+            })*
+        }
+    )*};
+}
+
+forward_to_v02! {
+    impl v01::config::Host => v02::config::Host {
+        fn get(key: String) -> Option<v01::config::Value> => config_value;
+        fn all() -> String;
     }
-    async fn all(&mut self) -> String {
-        v02::config::Host::all(self).await
+    impl v01::kv::Host => v02::kv::Host {
+        fn get(key: String) -> Result<Option<Vec<u8>>, String>;
+        fn put(key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), String>;
+        fn increment(key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, String>;
+        fn delete(key: String) -> Result<bool, String>;
+    }
+    impl v01::dns::Host => v02::dns::Host {
+        fn lookup_a(name: String) -> Result<Vec<String>, v01::dns::DnsError> => dns_answer;
+        fn lookup_aaaa(name: String) -> Result<Vec<String>, v01::dns::DnsError> => dns_answer;
+        fn lookup_mx(name: String) -> Result<Vec<v01::dns::MxRecord>, v01::dns::DnsError> => mx_records;
+        fn lookup_txt(name: String) -> Result<Vec<String>, v01::dns::DnsError> => dns_answer;
+        fn lookup_ptr(ip: String) -> Result<Vec<String>, v01::dns::DnsError> => dns_answer;
+    }
+    impl v01::clock::Host => v02::clock::Host {
+        fn now_ms() -> u64;
+    }
+    impl v01::message::HostMessage => v02::message::HostMessage {
+        fn size(this: Resource<MessageHandle>) -> u64;
+        fn header(this: Resource<MessageHandle>, name: String) -> Option<String>;
+        fn headers(this: Resource<MessageHandle>) -> Vec<(String, String)>;
+        fn read(this: Resource<MessageHandle>, offset: u64, length: u32) -> Vec<u8>;
+        fn body_offset(this: Resource<MessageHandle>) -> u64;
+        fn drop(this: Resource<MessageHandle>) -> wasmtime::Result<()>;
     }
 }
 
-impl v01::kv::Host for HostState {
-    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        v02::kv::Host::get(self, key).await
-    }
-    async fn put(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-        ttl_ms: Option<u64>,
-    ) -> Result<(), String> {
-        v02::kv::Host::put(self, key, value, ttl_ms).await
-    }
-    async fn increment(
-        &mut self,
-        key: String,
-        delta: i64,
-        ttl_ms: Option<u64>,
-    ) -> Result<i64, String> {
-        v02::kv::Host::increment(self, key, delta, ttl_ms).await
-    }
-    async fn delete(&mut self, key: String) -> Result<bool, String> {
-        v02::kv::Host::delete(self, key).await
-    }
+fn config_value(value: Option<v02::config::Value>) -> Option<v01::config::Value> {
+    use v01::config::Value as O;
+    use v02::config::Value as N;
+    Some(match value? {
+        N::Text(t) => O::Text(t),
+        N::Integer(i) => O::Integer(i),
+        N::Float(f) => O::Float(f),
+        N::Boolean(b) => O::Boolean(b),
+        N::TextList(l) => O::TextList(l),
+        N::Toml(t) => O::Toml(t),
+    })
 }
 
-fn dns_error(e: v02::dns::DnsError) -> v01::dns::DnsError {
+fn dns_answer<T>(answer: Result<T, v02::dns::DnsError>) -> Result<T, v01::dns::DnsError> {
     use v01::dns::DnsError as O;
     use v02::dns::DnsError as N;
-    match e {
+    answer.map_err(|e| match e {
         N::Nxdomain => O::Nxdomain,
         N::NoRecords => O::NoRecords,
         N::Timeout => O::Timeout,
         N::Other(why) => O::Other(why),
-    }
+    })
 }
 
-impl v01::dns::Host for HostState {
-    async fn lookup_a(&mut self, name: String) -> Result<Vec<String>, v01::dns::DnsError> {
-        v02::dns::Host::lookup_a(self, name)
-            .await
-            .map_err(dns_error)
-    }
-    async fn lookup_aaaa(&mut self, name: String) -> Result<Vec<String>, v01::dns::DnsError> {
-        v02::dns::Host::lookup_aaaa(self, name)
-            .await
-            .map_err(dns_error)
-    }
-    async fn lookup_mx(
-        &mut self,
-        name: String,
-    ) -> Result<Vec<v01::dns::MxRecord>, v01::dns::DnsError> {
-        let records = v02::dns::Host::lookup_mx(self, name)
-            .await
-            .map_err(dns_error)?;
-        Ok(records
-            .into_iter()
-            .map(|r| v01::dns::MxRecord {
-                preference: r.preference,
-                exchange: r.exchange,
-            })
-            .collect())
-    }
-    async fn lookup_txt(&mut self, name: String) -> Result<Vec<String>, v01::dns::DnsError> {
-        v02::dns::Host::lookup_txt(self, name)
-            .await
-            .map_err(dns_error)
-    }
-    async fn lookup_ptr(&mut self, ip: String) -> Result<Vec<String>, v01::dns::DnsError> {
-        v02::dns::Host::lookup_ptr(self, ip)
-            .await
-            .map_err(dns_error)
-    }
-}
-
-impl v01::clock::Host for HostState {
-    async fn now_ms(&mut self) -> u64 {
-        v02::clock::Host::now_ms(self).await
-    }
-}
-
-impl v01::message::HostMessage for HostState {
-    async fn size(&mut self, this: Resource<MessageHandle>) -> u64 {
-        v02::message::HostMessage::size(self, this).await
-    }
-    async fn header(&mut self, this: Resource<MessageHandle>, name: String) -> Option<String> {
-        v02::message::HostMessage::header(self, this, name).await
-    }
-    async fn headers(&mut self, this: Resource<MessageHandle>) -> Vec<(String, String)> {
-        v02::message::HostMessage::headers(self, this).await
-    }
-    async fn read(&mut self, this: Resource<MessageHandle>, offset: u64, length: u32) -> Vec<u8> {
-        v02::message::HostMessage::read(self, this, offset, length).await
-    }
-    async fn body_offset(&mut self, this: Resource<MessageHandle>) -> u64 {
-        v02::message::HostMessage::body_offset(self, this).await
-    }
-    async fn drop(&mut self, this: Resource<MessageHandle>) -> wasmtime::Result<()> {
-        v02::message::HostMessage::drop(self, this).await
-    }
+fn mx_records(
+    answer: Result<Vec<v02::dns::MxRecord>, v02::dns::DnsError>,
+) -> Result<Vec<v01::dns::MxRecord>, v01::dns::DnsError> {
+    let records = dns_answer(answer)?;
+    Ok(records
+        .into_iter()
+        .map(|r| v01::dns::MxRecord {
+            preference: r.preference,
+            exchange: r.exchange,
+        })
+        .collect())
 }
 
 impl v01::message::Host for HostState {}

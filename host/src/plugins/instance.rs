@@ -71,6 +71,34 @@ macro_rules! guest {
     }};
 }
 
+/// Calls `$call` on the instance's typed export for `$hook`: armed with the limits, bounded in
+/// time, a failure described in words.
+macro_rules! call_guest {
+    ($self:ident, $plugin:ident, $hook:ident, $call:ident($($arg:expr),*)) => {{
+        $self.arm($plugin.engine.fuel)?;
+        let guest = guest!($self, $plugin, $hook);
+        let result = bounded(&$self.limits, guest.$call(&mut $self.store, $($arg),*)).await;
+        result.map_err(|e| describe(e, &$self.store, &$self.limits))
+    }};
+}
+
+/// Puts `$message` in the instance's resource table for the one hook call `$call`, which gets a
+/// borrow of it as `$borrowed`, and deletes it after the call whatever its outcome (hence the
+/// `async` blocks inside `$call`: a `?` there ends the block, not the method).
+macro_rules! lending {
+    ($self:ident, $message:expr, |$borrowed:ident| $call:expr) => {{
+        let handle = $self
+            .store
+            .data_mut()
+            .table
+            .push(MessageHandle::new($message))?;
+        let $borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
+        let result = $call;
+        let _ = $self.store.data_mut().table.delete(handle);
+        result
+    }};
+}
+
 /// The hook methods whose contract 0.1 export has the same parameters: an earlier-contract
 /// plugin is called through [`LiveInstance::legacy`], a current one through its typed export;
 /// both armed with the limits and bounded in time.
@@ -83,10 +111,7 @@ macro_rules! hook_methods {
                     .await
                     .map(|(v,)| v);
             }
-            self.arm(plugin.engine.fuel)?;
-            let guest = guest!(self, plugin, $name);
-            let result = bounded(&self.limits, guest.$call(&mut self.store, $($arg),*)).await;
-            result.map_err(|e| describe(e, &self.store, &self.limits))
+            call_guest!(self, plugin, $name, $call($($arg),*))
         }
     )*};
 }
@@ -226,30 +251,18 @@ impl LiveInstance {
         s: &wit::SessionInfo,
         credentials: &auth_challenge::ChallengeResponse,
     ) -> Result<auth::AuthResult> {
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, auth_challenge);
-        let result = bounded(
-            &self.limits,
-            guest.call_check_response(&mut self.store, s, credentials),
-        )
-        .await;
-        let answer = result.map_err(|e| describe(e, &self.store, &self.limits))?;
+        let answer = call_guest!(
+            self,
+            plugin,
+            auth_challenge,
+            call_check_response(s, credentials)
+        )?;
         Ok(match answer {
             auth_challenge::ChallengeResult::Ok(identity) => auth::AuthResult::Ok(identity),
             auth_challenge::ChallengeResult::Invalid => auth::AuthResult::Invalid,
             auth_challenge::ChallengeResult::Unknown => auth::AuthResult::Unknown,
             auth_challenge::ChallengeResult::Tempfail(why) => auth::AuthResult::Tempfail(why),
         })
-    }
-
-    /// Puts the message in the instance's resource table for one hook call, which gets a borrow
-    /// of it; the caller deletes it after the call.
-    fn lend(&mut self, message: Arc<[u8]>) -> Result<wasmtime::component::Resource<MessageHandle>> {
-        Ok(self
-            .store
-            .data_mut()
-            .table
-            .push(MessageHandle::new(message))?)
     }
 
     pub async fn data(
@@ -260,37 +273,24 @@ impl LiveInstance {
         message: Arc<[u8]>,
         authentication: &data::Authentication,
     ) -> Result<data::DataResult> {
-        let handle = self.lend(message)?;
-        let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
-        let result = if Self::is_legacy(plugin) {
-            // 0.1 has no authentication argument.
-            self.legacy::<_, (data::DataResult,)>(plugin, Hook::Data, (s, envelope, borrowed))
+        lending!(self, message, |borrowed| {
+            if Self::is_legacy(plugin) {
+                // 0.1 has no authentication argument.
+                self.legacy::<_, (data::DataResult,)>(plugin, Hook::Data, (s, envelope, borrowed))
+                    .await
+                    .map(|(v,)| v)
+            } else {
+                async {
+                    call_guest!(
+                        self,
+                        plugin,
+                        data,
+                        call_on_data(s, envelope, borrowed, authentication)
+                    )
+                }
                 .await
-                .map(|(v,)| v)
-        } else {
-            self.data_current(plugin, s, envelope, borrowed, authentication)
-                .await
-        };
-        let _ = self.store.data_mut().table.delete(handle);
-        result
-    }
-
-    async fn data_current(
-        &mut self,
-        plugin: &LoadedPlugin,
-        s: &wit::SessionInfo,
-        envelope: &wit::Envelope,
-        message: wasmtime::component::Resource<MessageHandle>,
-        authentication: &data::Authentication,
-    ) -> Result<data::DataResult> {
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, data);
-        let result = bounded(
-            &self.limits,
-            guest.call_on_data(&mut self.store, s, envelope, message, authentication),
-        )
-        .await;
-        result.map_err(|e| describe(e, &self.store, &self.limits))
+            }
+        })
     }
 
     /// The outbound hook (contract 0.2 only) before one delivery attempt.
@@ -300,17 +300,9 @@ impl LiveInstance {
         attempt: &outbound::OutboundAttempt,
         message: Arc<[u8]>,
     ) -> Result<outbound::OutboundResult> {
-        self.arm(plugin.engine.fuel)?;
-        let handle = self.lend(message)?;
-        let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
-        let guest = guest!(self, plugin, outbound);
-        let result = bounded(
-            &self.limits,
-            guest.call_on_outbound(&mut self.store, attempt, borrowed),
-        )
-        .await;
-        let _ = self.store.data_mut().table.delete(handle);
-        result.map_err(|e| describe(e, &self.store, &self.limits))
+        lending!(self, message, |borrowed| {
+            async { call_guest!(self, plugin, outbound, call_on_outbound(attempt, borrowed)) }.await
+        })
     }
 
     /// Whether the plugin holds this recipient for ODMR collection. Only current-contract
@@ -321,14 +313,7 @@ impl LiveInstance {
         from: &wit::ReversePath,
         to: &wit::Recipient,
     ) -> Result<bool> {
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, route_hold);
-        let result = bounded(
-            &self.limits,
-            guest.call_on_route_hold(&mut self.store, from, to),
-        )
-        .await;
-        result.map_err(|e| describe(e, &self.store, &self.limits))
+        call_guest!(self, plugin, route_hold, call_on_route_hold(from, to))
     }
 
     pub async fn delivery(
@@ -343,10 +328,7 @@ impl LiveInstance {
                 .legacy::<_, ()>(plugin, Hook::Delivery, (&event,))
                 .await;
         }
-        self.arm(plugin.engine.fuel)?;
-        let guest = guest!(self, plugin, delivery);
-        let result = bounded(&self.limits, guest.call_on_delivery(&mut self.store, event)).await;
-        result.map_err(|e| describe(e, &self.store, &self.limits))
+        call_guest!(self, plugin, delivery, call_on_delivery(event))
     }
 }
 

@@ -86,8 +86,11 @@ fn load_inner(name: &str, config: &PluginConfig, cx: &LoadContext<'_>) -> Result
         .context("linking the component against the host imports")?;
     let (indices, legacy) = if contract == WIT_VERSION {
         let mut indices = hook_indices(&pre, &hooks)?;
-        indices.auth_challenge = auth_challenge_index(&component, &pre, &hooks)?;
-        indices.route_hold = route_hold_index(&component, &pre, &hooks)?;
+        let auth_challenge = hooks::auth_challenge::GuestIndices::new;
+        let route_hold = hooks::route_hold::GuestIndices::new;
+        indices.auth_challenge =
+            companion_index(&component, &pre, &hooks, &AUTH_CHALLENGE, auth_challenge)?;
+        indices.route_hold = companion_index(&component, &pre, &hooks, &ROUTE_HOLD, route_hold)?;
         (indices, BTreeMap::new())
     } else {
         (
@@ -286,7 +289,11 @@ pub fn inspect(
         };
         let found = check_version(name, version)?;
         agree(name, found)?;
-        if (interface == AUTH_CHALLENGE || interface == ROUTE_HOLD) && found != WIT_VERSION {
+        if [AUTH_CHALLENGE, ROUTE_HOLD]
+            .iter()
+            .any(|c| c.interface == interface)
+            && found != WIT_VERSION
+        {
             bail!("exports `{name}`, which {WIT_PACKAGE}@{found} does not define");
         }
         if let Some(hook) = Hook::from_name(interface) {
@@ -304,55 +311,59 @@ pub fn inspect(
     Ok((hooks, imports, contract.unwrap_or(WIT_VERSION)))
 }
 
-/// The challenge-response companion of the `auth` hook (contract 0.2).
-const AUTH_CHALLENGE: &str = "auth-challenge";
-
-/// The `auth-challenge` export of a current-contract plugin, if it has one. It extends the
-/// `auth` hook, so it comes with it: the auth pipeline is where it is asked.
-fn auth_challenge_index(
-    component: &Component,
-    pre: &InstancePre<HostState>,
-    hooks: &BTreeSet<Hook>,
-) -> Result<Option<hooks::auth_challenge::GuestIndices>> {
-    let name = format!("{WIT_PACKAGE}/{AUTH_CHALLENGE}@{WIT_VERSION}");
-    if component.get_export_index(None, &name).is_none() {
-        return Ok(None);
-    }
-    if !hooks.contains(&Hook::Auth) {
-        bail!(
-            "exports `{AUTH_CHALLENGE}` without `auth`: a challenge-response backend is asked              in the auth pipeline, so export `auth` too (it may answer `unknown`)"
-        );
-    }
-    hooks::auth_challenge::GuestIndices::new(pre)
-        .map(Some)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("export `{name}` does not match the contract"))
+/// An export of contract 0.2 that extends a hook: it is asked where that hook is asked (the auth
+/// pipeline, the route chain), so a plugin that exports it must export the hook too.
+struct Companion {
+    interface: &'static str,
+    extends: Hook,
+    /// Why it needs the hook it extends.
+    why: &'static str,
+    /// The hook's answer that leaves the decision to others, for a plugin that only needs it
+    /// for the companion.
+    neutral: &'static str,
 }
 
-/// The hold companion of the `route` hook (contract 0.2).
-const ROUTE_HOLD: &str = "route-hold";
+/// The challenge-response (CRAM-MD5) companion of the `auth` hook.
+const AUTH_CHALLENGE: Companion = Companion {
+    interface: "auth-challenge",
+    extends: Hook::Auth,
+    why: "a challenge-response backend is asked in the auth pipeline",
+    neutral: "unknown",
+};
 
-/// The `route-hold` export of a current-contract plugin, if it has one. It extends the `route`
-/// hook, so it comes with it: the route chain is where it is asked.
-fn route_hold_index(
+/// The ODMR hold companion of the `route` hook.
+const ROUTE_HOLD: Companion = Companion {
+    interface: "route-hold",
+    extends: Hook::Route,
+    why: "a hold is decided in the route chain",
+    neutral: "continue",
+};
+
+/// The export lookups of `companion` in a current-contract plugin, if it exports it.
+fn companion_index<T>(
     component: &Component,
     pre: &InstancePre<HostState>,
     hooks: &BTreeSet<Hook>,
-) -> Result<Option<hooks::route_hold::GuestIndices>> {
-    let name = format!("{WIT_PACKAGE}/{ROUTE_HOLD}@{WIT_VERSION}");
+    companion: &Companion,
+    new: impl FnOnce(&InstancePre<HostState>) -> wasmtime::Result<T>,
+) -> Result<Option<T>> {
+    let Companion {
+        interface,
+        extends,
+        why,
+        neutral,
+    } = companion;
+    let name = format!("{WIT_PACKAGE}/{interface}@{WIT_VERSION}");
     if component.get_export_index(None, &name).is_none() {
         return Ok(None);
     }
-    if !hooks.contains(&Hook::Route) {
+    if !hooks.contains(extends) {
         bail!(
-            "exports `{ROUTE_HOLD}` without `route`: a hold is decided in the route chain, so \
-             export `route` too (it may answer `continue`)"
+            "exports `{interface}` without `{extends}`: {why}, so export `{extends}` too (it may \
+             answer `{neutral}`)"
         );
     }
-    hooks::route_hold::GuestIndices::new(pre)
-        .map(Some)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("export `{name}` does not match the contract"))
+    guest_indices(pre, &name, new).map(Some)
 }
 
 /// The WASI packages linked for every plugin, through a context that grants nothing real
@@ -461,74 +472,42 @@ pub fn compatible(plugin: &str, host: &str) -> bool {
 fn hook_indices(pre: &InstancePre<HostState>, exported: &BTreeSet<Hook>) -> Result<HookIndices> {
     let mut indices = HookIndices::default();
     for hook in exported {
-        let context = || format!("export `{WIT_PACKAGE}/{hook}` does not match the contract");
+        let export = format!("{WIT_PACKAGE}/{hook}");
+        // Each hook's bindings module has its own `GuestIndices` type: one row per hook.
+        macro_rules! lookup {
+            ($module:ident) => {
+                Some(guest_indices(
+                    pre,
+                    &export,
+                    hooks::$module::GuestIndices::new,
+                )?)
+            };
+        }
         match hook {
-            Hook::Connect => {
-                indices.connect = Some(
-                    hooks::connect::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
-            Hook::Ehlo => {
-                indices.ehlo = Some(
-                    hooks::ehlo::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
-            Hook::Auth => {
-                indices.auth = Some(
-                    hooks::auth::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
-            Hook::Mail => {
-                indices.mail = Some(
-                    hooks::mail::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
-            Hook::Rcpt => {
-                indices.rcpt = Some(
-                    hooks::rcpt::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
-            Hook::Data => {
-                indices.data = Some(
-                    hooks::data::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
-            Hook::Route => {
-                indices.route = Some(
-                    hooks::route::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
-            Hook::Delivery => {
-                indices.delivery = Some(
-                    hooks::delivery::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
-            Hook::Outbound => {
-                indices.outbound = Some(
-                    hooks::outbound::GuestIndices::new(pre)
-                        .map_err(anyhow::Error::from)
-                        .with_context(context)?,
-                )
-            }
+            Hook::Connect => indices.connect = lookup!(connect),
+            Hook::Ehlo => indices.ehlo = lookup!(ehlo),
+            Hook::Auth => indices.auth = lookup!(auth),
+            Hook::Mail => indices.mail = lookup!(mail),
+            Hook::Rcpt => indices.rcpt = lookup!(rcpt),
+            Hook::Data => indices.data = lookup!(data),
+            Hook::Route => indices.route = lookup!(route),
+            Hook::Delivery => indices.delivery = lookup!(delivery),
+            Hook::Outbound => indices.outbound = lookup!(outbound),
         }
     }
     Ok(indices)
+}
+
+/// One interface's export lookups (`GuestIndices::new` of its bindings module), an error naming
+/// `export` when the plugin's export does not match the contract.
+fn guest_indices<T>(
+    pre: &InstancePre<HostState>,
+    export: &str,
+    new: impl FnOnce(&InstancePre<HostState>) -> wasmtime::Result<T>,
+) -> Result<T> {
+    new(pre)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("export `{export}` does not match the contract"))
 }
 
 #[cfg(test)]
@@ -537,9 +516,21 @@ mod tests {
 
     #[test]
     fn semver_rules_for_zero_versions() {
-        assert!(compatible("0.1.0", "0.1.0"));
-        assert!(compatible("0.1.7", "0.1.0"));
-        assert!(!compatible("0.2.0", "0.1.0"));
+        // (plugin, host, compatible): 0.x needs the same minor, later majors the same major.
+        for (plugin, host, expected) in [
+            ("0.1.0", "0.1.0", true),
+            ("0.1.7", "0.1.0", true),
+            ("0.2.0", "0.1.0", false),
+            ("1.4.0", "1.0.0", true),
+            ("2.0.0", "1.0.0", false),
+            ("garbage", "0.1.0", false),
+        ] {
+            assert_eq!(
+                compatible(plugin, host),
+                expected,
+                "{plugin} against {host}"
+            );
+        }
         assert_eq!(check_version("x", Some("0.1.3")).unwrap(), "0.1.0");
         assert_eq!(check_version("x", Some("0.2.0")).unwrap(), "0.2.0");
         assert!(check_version("x", Some("0.3.0")).is_err());
@@ -550,9 +541,6 @@ mod tests {
         assert!(e.to_string().contains("\"http\""), "{e}");
         assert!(check_wasi_import("wasi:http/outgoing-handler@0.2.0", &[Grant::Http]).is_ok());
         assert!(check_wasi_import("wasi:keyvalue/store@0.2.0", &[Grant::Http]).is_err());
-        assert!(compatible("1.4.0", "1.0.0"));
-        assert!(!compatible("2.0.0", "1.0.0"));
-        assert!(!compatible("garbage", "0.1.0"));
         assert_eq!(
             mailwit_interface("mailwit:plugin/kv@0.1.0"),
             Some(("kv", Some("0.1.0")))

@@ -3,68 +3,38 @@
 
 use std::net::IpAddr;
 
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::{IntoName, Name, RData, RecordType};
 
 use crate::plugins::bindings::mailwit::plugin::dns::{DnsError, Host, MxRecord};
 use crate::plugins::state::HostState;
 
 impl HostState {
-    async fn lookup_a_uncounted(&mut self, name: String) -> Result<Vec<String>, DnsError> {
+    /// Looks `name` up for `record` through the plugin's resolver, keeps what `pick` takes from
+    /// the records, and counts the lookup.
+    async fn lookup<T>(
+        &mut self,
+        name: impl IntoName,
+        record: RecordType,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Result<Vec<T>, DnsError> {
         let dns = self.ctx.dns.clone();
-        let resolver = dns.resolver().await?;
-        dns.lookup(resolver.ipv4_lookup(name.as_str()), |d| match d {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .await
-    }
-
-    async fn lookup_aaaa_uncounted(&mut self, name: String) -> Result<Vec<String>, DnsError> {
-        let dns = self.ctx.dns.clone();
-        let resolver = dns.resolver().await?;
-        dns.lookup(resolver.ipv6_lookup(name.as_str()), |d| match d {
-            RData::AAAA(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .await
-    }
-
-    async fn lookup_mx_uncounted(&mut self, name: String) -> Result<Vec<MxRecord>, DnsError> {
-        let dns = self.ctx.dns.clone();
-        let resolver = dns.resolver().await?;
-        dns.lookup(resolver.mx_lookup(name.as_str()), |d| match d {
-            RData::MX(mx) => Some(MxRecord {
-                preference: mx.preference,
-                exchange: mx.exchange.to_string(),
-            }),
-            _ => None,
-        })
-        .await
-    }
-
-    async fn lookup_txt_uncounted(&mut self, name: String) -> Result<Vec<String>, DnsError> {
-        let dns = self.ctx.dns.clone();
-        let resolver = dns.resolver().await?;
-        dns.lookup(resolver.txt_lookup(name.as_str()), crate::dns::txt_text)
-            .await
-    }
-
-    async fn lookup_ptr_uncounted(&mut self, ip: String) -> Result<Vec<String>, DnsError> {
-        let Ok(addr) = ip.parse::<IpAddr>() else {
-            return Err(DnsError::Other(format!("not an IP address: {ip:?}")));
+        let result = match dns.resolver().await {
+            Ok(resolver) => dns.lookup(resolver.lookup(name, record), pick).await,
+            Err(e) => Err(e),
         };
-        let dns = self.ctx.dns.clone();
-        let resolver = dns.resolver().await?;
-        let name = hickory_resolver::proto::rr::Name::from(addr);
-        dns.lookup(resolver.reverse_lookup(name), |d| match d {
-            RData::PTR(ptr) => Some(ptr.0.to_string()),
-            _ => None,
-        })
-        .await
+        self.counted(record, result)
     }
 
     /// Counts a lookup by record type and outcome in the server's metrics.
-    fn counted<T>(&self, record: &'static str, result: Result<T, DnsError>) -> Result<T, DnsError> {
+    fn counted<T>(&self, record: RecordType, result: Result<T, DnsError>) -> Result<T, DnsError> {
+        let r#type = match record {
+            RecordType::A => "a",
+            RecordType::AAAA => "aaaa",
+            RecordType::MX => "mx",
+            RecordType::TXT => "txt",
+            RecordType::PTR => "ptr",
+            _ => "other",
+        };
         let outcome = match &result {
             Ok(_) => "ok",
             Err(DnsError::Nxdomain) => "nxdomain",
@@ -75,10 +45,7 @@ impl HostState {
         self.ctx
             .metrics
             .dns_lookups
-            .get_or_create(&crate::metrics::DnsLabels {
-                r#type: record,
-                outcome,
-            })
+            .get_or_create(&crate::metrics::DnsLabels { r#type, outcome })
             .inc();
         result
     }
@@ -86,27 +53,46 @@ impl HostState {
 
 impl Host for HostState {
     async fn lookup_a(&mut self, name: String) -> Result<Vec<String>, DnsError> {
-        let result = self.lookup_a_uncounted(name).await;
-        self.counted("a", result)
+        self.lookup(name.as_str(), RecordType::A, |d| match d {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .await
     }
 
     async fn lookup_aaaa(&mut self, name: String) -> Result<Vec<String>, DnsError> {
-        let result = self.lookup_aaaa_uncounted(name).await;
-        self.counted("aaaa", result)
+        self.lookup(name.as_str(), RecordType::AAAA, |d| match d {
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .await
     }
 
     async fn lookup_mx(&mut self, name: String) -> Result<Vec<MxRecord>, DnsError> {
-        let result = self.lookup_mx_uncounted(name).await;
-        self.counted("mx", result)
+        self.lookup(name.as_str(), RecordType::MX, |d| match d {
+            RData::MX(mx) => Some(MxRecord {
+                preference: mx.preference,
+                exchange: mx.exchange.to_string(),
+            }),
+            _ => None,
+        })
+        .await
     }
 
     async fn lookup_txt(&mut self, name: String) -> Result<Vec<String>, DnsError> {
-        let result = self.lookup_txt_uncounted(name).await;
-        self.counted("txt", result)
+        self.lookup(name.as_str(), RecordType::TXT, crate::dns::txt_text)
+            .await
     }
 
     async fn lookup_ptr(&mut self, ip: String) -> Result<Vec<String>, DnsError> {
-        let result = self.lookup_ptr_uncounted(ip).await;
-        self.counted("ptr", result)
+        let Ok(addr) = ip.parse::<IpAddr>() else {
+            let refused = Err(DnsError::Other(format!("not an IP address: {ip:?}")));
+            return self.counted(RecordType::PTR, refused);
+        };
+        self.lookup(Name::from(addr), RecordType::PTR, |d| match d {
+            RData::PTR(ptr) => Some(ptr.0.to_string()),
+            _ => None,
+        })
+        .await
     }
 }

@@ -230,21 +230,12 @@ impl EmbeddedKv {
     }
 
     /// Runs `change` on the current live value of `key` in one write transaction; it returns
-    /// the record to store (None: leave the key as it is) and the answer. `durable`: the commit
-    /// is on disk when this returns; otherwise the next flush puts it there.
-    fn update_blocking<T>(
+    /// the record to store (None: leave the key as it is) and the answer. `_writer`: the writer
+    /// lock, which the caller holds for the whole update. `durable`: the commit is on disk when
+    /// this returns; otherwise the next flush puts it there.
+    fn update<T>(
         &self,
-        key: &str,
-        durable: bool,
-        change: impl FnOnce(Option<(u64, &[u8])>, u64) -> Result<(Option<Vec<u8>>, T), String>,
-    ) -> Result<T, String> {
-        let _writer = self.shared.lock_writer();
-        self.update_locked(key, durable, change)
-    }
-
-    /// [`EmbeddedKv::update_blocking`] for a caller that holds the writer lock.
-    fn update_locked<T>(
-        &self,
+        _writer: &MutexGuard<'_, ()>,
         key: &str,
         durable: bool,
         change: impl FnOnce(Option<(u64, &[u8])>, u64) -> Result<(Option<Vec<u8>>, T), String>,
@@ -364,7 +355,7 @@ impl KvStore for EmbeddedKv {
         }
         let key = key.to_string();
         self.blocking(move |kv| {
-            kv.update_blocking(&key, true, |_, now| {
+            kv.update(&kv.shared.lock_writer(), &key, true, |_, now| {
                 Ok((Some(encode(&value, expiry(ttl, now))), ()))
             })
         })
@@ -376,12 +367,15 @@ impl KvStore for EmbeddedKv {
         // Uncontended, a non-durable commit is microseconds of memory work: cheaper inline than
         // a hop to the blocking pool and back (two thread wake-ups per counter). When another
         // write (a durable one, or the flush) holds the writer, wait on the blocking pool.
-        if let Ok(_writer) = self.shared.writer.try_lock() {
-            return self.update_locked(key, false, count(key, delta, ttl));
+        if let Ok(writer) = self.shared.writer.try_lock() {
+            return self.update(&writer, key, false, count(key, delta, ttl));
         }
         let key = key.to_string();
-        self.blocking(move |kv| kv.update_blocking(&key, false, count(&key, delta, ttl)))
-            .await
+        self.blocking(move |kv| {
+            let writer = kv.shared.lock_writer();
+            kv.update(&writer, &key, false, count(&key, delta, ttl))
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, String> {

@@ -131,45 +131,28 @@ async fn call_plugin_unmeasured(
     let instance = slot.as_mut().expect("instantiated above");
     let loaded = &entry.loaded;
     PluginStats::bump(&entry.stats.calls);
-    let result = match call {
-        HookCall::Connect(s) => instance.connect(loaded, s).await.map(HookOutput::Verdict),
-        HookCall::Ehlo(s, name) => instance
-            .ehlo(loaded, s, name)
-            .await
-            .map(HookOutput::Verdict),
-        HookCall::Auth(s, c) => instance.auth(loaded, s, c).await.map(HookOutput::Auth),
-        HookCall::AuthChallenge(s, c) => instance
-            .auth_challenge(loaded, s, c)
-            .await
-            .map(HookOutput::Auth),
-        HookCall::Mail(s, from) => instance
-            .mail(loaded, s, from)
-            .await
-            .map(HookOutput::Verdict),
-        HookCall::Rcpt(s, from, to) => instance
-            .rcpt(loaded, s, from, to)
-            .await
-            .map(HookOutput::Rcpt),
-        HookCall::Data(s, env, msg, authentication) => instance
-            .data(loaded, s, env, msg, authentication)
-            .await
-            .map(HookOutput::Data),
-        HookCall::Route(from, to) => instance
-            .route(loaded, from, to)
-            .await
-            .map(HookOutput::Route),
-        HookCall::RouteHold(from, to) => instance
-            .route_hold(loaded, from, to)
-            .await
-            .map(HookOutput::Hold),
-        HookCall::Delivery(event) => instance
-            .delivery(loaded, event)
-            .await
-            .map(|()| HookOutput::Delivered),
-        HookCall::Outbound(attempt, msg) => instance
-            .outbound(loaded, attempt, msg)
-            .await
-            .map(HookOutput::Outbound),
+    // One row per call: the arguments, the instance's method, and how its answer is given.
+    macro_rules! dispatch {
+        ($($call:ident($($arg:ident),*) => $method:ident, $output:expr;)*) => {
+            match call {
+                $(HookCall::$call($($arg),*) => {
+                    instance.$method(loaded, $($arg),*).await.map($output)
+                })*
+            }
+        };
+    }
+    let result = dispatch! {
+        Connect(s) => connect, HookOutput::Verdict;
+        Ehlo(s, name) => ehlo, HookOutput::Verdict;
+        Auth(s, c) => auth, HookOutput::Auth;
+        AuthChallenge(s, c) => auth_challenge, HookOutput::Auth;
+        Mail(s, from) => mail, HookOutput::Verdict;
+        Rcpt(s, from, to) => rcpt, HookOutput::Rcpt;
+        Data(s, env, msg, authentication) => data, HookOutput::Data;
+        Route(from, to) => route, HookOutput::Route;
+        RouteHold(from, to) => route_hold, HookOutput::Hold;
+        Delivery(event) => delivery, |()| HookOutput::Delivered;
+        Outbound(attempt, msg) => outbound, HookOutput::Outbound;
     };
     let checked = result.and_then(check_output);
     match checked {
@@ -190,41 +173,13 @@ fn check_output(output: HookOutput) -> anyhow::Result<HookOutput> {
     match &output {
         HookOutput::Data(result) => {
             let mods = &result.modifications;
-            if mods.len() > MAX_MODIFICATIONS {
-                anyhow::bail!(
-                    "returned {} modifications (at most {MAX_MODIFICATIONS})",
-                    mods.len()
-                );
-            }
-            let bytes: usize = mods.iter().map(modification_size).sum();
-            if bytes > MAX_MODIFICATION_BYTES {
-                anyhow::bail!(
-                    "returned {bytes} bytes of modifications (at most {MAX_MODIFICATION_BYTES})"
-                );
-            }
+            let bytes = mods.iter().map(modification_size).sum();
+            check_volume("modifications", mods.len(), bytes)?;
         }
         HookOutput::Outbound(result) => {
             let edits = &result.headers;
-            if edits.len() > MAX_MODIFICATIONS {
-                anyhow::bail!(
-                    "returned {} header edits (at most {MAX_MODIFICATIONS})",
-                    edits.len()
-                );
-            }
-            let bytes: usize = edits
-                .iter()
-                .map(|e| match e {
-                    outbound::HeaderEdit::Add(f) | outbound::HeaderEdit::Replace(f) => {
-                        f.name.len() + f.value.len()
-                    }
-                    outbound::HeaderEdit::Remove(name) => name.len(),
-                })
-                .sum();
-            if bytes > MAX_MODIFICATION_BYTES {
-                anyhow::bail!(
-                    "returned {bytes} bytes of header edits (at most {MAX_MODIFICATION_BYTES})"
-                );
-            }
+            let bytes = edits.iter().map(header_edit_size).sum();
+            check_volume("header edits", edits.len(), bytes)?;
         }
         HookOutput::Rcpt(result) => {
             if let Some(address) = &result.rewrite
@@ -246,6 +201,27 @@ fn check_output(output: HookOutput) -> anyhow::Result<HookOutput> {
         _ => {}
     }
     Ok(output)
+}
+
+/// Modifications (or header edits) of one answer: at most `MAX_MODIFICATIONS` of them and
+/// `MAX_MODIFICATION_BYTES` in all.
+fn check_volume(what: &str, count: usize, bytes: usize) -> anyhow::Result<()> {
+    if count > MAX_MODIFICATIONS {
+        anyhow::bail!("returned {count} {what} (at most {MAX_MODIFICATIONS})");
+    }
+    if bytes > MAX_MODIFICATION_BYTES {
+        anyhow::bail!("returned {bytes} bytes of {what} (at most {MAX_MODIFICATION_BYTES})");
+    }
+    Ok(())
+}
+
+fn header_edit_size(edit: &outbound::HeaderEdit) -> usize {
+    match edit {
+        outbound::HeaderEdit::Add(f) | outbound::HeaderEdit::Replace(f) => {
+            f.name.len() + f.value.len()
+        }
+        outbound::HeaderEdit::Remove(name) => name.len(),
+    }
 }
 
 fn modification_size(m: &data::Modification) -> usize {

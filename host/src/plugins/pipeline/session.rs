@@ -8,6 +8,7 @@ use super::call::{HookCall, HookOutput, MAX_REPLY_TEXT, call_plugin, failed, fai
 use super::sanitize::{clean_text, sanitize};
 use crate::config::plugins::OnError;
 use crate::plugins::bindings::exports::mailwit::plugin::data;
+use crate::plugins::bindings::mailwit::plugin::types as wit;
 use crate::plugins::convert;
 use crate::plugins::generation::{Generation, Pipeline, PluginEntry};
 use crate::plugins::instance::LiveInstance;
@@ -181,6 +182,75 @@ impl PipelineSession {
     }
 }
 
+/// What one plugin's answer means for the rest of its chain: `Some(verdict)` ends the chain
+/// with that verdict, `None` goes on to the next plugin.
+impl PipelineSession {
+    /// One plugin's rcpt answer (`None`: it failed); an accepted rewrite becomes `current` for
+    /// the plugins after it and is noted in `rewrite`.
+    fn rcpt_answer(
+        &self,
+        entry: &PluginEntry,
+        session: &SessionInfo,
+        output: Option<HookOutput>,
+        current: &mut wit::Recipient,
+        rewrite: &mut Option<String>,
+    ) -> Option<Verdict> {
+        let result = match output {
+            Some(HookOutput::Rcpt(result)) => convert::rcpt_result(result),
+            Some(_) => unreachable!("rcpt returns rcpt results"),
+            None => return failure_verdict(entry.loaded.config.on_error),
+        };
+        if let Some(address) = &result.rewrite
+            && let Some(refusal) = self.relay_refusal(entry, session, address)
+        {
+            return Some(refusal);
+        }
+        if let Some(address) = result.rewrite {
+            // Later plugins and the core see the rewritten address.
+            current.address = address.clone();
+            *rewrite = Some(address);
+        }
+        decisive(sanitize(result.verdict, Hook::Rcpt))
+    }
+
+    /// One plugin's data answer (`None`: it failed); its modifications are added to
+    /// `modifications`.
+    fn data_answer(
+        &self,
+        entry: &PluginEntry,
+        session: &SessionInfo,
+        output: Option<HookOutput>,
+        modifications: &mut Vec<crate::policy::Modification>,
+    ) -> Option<Verdict> {
+        let result = match output {
+            Some(HookOutput::Data(result)) => result,
+            Some(_) => unreachable!("data returns data results"),
+            None => return failure_verdict(entry.loaded.config.on_error),
+        };
+        if let Some(address) = self.off_site_addition(entry, session, &result) {
+            // The plugin overstepped: its answer is dropped as a failure.
+            failed(
+                entry,
+                &self.session_id,
+                Hook::Data,
+                &format!(
+                    "relay control: add-recipient <{address}> would send an unauthenticated \
+                     session's mail off-site, and the plugin has no \"relay\" grant"
+                ),
+                true,
+            );
+            return failure_verdict(entry.loaded.config.on_error);
+        }
+        modifications.extend(result.modifications.into_iter().map(convert::modification));
+        decisive(sanitize(convert::verdict(result.verdict), Hook::Data))
+    }
+}
+
+/// A verdict other than `Continue` ends the chain.
+fn decisive(verdict: Verdict) -> Option<Verdict> {
+    (verdict != Verdict::Continue).then_some(verdict)
+}
+
 enum VerdictArg<'a> {
     Connect,
     Ehlo(&'a str),
@@ -285,33 +355,11 @@ impl SessionHooks for PipelineSession {
         let f = convert::reverse_path(from);
         let mut current = convert::recipient(rcpt);
         for entry in &chain {
-            match self.call(entry, HookCall::Rcpt(&s, &f, &current)).await {
-                Some(HookOutput::Rcpt(result)) => {
-                    let result = convert::rcpt_result(result);
-                    if let Some(rewrite) = &result.rewrite
-                        && let Some(refusal) = self.relay_refusal(entry, session, rewrite)
-                    {
-                        outcome.verdict = refusal;
-                        return outcome;
-                    }
-                    if let Some(rewrite) = result.rewrite {
-                        // Later plugins and the core see the rewritten address.
-                        current.address = rewrite.clone();
-                        outcome.rewrite = Some(rewrite);
-                    }
-                    let verdict = sanitize(result.verdict, Hook::Rcpt);
-                    if verdict != Verdict::Continue {
-                        outcome.verdict = verdict;
-                        return outcome;
-                    }
-                }
-                Some(_) => unreachable!("rcpt returns rcpt results"),
-                None => {
-                    if let Some(v) = failure_verdict(entry.loaded.config.on_error) {
-                        outcome.verdict = v;
-                        return outcome;
-                    }
-                }
+            let output = self.call(entry, HookCall::Rcpt(&s, &f, &current)).await;
+            let rewrite = &mut outcome.rewrite;
+            if let Some(verdict) = self.rcpt_answer(entry, session, output, &mut current, rewrite) {
+                outcome.verdict = verdict;
+                return outcome;
             }
         }
         outcome
@@ -338,49 +386,12 @@ impl SessionHooks for PipelineSession {
         // One copy shared by every plugin of the chain (the resource reads from it).
         let bytes: Arc<[u8]> = Arc::from(message.bytes);
         for entry in &chain {
-            match self
-                .call(
-                    entry,
-                    HookCall::Data(&s, &e, bytes.clone(), &authentication),
-                )
-                .await
-            {
-                Some(HookOutput::Data(result)) => {
-                    if let Some(address) = self.off_site_addition(entry, session, &result) {
-                        // The plugin overstepped: its answer is dropped as a failure.
-                        failed(
-                            entry,
-                            &self.session_id,
-                            Hook::Data,
-                            &format!(
-                                "relay control: add-recipient <{address}> would send an \
-                                 unauthenticated session's mail off-site, and the plugin has no \
-                                 \"relay\" grant"
-                            ),
-                            true,
-                        );
-                        if let Some(v) = failure_verdict(entry.loaded.config.on_error) {
-                            outcome.verdict = v;
-                            return outcome;
-                        }
-                        continue;
-                    }
-                    outcome
-                        .modifications
-                        .extend(result.modifications.into_iter().map(convert::modification));
-                    let verdict = sanitize(convert::verdict(result.verdict), Hook::Data);
-                    if verdict != Verdict::Continue {
-                        outcome.verdict = verdict;
-                        return outcome;
-                    }
-                }
-                Some(_) => unreachable!("data returns data results"),
-                None => {
-                    if let Some(v) = failure_verdict(entry.loaded.config.on_error) {
-                        outcome.verdict = v;
-                        return outcome;
-                    }
-                }
+            let call = HookCall::Data(&s, &e, bytes.clone(), &authentication);
+            let output = self.call(entry, call).await;
+            let modifications = &mut outcome.modifications;
+            if let Some(verdict) = self.data_answer(entry, session, output, modifications) {
+                outcome.verdict = verdict;
+                return outcome;
             }
         }
         outcome
