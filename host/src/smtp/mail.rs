@@ -37,12 +37,7 @@ impl Session {
         ])?;
         let from = ReversePath {
             address: path.address,
-            size: params.size,
-            body: params.body,
-            smtputf8: params.smtputf8,
-            ret: params.ret,
-            envid: params.envid,
-            requiretls: params.requiretls,
+            ..params
         };
         self.phase = Phase::Pending(Pending::Mail(from.clone()));
         Some(Event::Mail(from))

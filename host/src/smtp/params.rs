@@ -4,24 +4,7 @@
 //! A parameter we do not advertise gets 555 5.5.4; a duplicate or malformed one 501 5.5.4.
 
 use super::reply::{self, Static};
-use crate::mail::{BodyType, DsnRet, Notify, xtext};
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MailParams {
-    pub size: Option<u64>,
-    pub body: Option<BodyType>,
-    pub smtputf8: bool,
-    pub ret: Option<DsnRet>,
-    pub envid: Option<String>,
-    /// RFC 8689; the caller refuses it where it is not offered (before STARTTLS).
-    pub requiretls: bool,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RcptParams {
-    pub notify: Option<Notify>,
-    pub orcpt: Option<String>,
-}
+use crate::mail::{BodyType, DsnRet, Notify, Recipient, ReversePath, xtext};
 
 /// Splits "KEY[=VALUE]" words; keys are case-insensitive.
 fn words(rest: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
@@ -41,9 +24,11 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), Static> {
     Ok(())
 }
 
+/// MAIL's parameters, straight into the envelope's `ReversePath` (the caller sets `address`).
 /// `auth_param` allows RFC 4954's `AUTH=` (advertised with AUTH); its value is validated and ignored.
-pub fn parse_mail(rest: &str, auth_param: bool) -> Result<MailParams, Static> {
-    let mut params = MailParams::default();
+/// REQUIRETLS is parsed everywhere; the caller refuses it where it is not offered (before STARTTLS).
+pub fn parse_mail(rest: &str, auth_param: bool) -> Result<ReversePath, Static> {
+    let mut params = ReversePath::default();
     let mut seen_smtputf8 = false;
     let mut seen_auth = false;
     for (key, value) in words(rest) {
@@ -101,8 +86,9 @@ pub fn parse_mail(rest: &str, auth_param: bool) -> Result<MailParams, Static> {
     Ok(params)
 }
 
-pub fn parse_rcpt(rest: &str) -> Result<RcptParams, Static> {
-    let mut params = RcptParams::default();
+/// RCPT's parameters, straight into the envelope's `Recipient` (the caller sets `address`).
+pub fn parse_rcpt(rest: &str) -> Result<Recipient, Static> {
+    let mut params = Recipient::default();
     for (key, value) in words(rest) {
         if key.eq_ignore_ascii_case("NOTIFY") {
             set_once(

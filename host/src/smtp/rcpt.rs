@@ -31,8 +31,7 @@ impl Session {
         self.guard(&[(path.utf8 && !smtputf8, reply::UTF8_NOT_PERMITTED)])?;
         let rcpt = Recipient {
             address: path.address,
-            notify: params.notify,
-            orcpt: params.orcpt,
+            ..params
         };
         self.phase = Phase::Pending(Pending::Rcpt(rcpt.clone()));
         Some(Event::Rcpt(rcpt))
