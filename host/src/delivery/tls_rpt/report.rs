@@ -8,15 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{Counts, Failure, Policy};
 
+/// RFC 8460 §4.4's JSON: its member names are the fields' names in kebab-case.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Report {
-    #[serde(rename = "organization-name")]
     pub organization_name: String,
-    #[serde(rename = "date-range")]
     pub date_range: DateRange,
-    #[serde(rename = "contact-info")]
     pub contact_info: String,
-    #[serde(rename = "report-id")]
     pub report_id: String,
     pub policies: Vec<PolicyResult>,
 }
@@ -30,14 +28,11 @@ pub struct DateRange {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct PolicyResult {
     pub policy: Policy,
     pub summary: Summary,
-    #[serde(
-        rename = "failure-details",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failure_details: Vec<FailureDetail>,
 }
 
