@@ -217,19 +217,21 @@ mod tests {
 
     #[tokio::test]
     async fn v1_malformed_is_refused() {
-        for bad in [
-            &b"PROXY TCP4 192.0.2.7 10.0.0.1 40000\r\n"[..],
-            b"PROXY TCP4 2001:db8::1 10.0.0.1 1 2\r\n",
-            b"PROXY TCP4 192.0.2.7 10.0.0.1 040000 25\r\n",
-            b"PROXY TCP4 192.0.2.7 10.0.0.1 70000 25\r\n",
-            b"PROXY TCP5 a b 1 2\r\n",
-            b"EHLO mail.example.test\r\n",
-            b"PROXY TCP4 192.0.2.7 10.0.0.1 1 2\n",
-        ] {
+        // (header, what is wrong with it): the reason names the rule each case breaks.
+        #[rustfmt::skip]
+        let cases: [(&str, &str); 7] = [
+            ("PROXY TCP4 192.0.2.7 10.0.0.1 40000\r\n",       "a port is missing"),
+            ("PROXY TCP4 2001:db8::1 10.0.0.1 1 2\r\n",       "an IPv6 source under TCP4"),
+            ("PROXY TCP4 192.0.2.7 10.0.0.1 040000 25\r\n",   "a port with a leading zero"),
+            ("PROXY TCP4 192.0.2.7 10.0.0.1 70000 25\r\n",    "a port above 65535"),
+            ("PROXY TCP5 a b 1 2\r\n",                        "an unknown protocol"),
+            ("EHLO mail.example.test\r\n",                    "no PROXY header at all"),
+            ("PROXY TCP4 192.0.2.7 10.0.0.1 1 2\n",           "a bare LF ends the line"),
+        ];
+        for (header, wrong) in cases {
             assert!(
-                read(bad).await.0.is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
+                read(header.as_bytes()).await.0.is_err(),
+                "{wrong}: {header:?}"
             );
         }
         let long = format!("PROXY TCP4 {}\r\n", "1".repeat(200));
