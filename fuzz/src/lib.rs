@@ -5,9 +5,9 @@
 //! the Wasm plugins for a target the nightly toolchain may lack. The fuzzed code sits in the layers
 //! that use none of that and nothing above them: `mail` (headers, addresses, envelope, xtext),
 //! `smtp` (the sans-IO session), `policy` (the hook seam and the data hook's modifications),
-//! `config` (the loader) and the downstream reply parser. They are compiled here as modules with
-//! the same paths (`crate::mail`, `crate::smtp`, ...), unchanged: if one of them starts to use a
-//! module above it, this crate stops building.
+//! `config` (the loader, with `secret`, its redacting string type) and the downstream reply
+//! parser. They are compiled here as modules with the same paths (`crate::mail`, `crate::smtp`,
+//! ...), unchanged: if one of them starts to use a module above it, this crate stops building.
 #![allow(dead_code, unused_imports)]
 
 #[path = "../../host/src/mail/mod.rs"]
@@ -21,6 +21,9 @@ pub mod policy;
 
 #[path = "../../host/src/config/mod.rs"]
 pub mod config;
+
+#[path = "../../host/src/secret.rs"]
+pub mod secret;
 
 #[path = "../../host/src/delivery/smtp_client/reply.rs"]
 pub mod downstream_reply;

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod plugins;
 pub mod policy;
 pub mod queue;
+pub mod secret;
 pub mod server;
 pub mod smtp;
 pub mod spool;

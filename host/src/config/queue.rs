@@ -236,7 +236,7 @@ pub struct DomainRoute {
 #[serde(deny_unknown_fields)]
 pub struct CredentialsConfig {
     pub username: String,
-    pub password: String,
+    pub password: crate::secret::Secret,
 }
 
 impl RoutesConfig {

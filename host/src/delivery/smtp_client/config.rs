@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::tls::TlsVerify;
 use crate::policy::TlsPolicy;
+use crate::secret::Secret;
 
 /// RFC 5321 §4.5.3.2 client timeouts. The defaults are the RFC's minimums. In configuration
 /// files each is a number of seconds (fractions allowed), e.g. `data_end = 600`.
@@ -90,20 +91,11 @@ pub enum AuthMechanism {
 }
 
 /// Credentials for AUTH to a smarthost. `mechanism: None` picks PLAIN if offered, else LOGIN.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RelayCredentials {
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     pub mechanism: Option<AuthMechanism>,
-}
-
-impl std::fmt::Debug for RelayCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayCredentials")
-            .field("username", &self.username)
-            .field("mechanism", &self.mechanism)
-            .finish_non_exhaustive()
-    }
 }
 
 /// How the client behaves towards one target.

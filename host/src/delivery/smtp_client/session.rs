@@ -296,13 +296,14 @@ impl Connection {
         let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
         let reply = match mechanism {
             AuthMechanism::Plain => {
-                let token = b64(format!("\0{}\0{}", creds.username, creds.password).as_bytes());
+                let token =
+                    b64(format!("\0{}\0{}", creds.username, creds.password.expose()).as_bytes());
                 self.command(&format!("AUTH PLAIN {token}"), t, "AUTH")
                     .await?
             }
             AuthMechanism::Login => {
                 let mut reply = self.command("AUTH LOGIN", t, "AUTH").await?;
-                for secret in [&creds.username, &creds.password] {
+                for secret in [creds.username.as_str(), creds.password.expose()] {
                     if reply.code != 334 {
                         break;
                     }
