@@ -13,14 +13,13 @@
 use super::id::QueueId;
 use super::index::{Index, Segment};
 use super::message::MessageMeta;
-use super::options::{Counters, SpoolOptions};
+use super::options::{SpoolOptions, SpoolStats};
 use super::record::{self, Entry, Frame};
 use super::segment::fsync_dir;
 use super::segment::{self, Span};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -43,7 +42,7 @@ struct Pending {
 pub(super) struct Shared {
     pub dir: PathBuf,
     pub index: Mutex<Index>,
-    pub counters: Counters,
+    pub counters: Mutex<SpoolStats>,
     pub options: SpoolOptions,
     /// New messages, announced to the queue manager as soon as they are durable (even if the
     /// session that stored one gave up waiting meanwhile).
@@ -53,6 +52,11 @@ pub(super) struct Shared {
 impl Shared {
     pub fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A leaf lock: taken last (possibly under the index lock) and held for one update.
+    pub fn counters(&self) -> std::sync::MutexGuard<'_, SpoolStats> {
+        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -142,7 +146,7 @@ fn commit(shared: &Shared, active: &mut Active, batch: Vec<Pending>, buf: &mut V
                 Change::Store(meta) => {
                     arrived.push(meta.id.clone());
                     index.put(meta, Vec::new(), seq, span);
-                    shared.counters.stored.fetch_add(1, Ordering::Relaxed);
+                    shared.counters().stored += 1;
                 }
                 Change::States(id, states) => index.add_states(&id, states),
                 Change::Done(id) => {
@@ -188,8 +192,11 @@ fn append<'a>(
         .file
         .write_all_at(buf, active.size)
         .and_then(|()| active.file.sync_data());
-    shared.counters.file_fsyncs.fetch_add(1, Ordering::Relaxed);
-    shared.counters.batches.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut counters = shared.counters();
+        counters.file_fsyncs += 1;
+        counters.batches += 1;
+    }
     if let Err(e) = written {
         active.broken = true;
         return Err(e);
@@ -206,7 +213,7 @@ fn append<'a>(
 fn rotate(shared: &Shared, active: &mut Active) -> std::io::Result<()> {
     let seq = active.seq + 1;
     let file = Arc::new(segment::create(&shared.dir, seq)?);
-    shared.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
+    shared.counters().dir_fsyncs += 1;
     let size = record::SEGMENT_MAGIC.len() as u64;
     let mut index = shared.index();
     if let Some(old) = index.segments.get_mut(&active.seq) {
@@ -272,8 +279,11 @@ fn reclaim(shared: &Shared, active: &mut Active, buf: &mut Vec<u8>) -> std::io::
             Err(e) => return Err(e),
         }
         fsync_dir(&shared.dir)?;
-        shared.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
-        shared.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut counters = shared.counters();
+            counters.dir_fsyncs += 1;
+            counters.reclaimed += 1;
+        }
     }
 }
 
@@ -304,10 +314,7 @@ fn move_forward(
     if let Some(seg) = index.segments.get_mut(&active.seq) {
         seg.size = active.size;
     }
-    shared
-        .counters
-        .compacted
-        .fetch_add(copies.len() as u64, Ordering::Relaxed);
+    shared.counters().compacted += copies.len() as u64;
     Ok(())
 }
 

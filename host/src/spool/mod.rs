@@ -51,13 +51,11 @@ mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 pub use id::QueueId;
 pub use message::{Incoming, MessageMeta, SpooledMessage};
-use options::Counters;
 pub use options::{SpoolOptions, SpoolStats};
 pub(crate) use segment::fsync_dir;
 
@@ -85,7 +83,7 @@ impl Spool {
         let shared = Arc::new(commit::Shared {
             dir,
             index: std::sync::Mutex::new(index),
-            counters: Counters::default(),
+            counters: std::sync::Mutex::default(),
             options,
             arrivals,
         });
@@ -149,15 +147,7 @@ impl Spool {
     }
 
     pub fn stats(&self) -> SpoolStats {
-        let c = &self.shared.counters;
-        SpoolStats {
-            stored: c.stored.load(Ordering::Relaxed),
-            file_fsyncs: c.file_fsyncs.load(Ordering::Relaxed),
-            dir_fsyncs: c.dir_fsyncs.load(Ordering::Relaxed),
-            batches: c.batches.load(Ordering::Relaxed),
-            reclaimed: c.reclaimed.load(Ordering::Relaxed),
-            compacted: c.compacted.load(Ordering::Relaxed),
-        }
+        *self.shared.counters()
     }
 
     /// Every queued message, oldest first.

@@ -1,6 +1,5 @@
 //! The spool's tuning and the counters that measure what durability costs.
 
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// Tuning of the segment log (the defaults suit a server; tests make segments small).
@@ -21,7 +20,8 @@ impl Default for SpoolOptions {
     }
 }
 
-/// Counters for measuring the cost of durability.
+/// Counters for measuring the cost of durability (kept under one lock in the spool: they change
+/// once per batch or per message, never often enough for the lock to matter).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpoolStats {
     pub stored: u64,
@@ -35,14 +35,4 @@ pub struct SpoolStats {
     pub reclaimed: u64,
     /// Messages copied forward by compaction.
     pub compacted: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(super) stored: AtomicU64,
-    pub(super) file_fsyncs: AtomicU64,
-    pub(super) dir_fsyncs: AtomicU64,
-    pub(super) batches: AtomicU64,
-    pub(super) reclaimed: AtomicU64,
-    pub(super) compacted: AtomicU64,
 }
