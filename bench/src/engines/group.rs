@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use anyhow::Result;
 use tokio::sync::oneshot;
 
+use super::Store;
+
 /// One spool operation, keyed by a message number.
 pub enum Op {
     Store { key: u64, value: Vec<u8> },
@@ -18,9 +20,11 @@ pub enum Op {
 
 type Waiting = (Op, oneshot::Sender<Result<(), String>>);
 
+/// Also the [`Store`] of such an engine: it numbers the messages and submits each operation.
 pub struct GroupCommit {
     tx: mpsc::Sender<Waiting>,
     groups: Arc<AtomicU64>,
+    next: AtomicU64,
 }
 
 impl GroupCommit {
@@ -41,7 +45,11 @@ impl GroupCommit {
                 }
             }
         });
-        GroupCommit { tx, groups }
+        GroupCommit {
+            tx,
+            groups,
+            next: AtomicU64::new(1),
+        }
     }
 
     /// Queues `op` for the next group and returns once that group is durable.
@@ -52,8 +60,28 @@ impl GroupCommit {
             .map_err(|_| anyhow::anyhow!("group thread stopped"))?;
         wait.await?.map_err(anyhow::Error::msg)
     }
+}
 
-    pub fn groups(&self) -> u64 {
+impl Store for GroupCommit {
+    type Id = u64;
+
+    async fn store(&self, envelope: &[u8], message: Vec<u8>) -> Result<u64> {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        let value = message_value(envelope, &message);
+        drop(message);
+        self.submit(Op::Store { key, value }).await?;
+        Ok(key)
+    }
+
+    async fn state(&self, id: &u64, n: u32, value: Vec<u8>) -> Result<()> {
+        self.submit(Op::State { key: *id, n, value }).await
+    }
+
+    async fn done(&self, id: &u64, states: u32) -> Result<()> {
+        self.submit(Op::Done { key: *id, states }).await
+    }
+
+    fn groups(&self) -> u64 {
         self.groups.load(Ordering::Relaxed)
     }
 }

@@ -224,8 +224,8 @@ pub async fn run_one(engine: &str, load: &Load, dir: &Path) -> Result<Outcome> {
             )
             .await
         }
-        "redb" => drive(engine, Arc::new(redb_store::Redb::open(dir)?), load).await,
-        "fjall" => drive(engine, Arc::new(fjall_store::Fjall::open(dir)?), load).await,
+        "redb" => drive(engine, Arc::new(redb_store::open(dir)?), load).await,
+        "fjall" => drive(engine, Arc::new(fjall_store::open(dir)?), load).await,
         other => bail!("unknown engine {other:?} (known: {})", ENGINES.join(", ")),
     }
 }
