@@ -16,8 +16,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use mailwit::plugins::generation::PluginSettings;
 use mailwit::plugins::{Plugins, RuntimeOptions};
 use mailwit::policy::{
-    Credentials, Envelope, ListenerRole, Message, Recipient, ReversePath, SessionHooks, SessionInfo,
+    Credentials, Envelope, Message, Recipient, ReversePath, SessionHooks, SessionInfo,
 };
+
+/// The plugin tests' policy values (the mx session), shared rather than copied.
+#[path = "../tests/support/policy.rs"]
+mod policy;
 
 const CHAOS: &str = "mailwit_test_chaos.wasm";
 const GRANTS: &str = r#"grants = ["config", "log", "kv", "clock"]"#;
@@ -33,16 +37,7 @@ fn plugins(toml: &str) -> Arc<Plugins> {
 }
 
 fn session() -> SessionInfo {
-    SessionInfo {
-        id: "bench".into(),
-        listener: "mx".into(),
-        role: ListenerRole::Mx,
-        client: "127.0.0.1:40000".parse().unwrap(),
-        local: "127.0.0.1:25".parse().unwrap(),
-        helo: Some("client.example.test".into()),
-        tls: None,
-        authenticated: None,
-    }
+    policy::mx_session("bench")
 }
 
 fn from() -> ReversePath {

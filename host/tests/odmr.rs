@@ -147,6 +147,30 @@ fn log_has(server: &TestServer, needle: &str) -> bool {
 
 // ---------------------------------------------------------------- fetchmail
 
+/// fetchmail, as alice, collects `domain` into `sink`: exactly one message arrives, for `rcpt`,
+/// and it is `spooled` byte for byte; then the queue is empty.
+fn collect_as_alice(server: &TestServer, domain: &str, sink: &Sink, rcpt: &str, spooled: Vec<u8>) {
+    let (code, out) = fetchmail(server, ALICE, ALICE_PASSWORD, domain, sink.addr);
+    assert_eq!(code, 0, "fetchmail failed:\n{out}\n{}", server.log());
+    let dumps = sink.wait_messages(1);
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let dump = &dumps[0];
+    assert!(dump.contains(&format!("X-Mail-Args: <{ALICE}>")), "{dump}");
+    assert!(dump.contains(&format!("X-Rcpt-Args: <{rcpt}>")), "{dump}");
+    // smtp-sink stores lines with LF, after its own Received header and before one final empty
+    // line; between them is everything we spooled, byte for byte.
+    let sent = String::from_utf8(spooled).unwrap().replace("\r\n", "\n");
+    let ours = dump
+        .find("Received: from sender.test")
+        .expect("our Received header");
+    assert_eq!(&dump[ours..], format!("{sent}\n"), "dump:\n{dump}");
+    crate::support::until_blocking(
+        "the queue is empty",
+        || server.log(),
+        || server.spooled().is_empty(),
+    );
+}
+
 #[test]
 fn fetchmail_collects_held_mail_byte_for_byte() {
     let sink = Sink::start(&[]);
@@ -165,26 +189,7 @@ fn fetchmail_collects_held_mail_byte_for_byte() {
     let spooled = spooled_message(&server);
     assert!(sink.messages().is_empty());
 
-    let (code, out) = fetchmail(&server, ALICE, ALICE_PASSWORD, "odmr.test", sink.addr);
-    assert_eq!(code, 0, "fetchmail failed:\n{out}\n{}", server.log());
-
-    let dumps = sink.wait_messages(1);
-    assert_eq!(dumps.len(), 1, "{dumps:?}");
-    let dump = &dumps[0];
-    assert!(dump.contains(&format!("X-Mail-Args: <{ALICE}>")), "{dump}");
-    assert!(dump.contains("X-Rcpt-Args: <carol@odmr.test>"), "{dump}");
-    // smtp-sink stores lines with LF, after its own Received header and before one final empty
-    // line; between them is everything we spooled, byte for byte.
-    let sent = String::from_utf8(spooled).unwrap().replace("\r\n", "\n");
-    let ours = dump
-        .find("Received: from sender.test")
-        .expect("our Received header");
-    assert_eq!(&dump[ours..], format!("{sent}\n"), "dump:\n{dump}");
-    crate::support::until_blocking(
-        "the queue is empty",
-        || server.log(),
-        || server.spooled().is_empty(),
-    );
+    collect_as_alice(&server, "odmr.test", &sink, "carol@odmr.test", spooled);
     let summary = queue_summary(&server);
     assert!(!summary.contains("odmr.test"), "{summary}");
 
@@ -392,8 +397,7 @@ fn customer_side_refusals_are_recorded_like_any_delivery() {
     assert!(data.contains("Subject: three recipients"), "{data}");
 
     // The refused recipient bounces to alice (DSN); the deferred one stays held.
-    let files = server.wait_maildir(ALICE, 1);
-    let dsn = std::fs::read_to_string(&files[0]).unwrap();
+    let dsn = first_dsn(&server);
     assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
     assert!(dsn.contains("Action: failed"), "{dsn}");
     assert!(dsn.contains("gone@odmr.test"), "{dsn}");
@@ -457,23 +461,35 @@ fn cram_md5_users_file_line_and_hash_password_agree() {
     );
 }
 
-#[test]
-fn held_mail_expires_with_a_bounce() {
-    let server = TestServer::with_config(&crate::support::config(
+/// A server holding odmr.test for ATRN, retrying fast, with `queue` added to its `[queue]`.
+fn held_domain_server(queue: &str) -> TestServer {
+    TestServer::with_config(&crate::support::config(
         "",
-        r#"
+        &format!(
+            r#"
 [routes.domains."odmr.test"]
 odmr = true
 
 [queue]
 retry_first = "500ms"
 retry_max = "1s"
-lifetime = "2s"
-"#,
-    ));
-    send_to_held_domain(&server, &["nobody-came@odmr.test"], "never collected");
+{queue}
+"#
+        ),
+    ))
+}
+
+/// The first delivery report in alice's Maildir (she sends the mail these tests hold).
+fn first_dsn(server: &TestServer) -> String {
     let files = server.wait_maildir(ALICE, 1);
-    let dsn = std::fs::read_to_string(&files[0]).unwrap();
+    std::fs::read_to_string(&files[0]).unwrap()
+}
+
+#[test]
+fn held_mail_expires_with_a_bounce() {
+    let server = held_domain_server(r#"lifetime = "2s""#);
+    send_to_held_domain(&server, &["nobody-came@odmr.test"], "never collected");
+    let dsn = first_dsn(&server);
     assert!(dsn.contains("Action: failed"), "{dsn}");
     assert!(dsn.contains("nobody-came@odmr.test"), "{dsn}");
     assert!(dsn.contains("gave up: message too old"), "{dsn}");
@@ -486,21 +502,9 @@ lifetime = "2s"
 
 #[test]
 fn held_mail_gets_a_delay_warning_and_stays_held() {
-    let server = TestServer::with_config(&crate::support::config(
-        "",
-        r#"
-[routes.domains."odmr.test"]
-odmr = true
-
-[queue]
-retry_first = "500ms"
-retry_max = "1s"
-delay_warning = "1s"
-"#,
-    ));
+    let server = held_domain_server(r#"delay_warning = "1s""#);
     send_to_held_domain(&server, &["patient@odmr.test"], "still waiting");
-    let files = server.wait_maildir(ALICE, 1);
-    let dsn = std::fs::read_to_string(&files[0]).unwrap();
+    let dsn = first_dsn(&server);
     assert!(dsn.contains("Action: delayed"), "{dsn}");
     assert!(dsn.contains("patient@odmr.test"), "{dsn}");
     assert!(dsn.contains("until collected with ATRN"), "{dsn}");
@@ -697,28 +701,12 @@ fn a_route_plugin_holds_mail_for_atrn_collection_like_a_routes_hold() {
     assert!(customer.messages().is_empty());
 
     // fetchmail, as alice, collects it byte for byte.
-    let (code, out) = fetchmail(
+    collect_as_alice(
         &server,
-        ALICE,
-        ALICE_PASSWORD,
         "hookheld.test",
-        customer.addr,
-    );
-    assert_eq!(code, 0, "fetchmail failed:\n{out}\n{}", server.log());
-    let dumps = customer.wait_messages(1);
-    assert_eq!(dumps.len(), 1, "{dumps:?}");
-    let dump = &dumps[0];
-    assert!(dump.contains(&format!("X-Mail-Args: <{ALICE}>")), "{dump}");
-    assert!(dump.contains("X-Rcpt-Args: <dave@hookheld.test>"), "{dump}");
-    let sent = String::from_utf8(spooled).unwrap().replace("\r\n", "\n");
-    let ours = dump
-        .find("Received: from sender.test")
-        .expect("our Received header");
-    assert_eq!(&dump[ours..], format!("{sent}\n"), "dump:\n{dump}");
-    crate::support::until_blocking(
-        "the queue is empty",
-        || server.log(),
-        || server.spooled().is_empty(),
+        &customer,
+        "dave@hookheld.test",
+        spooled,
     );
     assert!(!queue_summary(&server).contains("hookheld.test"));
     assert!(

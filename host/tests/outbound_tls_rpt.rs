@@ -58,6 +58,41 @@ fn mailwit(zone: &SignedZone, peer: &Peer, tls_rpt: &str) -> TestServer {
     ))
 }
 
+/// `<label>.test`, signed: one MX on 127.0.0.1 (`extra` adds records such as its TLSA) and a
+/// `_smtp._tls` record whose rua is `https://reports.<label>.test:<port_and_path>`; mailwit is
+/// started on it, reporting every 2 s and trusting `pki` for the upload. The zone and the CA
+/// file's directory must live as long as the server.
+fn https_reporting_domain(
+    label: &str,
+    port_and_path: &str,
+    extra: Vec<String>,
+    peer: &Peer,
+    pki: &Pki,
+) -> (SignedZone, TestServer, tempfile::TempDir) {
+    let mut signed = vec![
+        format!("{label} IN MX 10 mx.{label}"),
+        format!("mx.{label} IN A 127.0.0.1"),
+        format!("reports.{label} IN A 127.0.0.1"),
+        format!(
+            "_smtp._tls.{label} IN TXT \"v=TLSRPTv1; rua=https://reports.{label}.test:{port_and_path}\""
+        ),
+    ];
+    signed.extend(extra);
+    let zone = SignedZone::start(Zones {
+        signed,
+        unsigned: vec![],
+        corrupt_tlsa: vec![],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.ca_file(dir.path());
+    let server = mailwit(
+        &zone,
+        peer,
+        &format!("interval = \"2s\"\nca_file = \"{}\"", ca.display()),
+    );
+    (zone, server, dir)
+}
+
 fn submit(server: &TestServer, to: &str) {
     let mut c = Client::connect_tls(server.addr("submissions"));
     c.expect("EHLO client.test", 250);
@@ -303,27 +338,9 @@ async fn reports_are_posted_to_https_rua() {
     let collector =
         HttpsCollector::start(&pki.leaf(&["reports.rpt2.test"], Validity::Current)).await;
     let good = format!("3 1 1 {}", hex(&sha256(&leaf.spki)));
-    let zone = SignedZone::start(Zones {
-        signed: vec![
-            "rpt2 IN MX 10 mx.rpt2".into(),
-            "mx.rpt2 IN A 127.0.0.1".into(),
-            "reports.rpt2 IN A 127.0.0.1".into(),
-            format!("_{port}._tcp.mx.rpt2 IN TLSA {good}"),
-            format!(
-                "_smtp._tls.rpt2 IN TXT \"v=TLSRPTv1; rua=https://reports.rpt2.test:{}/v1/tlsrpt\"",
-                collector.addr.port()
-            ),
-        ],
-        unsigned: vec![],
-        corrupt_tlsa: vec![],
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let ca = pki.ca_file(dir.path());
-    let server = mailwit(
-        &zone,
-        &peer,
-        &format!("interval = \"2s\"\nca_file = \"{}\"", ca.display()),
-    );
+    let tlsa = format!("_{port}._tcp.mx.rpt2 IN TLSA {good}");
+    let rua = format!("{}/v1/tlsrpt", collector.addr.port());
+    let (_zone, server, _ca_dir) = https_reporting_domain("rpt2", &rua, vec![tlsa], &peer, &pki);
     submit(&server, "carol@rpt2.test");
     wait_delivered(&peer, &server, 1);
     let deadline = Instant::now() + support::PATIENCE;
@@ -540,25 +557,8 @@ async fn failed_https_upload_is_retried_until_it_succeeds() {
     let peer = peer(&leaf).await;
     let pki = Pki::new("TLS-RPT endpoint CA");
     let endpoint = support::free_port("127.0.0.1");
-    let zone = SignedZone::start(Zones {
-        signed: vec![
-            "rpt6 IN MX 10 mx.rpt6".into(),
-            "mx.rpt6 IN A 127.0.0.1".into(),
-            "reports.rpt6 IN A 127.0.0.1".into(),
-            format!(
-                "_smtp._tls.rpt6 IN TXT \"v=TLSRPTv1; rua=https://reports.rpt6.test:{endpoint}/up\""
-            ),
-        ],
-        unsigned: vec![],
-        corrupt_tlsa: vec![],
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let ca = pki.ca_file(dir.path());
-    let server = mailwit(
-        &zone,
-        &peer,
-        &format!("interval = \"2s\"\nca_file = \"{}\"", ca.display()),
-    );
+    let rua = format!("{endpoint}/up");
+    let (_zone, server, _ca_dir) = https_reporting_domain("rpt6", &rua, vec![], &peer, &pki);
     submit(&server, "carol@rpt6.test");
     wait_delivered(&peer, &server, 1);
     let outbox = server.state_dir().join("tls-rpt/outbox");
