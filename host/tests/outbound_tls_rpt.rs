@@ -17,7 +17,6 @@ use crate::support;
 use std::io::Read;
 
 use mail_parser::MimeHeaders;
-use std::time::{Duration, Instant};
 
 use support::https_collector::HttpsCollector;
 use support::peer::{PeerOptions, ScriptedPeer as Peer, TestCa};
@@ -103,16 +102,11 @@ fn submit(server: &TestServer, to: &str) {
 }
 
 fn wait_delivered(peer: &Peer, server: &TestServer, count: usize) {
-    let deadline = Instant::now() + support::PATIENCE;
-    while peer.transcript().messages.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} delivered:\n{}",
-            peer.transcript().messages.len(),
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::until_blocking(
+        &format!("{count} messages at the peer"),
+        || server.log(),
+        || peer.transcript().messages.len() >= count,
+    );
 }
 
 fn gunzip(bytes: &[u8]) -> serde_json::Value {
@@ -150,6 +144,23 @@ fn report_mails(
 }
 
 /// Sums over reports: (successes, failures by result type) of the policies naming `mx`.
+/// The JSON of the report mails in bob's Maildir (the reports' rua in these tests).
+fn report_json(server: &TestServer) -> Vec<serde_json::Value> {
+    report_mails(server, "bob@example.test")
+        .into_iter()
+        .map(|(_, j)| j)
+        .collect()
+}
+
+/// A failed wait's context: the reports so far, then the server's log.
+fn reports_so_far(server: &TestServer) -> String {
+    format!(
+        "reports so far: {:#?}\n{}",
+        report_json(server),
+        server.log()
+    )
+}
+
 fn counts(reports: &[serde_json::Value], mx: &str) -> (u64, Vec<(String, u64)>) {
     let (mut ok, mut failed) = (0, Vec::new());
     for report in reports {
@@ -257,29 +268,27 @@ async fn tls_failures_and_successes_are_reported_by_mail() {
     wait_delivered(&peer, &server, 2);
 
     // Sessions may straddle two periods: sum the reports until every session is counted.
-    let deadline = Instant::now() + support::PATIENCE;
-    let mails = loop {
-        let mails = report_mails(&server, "bob@example.test");
-        let json: Vec<_> = mails.iter().map(|(_, j)| j.clone()).collect();
-        let (ok1, failed1) = counts(&json, "mx1.rpt.test");
-        let (ok2, failed2) = counts(&json, "mx2.rpt.test");
-        let tlsa_invalid: u64 = failed1
-            .iter()
-            .filter(|(t, _)| t == "tlsa-invalid")
-            .map(|(_, n)| n)
-            .sum();
-        if tlsa_invalid >= 2 && ok2 >= 2 {
+    let mails = support::until_some(
+        "reports that count all four sessions",
+        || reports_so_far(&server),
+        || {
+            let mails = report_mails(&server, "bob@example.test");
+            let json: Vec<_> = mails.iter().map(|(_, j)| j.clone()).collect();
+            let (ok1, failed1) = counts(&json, "mx1.rpt.test");
+            let (ok2, failed2) = counts(&json, "mx2.rpt.test");
+            let tlsa_invalid: u64 = failed1
+                .iter()
+                .filter(|(t, _)| t == "tlsa-invalid")
+                .map(|(_, n)| n)
+                .sum();
+            if tlsa_invalid < 2 || ok2 < 2 {
+                return None;
+            }
             assert_eq!((ok1, tlsa_invalid), (0, 2), "{json:#?}");
             assert_eq!((ok2, failed2.len()), (2, 0), "{json:#?}");
-            break mails;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "reports so far: {json:#?}\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+            Some(mails)
+        },
+    );
     for (message, json) in &mails {
         check_report_fields(json);
         let report_id = json["report-id"].as_str().unwrap();
@@ -343,11 +352,15 @@ async fn reports_are_posted_to_https_rua() {
     let (_zone, server, _ca_dir) = https_reporting_domain("rpt2", &rua, vec![tlsa], &peer, &pki);
     submit(&server, "carol@rpt2.test");
     wait_delivered(&peer, &server, 1);
-    let deadline = Instant::now() + support::PATIENCE;
-    let reports = loop {
-        let posted = collector.posted();
-        let reports: Vec<_> = posted.iter().map(|p| gunzip(&p.body)).collect();
-        if counts(&reports, "mx.rpt2.test").0 >= 1 {
+    let reports = support::until_some(
+        "a report posted",
+        || server.log(),
+        || {
+            let posted = collector.posted();
+            let reports: Vec<_> = posted.iter().map(|p| gunzip(&p.body)).collect();
+            if counts(&reports, "mx.rpt2.test").0 == 0 {
+                return None;
+            }
             for p in &posted {
                 assert!(
                     p.head.starts_with("POST /v1/tlsrpt HTTP/1.1\r\n"),
@@ -362,15 +375,9 @@ async fn reports_are_posted_to_https_rua() {
                     p.head
                 );
             }
-            break reports;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing posted:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+            Some(reports)
+        },
+    );
     assert_eq!(counts(&reports, "mx.rpt2.test"), (1, vec![]));
     for report in &reports {
         check_report_fields(report);
@@ -404,15 +411,11 @@ async fn recorded_sessions_survive_a_kill() {
     submit(&server, "carol@rpt3.test");
     wait_delivered(&peer, &server, 1);
     let log_dir = server.state_dir().join("tls-rpt");
-    let deadline = Instant::now() + support::PATIENCE;
-    while std::fs::read_dir(&log_dir).map(|d| d.count()).unwrap_or(0) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no session log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::until_blocking(
+        "a session log",
+        || server.log(),
+        || std::fs::read_dir(&log_dir).map(|d| d.count()).unwrap_or(0) > 0,
+    );
     assert!(report_mails(&server, "bob@example.test").is_empty());
     server.kill();
     let config = std::fs::read_to_string(&server.config_path).unwrap();
@@ -422,23 +425,15 @@ async fn recorded_sessions_survive_a_kill() {
     )
     .unwrap();
     server.spawn();
-    let deadline = Instant::now() + support::PATIENCE;
-    loop {
-        let json: Vec<_> = report_mails(&server, "bob@example.test")
-            .into_iter()
-            .map(|(_, j)| j)
-            .collect();
-        if counts(&json, "mx.rpt3.test").0 >= 1 {
-            assert_eq!(counts(&json, "mx.rpt3.test"), (1, vec![]));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no report after the restart:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let json = support::until_some(
+        "a report after the restart",
+        || server.log(),
+        || {
+            let json = report_json(&server);
+            (counts(&json, "mx.rpt3.test").0 >= 1).then_some(json)
+        },
+    );
+    assert_eq!(counts(&json, "mx.rpt3.test"), (1, vec![]));
 }
 
 /// RFC 8460 §4.3 with RFC 8461 §5: under an MTA-STS `testing` policy the mail goes through, and
@@ -506,22 +501,14 @@ async fn sts_testing_report(policy_mx: &str, cert_name: &str, result_type: &str)
     wait_delivered(&peer, &server, 1);
     assert!(peer.transcript().messages[0].tls, "delivered over TLS");
 
-    let deadline = Instant::now() + support::PATIENCE;
-    let reports = loop {
-        let json: Vec<_> = report_mails(&server, "bob@example.test")
-            .into_iter()
-            .map(|(_, j)| j)
-            .collect();
-        if !counts(&json, policy_mx).1.is_empty() {
-            break json;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "reports so far: {json:#?}\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let reports = support::until_some(
+        "a report with a failure",
+        || reports_so_far(&server),
+        || {
+            let json = report_json(&server);
+            (!counts(&json, policy_mx).1.is_empty()).then_some(json)
+        },
+    );
     assert_eq!(
         counts(&reports, policy_mx),
         (0, vec![(result_type.to_string(), 1)]),
@@ -572,11 +559,11 @@ async fn failed_https_upload_is_retried_until_it_succeeds() {
             .unwrap_or(0)
     };
     // The endpoint is down: the upload fails and the report waits in the outbox.
-    let deadline = Instant::now() + support::PATIENCE;
-    while !server.log().contains("report not sent; will retry") {
-        assert!(Instant::now() < deadline, "{}", server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::until_blocking(
+        "a failed upload",
+        || server.log(),
+        || server.log().contains("report not sent; will retry"),
+    );
     assert_eq!(outbox_files(), 1, "{}", server.log());
     // The endpoint comes up: the next try posts the report.
     let collector = HttpsCollector::start_on(
@@ -584,15 +571,11 @@ async fn failed_https_upload_is_retried_until_it_succeeds() {
         endpoint,
     )
     .await;
-    let deadline = Instant::now() + support::PATIENCE;
-    while collector.posted().is_empty() || outbox_files() != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing posted:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::until_blocking(
+        "the report posted and the outbox empty",
+        || server.log(),
+        || !collector.posted().is_empty() && outbox_files() == 0,
+    );
     let posted = collector.posted();
     assert_eq!(posted.len(), 1, "one report, posted once");
     let report = gunzip(&posted[0].body);
@@ -648,23 +631,24 @@ async fn report_mail_is_neither_lost_nor_repeated_across_a_kill() {
     let is_report =
         |m: &Vec<u8>| String::from_utf8_lossy(m).contains("TLS-Report-Domain: rpt7.test");
     // Queued, its outbox file gone and its period log too: the report is the queue's now.
-    let deadline = Instant::now() + support::PATIENCE;
-    while !(server.spooled().iter().any(is_report)
-        && count(&rpt.join("outbox"), ".json") == 0
-        && count(&rpt, ".jsonl") == 0)
-    {
-        assert!(Instant::now() < deadline, "{}", server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::until_blocking(
+        "the report mail spooled and the outbox and session logs empty",
+        || server.log(),
+        || {
+            server.spooled().iter().any(is_report)
+                && count(&rpt.join("outbox"), ".json") == 0
+                && count(&rpt, ".jsonl") == 0
+        },
+    );
     server.kill();
     server.spawn();
     let dumps = support::helper_dir::helper_dir();
     let sink = support::sink::Sink::start_dumping_to(relay, &dumps.path().join("d"), &[]);
-    let deadline = Instant::now() + support::PATIENCE;
-    while sink.messages().is_empty() || server.spooled().iter().any(is_report) {
-        assert!(Instant::now() < deadline, "{}", server.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::until_blocking(
+        "the report mail relayed and gone from the spool",
+        || server.log(),
+        || !sink.messages().is_empty() && !server.spooled().iter().any(is_report),
+    );
     assert_eq!(count(&rpt.join("outbox"), ".json"), 0);
     assert_eq!(count(&rpt, ".jsonl"), 0);
     let reports: Vec<String> = sink

@@ -35,7 +35,7 @@ pub mod wait;
 #[allow(unused_imports)]
 pub use mailwit::*;
 #[allow(unused_imports)]
-pub use wait::{until, until_async, until_blocking};
+pub use wait::{until, until_async, until_blocking, until_some};
 
 /// What a finished command printed: its stdout, then its stderr.
 pub fn printed(out: &std::process::Output) -> String {

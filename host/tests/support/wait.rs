@@ -28,8 +28,21 @@ pub async fn until_async(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 /// Waits (blocking the thread) until `cond` holds; on timeout the failure shows `log()` (e.g.
 /// the server's log).
 pub fn until_blocking(what: &str, log: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
+    until_some(what, log, || cond().then_some(()))
+}
+
+/// Waits (blocking the thread) until `poll` gives a value, and returns it; on timeout the
+/// failure shows `log()`.
+pub fn until_some<T>(
+    what: &str,
+    log: impl Fn() -> String,
+    mut poll: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + PATIENCE;
-    while !cond() {
+    loop {
+        if let Some(value) = poll() {
+            return value;
+        }
         assert!(
             Instant::now() < deadline,
             "gave up waiting for {what}\n{}",
