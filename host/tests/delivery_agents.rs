@@ -217,7 +217,7 @@ async fn disconnects_defer_with_4_4_2() {
 
 #[tokio::test]
 async fn refused_connection_defers_with_4_4_1() {
-    let port = free_port("127.0.0.1");
+    let (_refusing, port) = crate::support::refusing_port();
     let rp = sender("alice@origin.test");
     let rcpts = [rcpt("bob@dest.test"), rcpt("carol@dest.test")];
     let msg = message("refused", "body\r\n");

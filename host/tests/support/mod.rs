@@ -51,3 +51,12 @@ pub fn free_port(ip: &str) -> u16 {
     let l = std::net::TcpListener::bind((ip, 0)).unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// A port on 127.0.0.1 that refuses connections for as long as the socket lives: bound but not
+/// listening, so no test running in parallel can take it (as it could a `free_port`).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
